@@ -1,0 +1,1 @@
+"""Check-version core: resolve, fetch, compare and seal MLflow model versions."""

@@ -1,0 +1,1 @@
+"""Webhook listener, queue, worker pipeline and publishers."""

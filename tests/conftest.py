@@ -1,0 +1,41 @@
+"""Shared fixtures: real MLflow tracking servers, started once per session and stopped by pid."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.procs import MlflowServer
+
+# Keep MLflow from slow network look-ups and noisy telemetry in tests.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """A real ``mlflow server``: SQLite store, local artifact root (artifacts readable in place)."""
+    srv = MlflowServer(tmp_path_factory.mktemp("mlflow-local")).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """A real ``mlflow server`` with ``--serve-artifacts``: artifacts only reachable over HTTP."""
+    srv = MlflowServer(tmp_path_factory.mktemp("mlflow-http"), serve_artifacts=True).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server_2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """A second, independent tracking server for cross-server comparisons."""
+    srv = MlflowServer(tmp_path_factory.mktemp("mlflow-second")).start()
+    yield srv
+    srv.stop()

@@ -1,0 +1,135 @@
+"""Start and stop real server processes for tests, each owned by its process id."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
+    """Poll ``url`` until it answers 2xx, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process {proc.pid} exited with {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if 200 <= resp.status < 300:
+                    return
+        except (urllib.error.URLError, ConnectionError, OSError) as exc:
+            last = exc
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout}s: {last}")
+
+
+class ManagedProcess:
+    """A subprocess in its own process group, stopped by its own pid (and its children)."""
+
+    def __init__(self, argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
+                 log_path: Path | None = None) -> None:
+        self.argv = argv
+        self.env = {**os.environ, **(env or {})}
+        self.cwd = cwd
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "ManagedProcess":
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=out,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the whole process group (the server and its workers)."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM the group, then SIGKILL it if it has not gone within ``timeout``."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.kill(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill(signal.SIGKILL)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def log_tail(self, n: int = 4000) -> str:
+        if self.log_path and self.log_path.exists():
+            return self.log_path.read_text(errors="replace")[-n:]
+        return ""
+
+
+WEBHOOK_SERVER_ENV = {
+    # MLflow refuses loopback webhook targets unless told otherwise.
+    "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+    "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+    # A fixed key so the stored webhook secret stays readable across workers and restarts.
+    "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": "DQGHHANLVIv5fJszaoBHFX9QNl4neoH068AhV4YbciU=",
+}
+
+
+class MlflowServer(ManagedProcess):
+    """A real ``mlflow server`` on a SQLite store and a local artifact folder, on a free loopback port."""
+
+    def __init__(self, root: Path, *, serve_artifacts: bool = False, port: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.port = port or free_port()
+        self.artifacts = root / "artifacts"
+        argv = [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
+                "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--workers", "1"]
+        if serve_artifacts:
+            argv += ["--serve-artifacts", "--artifacts-destination", str(self.artifacts)]
+        else:
+            argv += ["--no-serve-artifacts", "--default-artifact-root", str(self.artifacts)]
+        super().__init__(argv, env={**WEBHOOK_SERVER_ENV, **(env or {})}, log_path=root / "server.log")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 90.0) -> "MlflowServer":
+        super().start()
+        try:
+            wait_http(self.url + "/health", timeout=timeout, proc=self.proc)
+        except Exception as exc:
+            self.stop()
+            raise RuntimeError(f"mlflow server did not start: {exc}\n{self.log_tail()}") from exc
+        return self
