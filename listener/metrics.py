@@ -1,0 +1,85 @@
+"""Prometheus metrics of the listener and the worker.
+
+Counters live in each process. Under gunicorn (several workers) and with a separate huey consumer, set
+``PROMETHEUS_MULTIPROC_DIR`` to one empty, shared, writable folder (for example ``$GUARD_DATA_DIR/metrics``)
+in the environment of every process BEFORE it starts: prometheus-client then writes the values to files
+there and ``/metrics`` adds them up across processes. The queue depth is read from the queue at scrape time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+DELIVERIES = Counter("guard_deliveries_total", "Webhook deliveries by route and HTTP answer",
+                     ["route", "code"])
+VALIDATIONS = Counter("guard_validations_total", "Finished validations by verdict", ["status"])
+CHECK_DURATION = Histogram("guard_check_duration_seconds", "Time to check one model version",
+                           buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800))
+PUBLISH_FAILURES = Counter("guard_publish_failures_total", "Failed attempts to publish a verdict",
+                           ["registry"])
+
+
+def multiprocess_dir() -> str | None:
+    """The multiprocess folder when prometheus-client runs in multiprocess mode, else None."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def record_delivery(route: str, code: int) -> None:
+    """Count one webhook answer."""
+    DELIVERIES.labels(route=route, code=str(code)).inc()
+
+
+def record_validation(status: str, duration_s: float | None = None) -> None:
+    """Count one finished validation (worker side) and observe its duration."""
+    VALIDATIONS.labels(status=status).inc()
+    if duration_s is not None:
+        CHECK_DURATION.observe(duration_s)
+
+
+def record_publish_failure(registry: str) -> None:
+    """Count one failed publish attempt (worker side)."""
+    PUBLISH_FAILURES.labels(registry=registry).inc()
+
+
+def mark_process_dead(pid: int) -> None:
+    """Drop a dead worker's live-gauge files (call from gunicorn's ``child_exit`` hook)."""
+    if multiprocess_dir():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+class QueueDepthCollector(Collector):
+    """``guard_queue_depth``, read from the queue when scraped (a gauge per process would disagree)."""
+
+    def __init__(self, depth: Callable[[], int]) -> None:
+        self._depth = depth
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        """Yield the current queue depth; a queue that cannot be read is left out rather than made up."""
+        family = GaugeMetricFamily("guard_queue_depth", "Jobs waiting in the validation queue")
+        try:
+            family.add_metric([], float(self._depth()))
+        except Exception:  # noqa: BLE001 - a scrape must not fail because the queue is down
+            return
+        yield family
+
+
+def render(depth: Callable[[], int]) -> tuple[bytes, str]:
+    """The Prometheus text exposition of every metric: (body, content type)."""
+    if multiprocess_dir():
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        body = generate_latest(registry)
+    else:
+        body = generate_latest(REGISTRY)
+    live = CollectorRegistry()
+    live.register(QueueDepthCollector(depth))
+    return body + generate_latest(live), CONTENT_TYPE_LATEST

@@ -1,0 +1,187 @@
+"""The durable job queue (huey) and exactly-once intake of deliveries.
+
+``submit`` records a delivery's key and stores its job in ONE atomic step: a single SQLite transaction
+(the delivery table lives in the queue database) or a single Redis Lua script. So a delivery is either
+taken (key recorded and job stored, both durable before the 202 goes out) or not taken at all; a crash or
+failure in between can never leave a key marked without its job, which would make the registry's retry
+look like a duplicate and lose the event.
+
+The consumer runs ``huey_consumer listener.queue.huey`` (or the worker's module that imports it); the
+module attribute ``huey`` is built lazily from the environment.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from huey import RedisHuey, SqliteHuey
+from huey.api import Huey
+from huey.registry import Message
+from huey.storage import RedisStorage, SqliteStorage
+
+from listener.config import Settings
+from listener.events import ValidationRequest
+
+HUEY_NAME = "guard"
+TASK_NAME = "listener.tasks.validate_version"
+# Registries retry within seconds; a week of memory also covers a listener that was down for days.
+DELIVERY_RETENTION_S = 7 * 24 * 3600
+
+
+class GuardSqliteStorage(SqliteStorage):
+    """huey's SQLite storage plus a table of delivery keys, written in the same transaction as the job."""
+
+    table_delivery = ("create table if not exists guard_delivery ("
+                      "key text not null primary key, task_id text not null, created_at real not null)")
+    index_delivery = "create index if not exists guard_delivery_created on guard_delivery (created_at)"
+    ddl = [*SqliteStorage.ddl, table_delivery, index_delivery]
+
+    def enqueue_once(self, key: str, task_id: str, data: bytes, priority: float | None = None,
+                     now: float | None = None) -> tuple[str, bool]:
+        """Store ``data`` as a job unless ``key`` was seen; returns (task id, duplicate?)."""
+        now = time.time() if now is None else now
+        with self.db(commit=True) as curs:  # "begin exclusive": the check and both writes are one step
+            curs.execute("select task_id from guard_delivery where key = ?", (key,))
+            row = curs.fetchone()
+            if row is not None:
+                return row[0], True
+            curs.execute("delete from guard_delivery where created_at < ?", (now - DELIVERY_RETENTION_S,))
+            curs.execute("insert into guard_delivery (key, task_id, created_at) values (?, ?, ?)",
+                         (key, task_id, now))
+            curs.execute("insert into task (queue, data, priority) values (?, ?, ?)",
+                         (self.name, self.to_blob(data), priority or 0))
+        return task_id, False
+
+    def delivery_task_id(self, key: str) -> str | None:
+        """The task id a delivery key was taken with, if it was."""
+        rows = self.sql("select task_id from guard_delivery where key = ?", (key,), results=True)
+        return rows[0][0] if rows else None
+
+    def check_writable(self) -> None:
+        """Raise if the queue database cannot take a write right now (takes and releases the write lock)."""
+        with self.db() as curs:
+            curs.execute("begin immediate")
+            curs.execute("rollback")
+
+
+_ENQUEUE_ONCE_LUA = """
+local existing = redis.call('GET', KEYS[1])
+if existing then
+  return {existing, 1}
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+redis.call('LPUSH', KEYS[2], ARGV[2])
+return {ARGV[1], 0}
+"""
+
+
+class GuardRedisStorage(RedisStorage):
+    """huey's Redis storage plus delivery keys, set together with the job push by one Lua script."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._enqueue_once = self.conn.register_script(_ENQUEUE_ONCE_LUA)
+        self.delivery_prefix = f"guard.delivery.{self.name}."
+
+    def enqueue_once(self, key: str, task_id: str, data: bytes, priority: float | None = None,
+                     now: float | None = None) -> tuple[str, bool]:
+        """Store ``data`` as a job unless ``key`` was seen; returns (task id, duplicate?)."""
+        found, duplicate = self._enqueue_once(keys=[self.delivery_prefix + key, self.queue_key],
+                                              args=[task_id, data, DELIVERY_RETENTION_S])
+        if isinstance(found, bytes):
+            found = found.decode()
+        return str(found), bool(duplicate)
+
+    def delivery_task_id(self, key: str) -> str | None:
+        """The task id a delivery key was taken with, if it was."""
+        value = self.conn.get(self.delivery_prefix + key)
+        return value.decode() if isinstance(value, bytes) else value
+
+    def check_writable(self) -> None:
+        """Raise if Redis does not accept a write right now."""
+        self.conn.set(f"guard.ready.{self.name}", str(time.time()), ex=60)
+
+
+class GuardSqliteHuey(SqliteHuey):
+    """SqliteHuey whose storage also records delivery keys."""
+
+    storage_class = GuardSqliteStorage
+
+
+class GuardRedisHuey(RedisHuey):
+    """RedisHuey whose storage also records delivery keys."""
+
+    storage_class = GuardRedisStorage
+
+
+_instances: dict[str, Huey] = {}
+_instances_lock = threading.Lock()
+
+
+def sqlite_path(queue_url: str) -> Path:
+    """The database file of a ``sqlite:///PATH`` queue URL (relative paths stay relative to the cwd)."""
+    return Path(queue_url[len("sqlite:///"):])
+
+
+def get_huey(settings: Settings) -> Huey:
+    """The huey instance for ``settings.queue_url`` (one per URL and process)."""
+    url = settings.queue_url
+    with _instances_lock:
+        instance = _instances.get(url)
+        if instance is None:
+            instance = _build_huey(url)
+            _instances[url] = instance
+        return instance
+
+
+def _build_huey(url: str) -> Huey:
+    if url.startswith("sqlite:///"):
+        path = sqlite_path(url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # fsync=True: a 202 is an acknowledgement, the job must survive a power cut, not just a crash.
+        # results=False: verdicts go to the results store, huey's own result rows would only pile up.
+        return GuardSqliteHuey(HUEY_NAME, filename=str(path), fsync=True, results=False)
+    parsed = urlparse(url)
+    if parsed.scheme in ("redis", "rediss"):
+        return GuardRedisHuey(HUEY_NAME, url=url, results=False)
+    raise ValueError("GUARD_QUEUE must be sqlite:///PATH or redis://HOST:PORT/DB")
+
+
+def submit(settings: Settings, request: ValidationRequest) -> tuple[str, bool]:
+    """Store a validation job durably unless its delivery was already taken.
+
+    Returns ``(task_id, duplicate)``. For a duplicate, ``task_id`` is the id the delivery was first
+    taken with and nothing is stored. Raises if the queue cannot be written; then nothing was recorded.
+
+    The job is the huey message of ``listener.tasks.validate_version(request_dict)``, built by task name:
+    the listener never imports the worker's modules (and MLflow with them). Retries, delays and timeouts
+    left unset here are filled in by the consumer from the task's own decorator.
+    """
+    instance = get_huey(settings)
+    task_id = str(uuid.uuid4())
+    message = Message(id=task_id, name=TASK_NAME, args=(request.to_dict(),), kwargs={})
+    data = instance.serializer.serialize(message)
+    return instance.storage.enqueue_once(request.delivery_key, task_id, data)
+
+
+def queue_depth(settings: Settings) -> int:
+    """Jobs waiting in the queue (scheduled retries included)."""
+    instance = get_huey(settings)
+    return int(instance.storage.queue_size()) + int(instance.storage.schedule_size())
+
+
+def check_writable(settings: Settings) -> None:
+    """Raise when the queue cannot take a write (used by /readyz)."""
+    get_huey(settings).storage.check_writable()
+
+
+def __getattr__(name: str) -> Any:
+    # ``listener.queue.huey``: the process's huey, configured from the environment on first use.
+    if name == "huey":
+        return get_huey(Settings.from_env())
+    raise AttributeError(name)
