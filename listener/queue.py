@@ -139,6 +139,14 @@ def get_huey(settings: Settings) -> Huey:
         return instance
 
 
+def close_all() -> None:
+    """Close and forget every huey instance of this process (a restart, as far as the queue goes)."""
+    with _instances_lock:
+        for instance in _instances.values():
+            instance.storage.close()
+        _instances.clear()
+
+
 def _build_huey(url: str) -> Huey:
     if url.startswith("sqlite:///"):
         path = sqlite_path(url)

@@ -1,0 +1,418 @@
+"""The Flask app with a real SQLite huey queue: answers, durability, duplicates, bad input, pages."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from listener import queue as job_queue
+from listener.app import create_app
+from listener.config import Settings
+from listener.events import ValidationRequest
+from tests.listener_ingress.helpers import (
+    MLFLOW_SECRET,
+    databricks_delivery,
+    mlflow_delivery,
+    queued_messages,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def client(settings: Settings):
+    return create_app(settings).test_client()
+
+
+def _post(client, route: str, headers: dict, body: bytes):
+    return client.post(f"/webhooks/{route}", data=body, headers=headers)
+
+
+def test_valid_delivery_is_queued_once_and_duplicate_is_recognised(client, settings):
+    headers, body = mlflow_delivery({"name": "demo-model", "version": "3", "source": "file:///etc"})
+    first = _post(client, "mlflow", headers, body)
+    assert first.status_code == 202, first.json
+    assert first.json["status"] == "queued" and first.json["id"]
+    assert job_queue.queue_depth(settings) == 1
+    [message] = queued_messages(settings)
+    assert message.name == job_queue.TASK_NAME and message.id == first.json["id"]
+    request = ValidationRequest.from_dict(message.args[0])
+    assert (request.model, request.version, request.action, request.delivery_key) == (
+        "demo-model", "3", "seal_and_check", headers["X-MLflow-Delivery-Id"])
+    assert "/etc" not in json.dumps(message.args[0])  # only name and version are taken from a payload
+
+    again = _post(client, "mlflow", headers, body)
+    assert again.status_code == 200
+    assert again.json == {"status": "duplicate", "id": first.json["id"]}
+    assert job_queue.queue_depth(settings) == 1
+
+
+def test_duplicates_are_recognised_across_a_restart(settings):
+    headers, body = mlflow_delivery()
+    first = _post(create_app(settings).test_client(), "mlflow", headers, body)
+    assert first.status_code == 202
+    job_queue.close_all()  # nothing of the first app's queue connection survives
+    second = _post(create_app(settings).test_client(), "mlflow", headers, body)
+    assert second.status_code == 200 and second.json == {"status": "duplicate", "id": first.json["id"]}
+    assert job_queue.queue_depth(settings) == 1
+
+
+def test_same_model_version_different_deliveries_are_separate_jobs(client, settings):
+    for _ in range(2):
+        assert _post(client, "mlflow", *mlflow_delivery()).status_code == 202
+    assert job_queue.queue_depth(settings) == 2
+
+
+def test_a_captured_delivery_end_to_end(tmp_path):
+    line = json.loads((FIXTURES / "mlflow-deliveries.jsonl").read_text().splitlines()[3])
+    # The capture is from the past: widen the tolerance to reach back to it.
+    age = int(time.time()) - int(line["headers"]["X-MLflow-Timestamp"])
+    settings = Settings(data_dir=tmp_path / "g", mlflow_secrets=["rotated-new", MLFLOW_SECRET],
+                        timestamp_tolerance_s=abs(age) + 60)
+    try:
+        client = create_app(settings).test_client()
+        response = _post(client, "mlflow", line["headers"], line["raw_body"].encode())
+        assert response.status_code == 202
+        [message] = queued_messages(settings)
+        assert message.args[0]["alias"] == "champion" and message.args[0]["action"] == "check"
+    finally:
+        job_queue.close_all()
+
+
+def test_databricks_delivery_is_queued_and_duplicate_by_body_digest(client, settings):
+    headers, body = databricks_delivery("TRANSITION_REQUEST_CREATED")
+    first = _post(client, "databricks", headers, body)
+    assert first.status_code == 202
+    [message] = queued_messages(settings)
+    assert message.args[0]["gate"] is True and message.args[0]["to_stage"] == "Production"
+    assert _post(client, "databricks", headers, body).json["status"] == "duplicate"
+    assert job_queue.queue_depth(settings) == 1
+
+
+def test_ignored_events_answer_200_and_queue_nothing(client, settings):
+    tag = mlflow_delivery({"name": "m", "version": "1", "key": "validation.status", "value": "PASSED"},
+                          entity="model_version_tag", action="set")
+    assert _post(client, "mlflow", *tag).json["status"] == "ignored"
+    assert _post(client, "databricks", *databricks_delivery("COMMENT_CREATED")).json["status"] == "ignored"
+    assert job_queue.queue_depth(settings) == 0
+
+
+def test_failed_enqueue_leaves_no_mark_and_answers_503(client, settings):
+    """If the job cannot be stored, the delivery is not taken: the registry's retry must get a 202."""
+    db = sqlite3.connect(job_queue.sqlite_path(settings.queue_url))
+    db.execute("create trigger refuse before insert on task begin select raise(abort, 'disk full'); end")
+    db.commit()
+    headers, body = mlflow_delivery()
+    refused = _post(client, "mlflow", headers, body)
+    assert refused.status_code == 503 and refused.json["status"] == "error"
+    assert job_queue.queue_depth(settings) == 0
+    db.execute("drop trigger refuse")
+    db.commit()
+    db.close()
+    retried = _post(client, "mlflow", headers, body)
+    assert retried.status_code == 202
+    assert job_queue.queue_depth(settings) == 1
+
+
+def test_concurrent_copies_of_one_delivery_store_one_job(settings):
+    create_app(settings)
+    request = ValidationRequest("mlflow", "m", "1", "model_version.created", "seal_and_check", None, None,
+                                False, "same-delivery", time.time())
+    results: list[tuple[str, bool]] = []
+    lock = threading.Lock()
+
+    def go():
+        outcome = job_queue.submit(settings, request)
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=go) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(dup for _, dup in results) == [False] + [True] * 7
+    assert len({task_id for task_id, _ in results}) == 1
+    assert job_queue.queue_depth(settings) == 1
+
+
+# ------------------------------------------------------------------------------------------- bad input
+
+def _mv(**data):
+    return mlflow_delivery({"name": "demo-model", "version": "1", **data})
+
+
+def _with(delivery, **headers):
+    hdrs, body = delivery
+    return {**hdrs, **headers}, body
+
+
+def _without(delivery, header):
+    hdrs, body = delivery
+    return {k: v for k, v in hdrs.items() if k != header}, body
+
+
+def _raw(raw: bytes):
+    return mlflow_delivery(raw=raw)
+
+
+_REPLAYED_ID = str(uuid.uuid4())
+
+MALFORMED_MLFLOW = [
+    ("not json", _raw(b"this is not json"), 400),
+    ("empty body", _raw(b""), 400),
+    ("json array", _raw(b"[]"), 400),
+    ("truncated json", _raw(b'{"entity": "model_version", "action": "crea'), 400),
+    ("latin-1 bytes", _raw(b'{"entity": "\xe9"}'), 400),
+    ("deeply nested", _raw(b"[" * 50_000 + b"]" * 50_000), 400),
+    ("NaN", _raw(b'{"entity": "model_version", "action": "created", "data": {"version": NaN}}'), 400),
+    ("wrong content type", _with(_mv(), **{"Content-Type": "text/plain"}), 415),
+    ("form content type", _with(_mv(), **{"Content-Type": "application/x-www-form-urlencoded"}), 415),
+    ("no content type", _without(_mv(), "Content-Type"), 415),
+    ("missing signature", _without(_mv(), "X-MLflow-Signature"), 401),
+    ("missing timestamp", _without(_mv(), "X-MLflow-Timestamp"), 401),
+    ("missing delivery id", _without(_mv(), "X-MLflow-Delivery-Id"), 401),
+    ("invalid signature", _with(_mv(), **{"X-MLflow-Signature": "v1," + "A" * 43 + "="}), 401),
+    ("signature of another secret", mlflow_delivery(secret="not-the-secret"), 401),
+    ("signature scheme v0", _with(_mv(), **{"X-MLflow-Signature": "v0,abc"}), 401),
+    ("replayed old delivery", mlflow_delivery(delivery_id=_REPLAYED_ID, ts=int(time.time()) - 3600), 401),
+    ("timestamp from the future", mlflow_delivery(ts=int(time.time()) + 3600), 401),
+    ("non-numeric timestamp", _with(_mv(), **{"X-MLflow-Timestamp": "yesterday"}), 401),
+    ("hostile delivery id", _with(_mv(), **{"X-MLflow-Delivery-Id": "../../etc/passwd"}), 401),
+    ("entity not a string", _raw(b'{"entity": 1, "action": "created", "data": {}}'), 400),
+    ("data not an object", _raw(b'{"entity": "model_version", "action": "created", "data": "x"}'), 400),
+    ("unknown event with bad name", _raw(b'{"entity": "<script>", "action": "created", "data": {}}'), 400),
+    ("unknown event with NUL", _raw(b'{"entity": "model_version\\u0000", "action": "created", "data": {}}'),
+     400),
+    ("name missing", mlflow_delivery({"version": "1"}), 400),
+    ("name a number", _mv(name=42), 400),
+    ("name a list", _mv(name=["m"]), 400),
+    ("name path traversal", _mv(name="../../etc"), 400),
+    ("name with slash", _mv(name="a/b"), 400),
+    ("name 10k chars", _mv(name="x" * 10_000), 400),
+    ("name with NUL", _mv(name="model\x00name"), 400),
+    ("name with newline", _mv(name="model\r\nX-Injected: 1"), 400),
+    ("name bidi override", _mv(name="\u202eledom"), 400),
+    ("name empty", _mv(name=""), 400),
+    ("version missing", mlflow_delivery({"name": "m"}), 400),
+    ("version not digits", _mv(version="1; drop table"), 400),
+    ("version negative", _mv(version="-3"), 400),
+    ("version float", _mv(version=1.5), 400),
+    ("version object", _mv(version={"v": 1}), 400),
+    ("alias missing", mlflow_delivery({"name": "m", "version": "1"}, entity="model_version_alias"), 400),
+    ("alias hostile", mlflow_delivery({"name": "m", "version": "1", "alias": "<script>"},
+                                      entity="model_version_alias"), 400),
+]
+
+MALFORMED_DATABRICKS = [
+    ("unsigned", (lambda d: ({"Content-Type": "application/json"}, d[1]))(databricks_delivery()), 401),
+    ("wrong secret", databricks_delivery(secret="nope"), 401),
+    ("stale event_timestamp", databricks_delivery(event_timestamp=int((time.time() - 3600) * 1000)), 401),
+    ("event_timestamp a string", databricks_delivery(event_timestamp="now"), 400),
+    ("event not a string", databricks_delivery(event=None), 400),
+    ("event name hostile", databricks_delivery(event="<img src=x>"), 400),
+    ("model_name hostile", databricks_delivery(model_name="../../etc"), 400),
+    ("model_name 10k", databricks_delivery(model_name="y" * 10_000), 400),
+    ("version not digits", databricks_delivery(version="latest"), 400),
+    ("unknown stage", databricks_delivery("TRANSITION_REQUEST_CREATED", to_stage="Prod"), 400),
+]
+
+
+@pytest.mark.parametrize("name, delivery, status", MALFORMED_MLFLOW, ids=[m[0] for m in MALFORMED_MLFLOW])
+def test_malformed_mlflow_deliveries(client, settings, name, delivery, status):
+    headers, body = delivery
+    response = _post(client, "mlflow", headers, body)
+    assert response.status_code == status, response.json
+    assert response.is_json and response.json["reason"]
+    assert job_queue.queue_depth(settings) == 0
+
+
+@pytest.mark.parametrize("name, delivery, status", MALFORMED_DATABRICKS,
+                         ids=[m[0] for m in MALFORMED_DATABRICKS])
+def test_malformed_databricks_deliveries(client, settings, name, delivery, status):
+    headers, body = delivery
+    response = _post(client, "databricks", headers, body)
+    assert response.status_code == status, response.json
+    assert response.is_json and response.json["reason"]
+    assert job_queue.queue_depth(settings) == 0
+
+
+def test_there_are_at_least_thirty_malformed_cases():
+    assert len(MALFORMED_MLFLOW) + len(MALFORMED_DATABRICKS) >= 30
+
+
+def test_replayed_delivery_after_it_was_taken_is_a_duplicate_not_a_second_job(client, settings):
+    delivery = mlflow_delivery()
+    assert _post(client, "mlflow", *delivery).status_code == 202
+    for _ in range(3):
+        assert _post(client, "mlflow", *delivery).json["status"] == "duplicate"
+    assert job_queue.queue_depth(settings) == 1
+
+
+def test_oversized_bodies_are_413_by_header_and_by_actual_size(tmp_path):
+    settings = Settings(data_dir=tmp_path / "g", mlflow_secrets=[MLFLOW_SECRET], max_body_bytes=2048)
+    client = create_app(settings).test_client()
+    try:
+        headers, body = mlflow_delivery({"name": "m", "version": "1", "description": "d" * 4096})
+        response = _post(client, "mlflow", headers, body)
+        assert response.status_code == 413 and response.is_json
+        # No Content-Length (chunked upload): the limit holds for what is actually read.
+        chunked = client.post("/webhooks/mlflow", input_stream=io.BytesIO(body),
+                              headers={**headers, "Transfer-Encoding": "chunked"},
+                              environ_overrides={"wsgi.input_terminated": True})
+        assert chunked.status_code == 413 and chunked.is_json
+        # Just under the limit is fine.
+        ok_headers, ok_body = mlflow_delivery({"name": "m", "version": "1", "description": "d" * 1500})
+        assert len(ok_body) < 2048
+        assert _post(client, "mlflow", ok_headers, ok_body).status_code == 202
+        assert job_queue.queue_depth(settings) == 1
+    finally:
+        job_queue.close_all()
+
+
+def test_default_limit_is_one_mebibyte(client, settings):
+    headers, body = mlflow_delivery({"name": "m", "version": "1", "description": "x" * (1 << 20)})
+    assert _post(client, "mlflow", headers, body).status_code == 413
+    assert job_queue.queue_depth(settings) == 0
+
+
+def test_unconfigured_route_refuses_everything_unless_opened(tmp_path, caplog):
+    closed = Settings(data_dir=tmp_path / "a")
+    opened = Settings(data_dir=tmp_path / "b", allow_unsigned_mlflow=True)
+    try:
+        with caplog.at_level("WARNING", logger="listener.app"):
+            closed_client = create_app(closed).test_client()
+        assert "refused" in caplog.text
+        assert _post(closed_client, "mlflow", *mlflow_delivery()).status_code == 401
+        assert _post(closed_client, "databricks", *databricks_delivery()).status_code == 401
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="listener.app"):
+            opened_client = create_app(opened).test_client()
+        assert "UNSIGNED" in caplog.text
+        headers, body = _without(mlflow_delivery(), "X-MLflow-Signature")
+        assert _post(opened_client, "mlflow", headers, body).status_code == 202
+        assert _post(opened_client, "databricks", *databricks_delivery()).status_code == 401
+    finally:
+        job_queue.close_all()
+
+
+def test_unknown_routes_and_methods_answer_json(client):
+    for response, code in ((client.get("/webhooks/mlflow"), 405), (client.post("/webhooks/other"), 404),
+                           (client.put("/webhooks/databricks"), 405), (client.get("/nothing-here"), 404)):
+        assert response.status_code == code and response.is_json and response.json["reason"]
+
+
+# ------------------------------------------------------------------------------------- health and pages
+
+def test_healthz(client):
+    assert client.get("/healthz").json == {"status": "ok"}
+
+
+def test_readyz_reports_an_unreachable_tracking_server(tmp_path):
+    from tests.support.procs import free_port
+
+    settings = Settings(data_dir=tmp_path / "g", tracking_uri=f"http://127.0.0.1:{free_port()}")
+    try:
+        response = create_app(settings).test_client().get("/readyz")
+        assert response.status_code == 503
+        assert any("unreachable" in r for r in response.json["reasons"])
+    finally:
+        job_queue.close_all()
+
+
+class _HealthHandler(BaseHTTPRequestHandler):
+    """Answers ``GET /health`` like an MLflow tracking server does (and counts the probes)."""
+
+    probes: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        type(self).probes.append(self.path)
+        code = 200 if self.path == "/health" else 404
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        self.wfile.write(b"OK")
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_readyz_when_queue_and_tracking_server_answer(tmp_path):
+    # A real HTTP server on loopback: readiness only asks it GET /health (an mlflow server costs ~10 s).
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HealthHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings = Settings(data_dir=tmp_path / "g", tracking_uri=f"http://127.0.0.1:{server.server_port}/")
+    try:
+        response = create_app(settings).test_client().get("/readyz")
+        assert response.status_code == 200, response.json
+        assert response.json == {"status": "ready"}
+        assert _HealthHandler.probes == ["/health"]
+    finally:
+        server.shutdown()
+        server.server_close()
+        job_queue.close_all()
+
+
+def test_metrics_count_answers_and_show_queue_depth(client):
+    def count(text: str, code: str) -> float:
+        for line in text.splitlines():
+            if line.startswith("guard_deliveries_total{") and f'code="{code}"' in line \
+                    and 'route="mlflow"' in line:
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = client.get("/metrics").get_data(as_text=True)
+    _post(client, "mlflow", *mlflow_delivery())
+    _post(client, "mlflow", *mlflow_delivery(secret="wrong"))
+    after = client.get("/metrics").get_data(as_text=True)
+    assert count(after, "202") == count(before, "202") + 1
+    assert count(after, "401") == count(before, "401") + 1
+    assert "guard_queue_depth 1.0" in after
+    for name in ("guard_validations_total", "guard_check_duration_seconds", "guard_publish_failures_total"):
+        assert f"# TYPE {name}" in after
+
+
+def test_status_page_and_api_empty_state(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "No validations yet" in page.get_data(as_text=True)
+    assert client.get("/api/validations").json == {"validations": []}
+
+
+@pytest.mark.parametrize("query", ["?limit=0", "?limit=abc", "?limit=100000", "?model=a%00b"])
+def test_listing_rejects_bad_parameters(client, query):
+    assert client.get("/api/validations" + query).status_code == 400
+    assert client.get("/" + query).status_code == 400
+
+
+def test_status_page_and_api_show_results_escaped(client, settings):
+    from listener.results import ResultsStore
+
+    store = ResultsStore(settings.data_dir / "results.db")
+    hostile = "<script>alert(1)<\\script>"
+    for model, version in (("fraud-model", "1"), (hostile, "2"), ("fraud-model", "3")):
+        store.record_queued({"registry": "mlflow", "model": model, "version": version,
+                             "trigger": "model_version.created", "action": "seal_and_check",
+                             "delivery_key": str(uuid.uuid4())})
+    rows = client.get("/api/validations").json["validations"]
+    assert [r["version"] for r in rows] == ["3", "2", "1"]  # newest first
+    assert rows[0]["ui_url"] == "http://mlflow.example:5000/#/models/fraud-model/versions/3"
+    only = client.get("/api/validations?model=fraud-model&limit=1").json["validations"]
+    assert [(r["model"], r["version"]) for r in only] == [("fraud-model", "3")]
+
+    html = client.get("/").get_data(as_text=True)
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(1)" in html
+    assert "fraud-model" in html and "model_version.created" in html
+    assert 'href="http://mlflow.example:5000/#/models/fraud-model/versions/3"' in html
+    filtered = client.get("/?model=" + quote(hostile)).get_data(as_text=True)
+    assert "<script>alert" not in filtered and "fraud-model/versions" not in filtered
