@@ -416,3 +416,17 @@ def test_status_page_and_api_show_results_escaped(client, settings):
     assert 'href="http://mlflow.example:5000/#/models/fraud-model/versions/3"' in html
     filtered = client.get("/?model=" + quote(hostile)).get_data(as_text=True)
     assert "<script>alert" not in filtered and "fraud-model/versions" not in filtered
+
+
+def test_queued_job_is_the_workers_validate_version_task(client, settings, tmp_path, monkeypatch):
+    """What the listener stores is what the consumer of ``listener.tasks.huey`` will run."""
+    monkeypatch.setenv("GUARD_DATA_DIR", str(tmp_path / "worker"))  # in case this import is the first one
+    from listener import tasks
+
+    headers, body = mlflow_delivery({"name": "demo-model", "version": "5"})
+    assert _post(client, "mlflow", headers, body).status_code == 202
+    [raw] = job_queue.get_huey(settings).storage.enqueued_items()
+    task = tasks.huey.deserialize_task(bytes(raw))
+    assert isinstance(task, tasks.validate_version.task_class)
+    assert task.args[0]["model"] == "demo-model" and task.args[0]["version"] == "5"
+    assert task.retries == tasks.validate_version.task_class.default_retries

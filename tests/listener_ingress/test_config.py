@@ -58,3 +58,19 @@ def test_databricks_registry_kind_and_ui():
 def test_bad_values_are_named(env):
     with pytest.raises(ConfigError, match=next(iter(env))):
         Settings.from_env(env)
+
+
+def test_sqlite_queue_durability_option(tmp_path):
+    from listener import queue as job_queue
+
+    assert job_queue.sqlite_path("sqlite:///a/b.db?fsync=full") == Path("a/b.db")
+    try:
+        for suffix, expected in (("", 1), ("?fsync=full", 2)):
+            s = Settings(data_dir=tmp_path, queue_url=f"sqlite:///{tmp_path}/q{len(suffix)}.db{suffix}")
+            conn = job_queue.get_huey(s).storage.conn
+            assert conn.execute("pragma synchronous").fetchone()[0] == expected
+            assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
+        with pytest.raises(ValueError, match="fsync"):
+            job_queue.get_huey(Settings(data_dir=tmp_path, queue_url=f"sqlite:///{tmp_path}/x.db?fsync=maybe"))
+    finally:
+        job_queue.close_all()
