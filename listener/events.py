@@ -198,13 +198,28 @@ def _mlflow_auth(headers: Mapping[str, str], body: bytes, secrets: Sequence[str]
         return delivery_id, None  # explicitly allowed unsigned route
     if not signature:
         return None, _reject(401, "missing X-MLflow-Signature header")
-    if not signature.startswith("v1,") or len(signature) > 100:
-        return None, _reject(401, "unsupported X-MLflow-Signature format")
-    try:
-        base64.b64decode(signature[3:], validate=True)
-    except (binascii.Error, ValueError):
+    # One "v1,<base64>" value; a space-separated list (several schemes or keys) is accepted too.
+    candidates = signature.split()
+    if len(signature) > 1000 or not candidates:
         return None, _reject(401, "malformed X-MLflow-Signature header")
-    if not _matches_any(lambda s: mlflow_signature(s, delivery_id, timestamp, body), signature, secrets):
+    valid_v1 = []
+    for candidate in candidates:
+        if not candidate.startswith("v1,"):
+            continue
+        try:
+            base64.b64decode(candidate[3:], validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        valid_v1.append(candidate)
+    if not valid_v1:
+        return None, _reject(401, "unsupported or malformed X-MLflow-Signature header")
+    expected = [mlflow_signature(s, delivery_id, timestamp, body) for s in secrets]
+    ok = False
+    for candidate in valid_v1:
+        for value in expected:
+            # No short-circuit: timing does not tell which secret or signature matched.
+            ok |= hmac.compare_digest(value, candidate)
+    if not ok:
         return None, _reject(401, "invalid signature")
     return delivery_id, None
 

@@ -374,3 +374,13 @@ def test_databricks_payload_hosts_are_never_taken():
                      tracking_uri="http://attacker.example")
     req = _db(payload).request
     assert "attacker" not in json.dumps(req.to_dict())
+
+
+def test_space_separated_signature_list_needs_one_valid_v1():
+    d = _signed_valid()
+    good = d["headers"]["X-MLflow-Signature"]
+    other = mlflow_signature("another-key", d["headers"]["X-MLflow-Delivery-Id"],
+                             d["headers"]["X-MLflow-Timestamp"], d["raw_body"].encode())
+    for value, status in ((f"v2,xyz {good}", 202), (f"{other} {good}", 202), (f"{other} v2,xyz", 401),
+                          (" ".join([other] * 40), 401)):
+        assert _parse(d, headers={**d["headers"], "X-MLflow-Signature": value}).status_code == status
