@@ -1,0 +1,243 @@
+"""Check one model version: its run model against its registry model, and against its seal.
+
+This is the function the CLI ``check-model-version`` and the listener's worker call. It never
+raises for "could not check": it returns a :class:`CheckResult` with status ``ERROR`` (exit 2),
+the reason in ``error``, and ``transient`` telling whether retrying later may help.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+
+from core.errors import CheckError, TransientError
+from core.fetch import FetchRequest, materialize_many
+from core.manifest import Difference, Manifest
+from core.registry import (
+    check_reachable,
+    is_transient,
+    make_client,
+    redact,
+    registry_model_uri,
+    resolve_version,
+    run_model_uri,
+    translate,
+    version_summary,
+)
+from core.report import human_bytes, system_info
+from core.seal import verify_manifest
+from core.tree import comparison_from_scans, scan_trees
+
+SEAL_TAG = "validation.manifest"  # compact JSON manifest of the registry model, set by the listener
+LABELS = ("run", "registry")
+SEAL_LABELS = ("sealed", "current")
+
+PASSED, FAILED, ERROR = "PASSED", "FAILED", "ERROR"
+EXIT_CODES = {PASSED: 0, FAILED: 1, ERROR: 2}
+
+
+@dataclass
+class CheckResult:
+    """Outcome of :func:`check_model_version`.
+
+    ``status`` is ``PASSED`` (exit 0: run model == registry model, and the seal matches if one was
+    checked), ``FAILED`` (exit 1: differences listed in ``differences`` / ``seal_differences``) or
+    ``ERROR`` (exit 2: could not check, reason in ``error``; ``transient`` says whether a retry may
+    help). ``manifest`` is the registry model's manifest as read now (None if not read).
+    """
+
+    status: str
+    exit_code: int
+    summary: str
+    differences: list[Difference]
+    seal_differences: list[Difference]
+    manifest: Manifest | None
+    report: dict[str, Any]
+    model: str
+    version: str
+    elapsed_s: float
+    error: str | None = None
+    transient: bool = False
+    seal_checked: bool = False
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def passed(self) -> bool:
+        """True for status PASSED."""
+        return self.status == PASSED
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form (without the full report)."""
+        return {"status": self.status, "exit_code": self.exit_code, "summary": self.summary,
+                "model": self.model, "version": self.version, "elapsed_s": round(self.elapsed_s, 4),
+                "error": self.error, "transient": self.transient, "seal_checked": self.seal_checked,
+                "differences": [d.to_dict() for d in self.differences],
+                "seal_differences": [d.to_dict() for d in self.seal_differences],
+                "tree_digest": self.manifest.tree_digest if self.manifest else None}
+
+
+def seal_from_tags(tags: dict[str, str] | None) -> Manifest | None:
+    """The seal stored in a version's ``validation.manifest`` tag, or None when there is none.
+
+    A tag that is present but not a valid manifest is an error, not "no seal": it may have been
+    tampered with, and silently skipping it would pass a version that should not pass.
+    """
+    text = (tags or {}).get(SEAL_TAG)
+    if not text:
+        return None
+    try:
+        return Manifest.from_json(text)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise CheckError(f"the version's {SEAL_TAG} tag is not a valid manifest: {exc}") from exc
+
+
+def _first(diffs: list[Difference]) -> str:
+    return f"{diffs[0].kind} {diffs[0].path}" if diffs else ""
+
+
+def _side(uri: str, resolved: str, fetched: Any, scan_manifest: Manifest) -> dict[str, Any]:
+    return {"download_uri": redact(uri), "resolved_uri": redact(resolved),
+            "downloaded": fetched.downloaded,
+            "local_path": {"path": str(fetched.path), "hash": scan_manifest.tree_digest},
+            "file_count": scan_manifest.file_count, "total_bytes": scan_manifest.total_bytes,
+            "ignored": list(scan_manifest.ignored)}
+
+
+def check_model_version(model: str, version_or_stage: str | int | None, *, tracking_uri: str | None = None,
+                        registry_uri: str | None = None, download_dir: Path | str | None = None,
+                        keep_downloads: bool = False, seal: Manifest | None = None,
+                        client: MlflowClient | None = None, seal_from_tag: bool = False,
+                        report_file: str | None = None) -> CheckResult:
+    """Check that a model version's run model and registry model are identical, and match its seal.
+
+    ``version_or_stage`` is resolved by :func:`core.registry.resolve_version`. Both models are
+    fetched concurrently (local ones compared in place, remote ones downloaded into a fresh
+    folder under ``download_dir``, removed unless ``keep_downloads``) and compared file by file.
+    With ``seal`` given, or ``seal_from_tag`` and the version carrying a ``validation.manifest``
+    tag, the registry model is also verified against that seal. ``report_file`` is only recorded
+    in the report's ``Options``; writing it is the caller's business.
+    """
+    started = time.perf_counter()
+    spec = "" if version_or_stage is None else str(version_or_stage)
+    report: dict[str, Any] = {
+        "System": system_info("check-model-version"),
+        "Options": {"model_name": model, "version_or_stage": spec, "tracking_uri": redact(tracking_uri),
+                    "registry_uri": redact(registry_uri),
+                    "download_dir": str(download_dir) if download_dir is not None else None,
+                    "report_file": report_file, "keep_downloads": keep_downloads,
+                    "seal": "given" if seal is not None else ("from tag" if seal_from_tag else None)},
+    }
+    version = spec
+    try:
+        if client is None:
+            check_reachable(tracking_uri)
+            client = make_client(tracking_uri, registry_uri)
+        mv = resolve_version(client, model, version_or_stage)
+        version = str(mv.version)
+        run_uri = run_model_uri(client, mv)
+        reg_uri = registry_model_uri(client, mv)
+        report["Version"] = {**version_summary(mv), "download_uri": redact(reg_uri)}
+        seal_source = "argument" if seal is not None else None
+        if seal is None and seal_from_tag:
+            seal = seal_from_tags(mv.tags)
+            seal_source = f"tag {SEAL_TAG}" if seal is not None else None
+
+        # A models:/ URI must be resolved against this registry, not whatever is set globally.
+        reg_for_fetch = registry_uri or tracking_uri
+        requests = [FetchRequest(run_uri, tracking_uri, reg_for_fetch, "run model"),
+                    FetchRequest(reg_uri, tracking_uri, reg_for_fetch, "registry model")]
+        with materialize_many(requests, download_dir, keep_downloads) as (run_f, reg_f):
+            cmp_started = time.perf_counter()
+            run_scan, reg_scan = scan_trees([run_f.path, reg_f.path])
+            comparison = comparison_from_scans(run_scan, reg_scan, LABELS, time.perf_counter() - cmp_started)
+            current = reg_scan.manifest
+            seal_diffs = verify_manifest(current, seal, SEAL_LABELS) if seal is not None else []
+            report["Comparison"] = {
+                "equals": comparison.equal,
+                "run_model": _side(mv.source, run_uri, run_f, comparison.left),
+                "reg_model": _side(reg_uri, reg_uri, reg_f, comparison.right),
+                "same_location": comparison.same_location,
+                "differences": [d.to_dict() for d in comparison.differences],
+                "difference_count": len(comparison.differences),
+                "ignored": comparison.ignored,
+                "bytes_compared": comparison.bytes_compared,
+                "elapsed_s": round(comparison.elapsed_s, 4),
+            }
+            if keep_downloads:
+                report["Comparison"]["kept_downloads"] = sorted(
+                    {str(f.scratch) for f in (run_f, reg_f) if f.scratch is not None})
+        report["Seal"] = {
+            "checked": seal is not None, "source": seal_source,
+            "equals": (not seal_diffs) if seal is not None else None,
+            "sealed_tree_digest": seal.tree_digest if seal is not None else None,
+            "current_tree_digest": current.tree_digest,
+            "sealed_truncated": seal.truncated if seal is not None else None,
+            "differences": [d.to_dict() for d in seal_diffs],
+        }
+        ok = comparison.equal and not seal_diffs
+        status = PASSED if ok else FAILED
+        where = f"model '{model}' version {version}"
+        size = f"{current.file_count} files, {human_bytes(current.total_bytes)}"
+        if ok:
+            summary = f"{where}: run model and registry model identical ({size})"
+            if comparison.same_location:
+                summary += ", same storage"
+            if seal is not None:
+                summary += "; seal verified"
+        else:
+            parts = []
+            if comparison.differences:
+                parts.append(f"{len(comparison.differences)} difference(s) between run and registry model "
+                             f"(first: {_first(comparison.differences)})")
+            if seal_diffs:
+                parts.append(f"{len(seal_diffs)} difference(s) from the seal (first: {_first(seal_diffs)})")
+            summary = f"{where}: " + "; ".join(parts)
+        result = CheckResult(status=status, exit_code=EXIT_CODES[status], summary=summary,
+                             differences=comparison.differences, seal_differences=seal_diffs,
+                             manifest=current, report=report, model=model, version=version,
+                             elapsed_s=time.perf_counter() - started, seal_checked=seal is not None)
+    except Exception as exc:
+        err = exc if isinstance(exc, CheckError) else translate(
+            exc, f"checking model '{model}' version {spec}")
+        transient = isinstance(err, TransientError) or (not isinstance(exc, CheckError) and is_transient(exc))
+        summary = f"model '{model}' version {version or spec}: could not check: {err}"
+        result = CheckResult(status=ERROR, exit_code=2, summary=summary, differences=[], seal_differences=[],
+                             manifest=None, report=report, model=model, version=version,
+                             elapsed_s=time.perf_counter() - started, error=str(err), transient=transient,
+                             exception=exc)
+    report["Result"] = {"status": result.status, "exit_code": result.exit_code, "summary": result.summary,
+                        "error": result.error, "transient": result.transient,
+                        "elapsed_s": round(result.elapsed_s, 4)}
+    report["equals"] = result.status == PASSED if result.status != ERROR else None
+    return result
+
+
+def manifest_json_for_tag(manifest: Manifest) -> str:
+    """The compact seal JSON to store in the :data:`SEAL_TAG` tag (≤ 100,000 characters)."""
+    return manifest.to_compact_json()
+
+
+def report_json_for_tag(report: dict[str, Any], limit: int = 100_000) -> str:
+    """Compact JSON of a report, shortened to fit a tag value: difference lists are cut first."""
+    text = json.dumps(report, separators=(",", ":"), default=str)
+    if len(text) <= limit:
+        return text
+    slim = json.loads(text)
+    for section in ("Comparison", "Seal", "Run_Model_Comparison", "Reg_Model_Comparison"):
+        sec = slim.get(section)
+        if isinstance(sec, dict) and isinstance(sec.get("differences"), list):
+            total = len(sec["differences"])
+            sec["differences"] = sec["differences"][:20]
+            sec["differences_truncated"] = total > 20
+    slim.get("Version", {}).pop("_tags", None)
+    text = json.dumps(slim, separators=(",", ":"), default=str)
+    if len(text) <= limit:
+        return text
+    result = slim.get("Result", {})
+    return json.dumps({"Result": result, "equals": slim.get("equals"), "truncated": True},
+                      separators=(",", ":"), default=str)

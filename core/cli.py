@@ -1,0 +1,219 @@
+"""Command-line tools: ``check-model-version`` and ``compare-model-versions``.
+
+Exit status: 0 identical, 1 differences found, 2 could not check (reason on stderr; traceback
+only with ``--verbose``). A report file, when asked for, is written in all three cases.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+
+# Progress bars of artifact downloads would drown the result in a terminal or a CI log.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+_EPILOG_EXIT = ("Exit status: 0 identical, 1 differences found, 2 could not check "
+                "(unknown model/version/alias, empty stage, tracking server unreachable, …).")
+
+
+def _print_differences(title: str, diffs: list[Any], limit: int = 50) -> None:
+    if not diffs:
+        return
+    click.echo(f"{title}:")
+    for d in diffs[:limit]:
+        click.echo(f"  {d.describe()}")
+    if len(diffs) > limit:
+        click.echo(f"  … and {len(diffs) - limit} more (see the report file)")
+
+
+def _write(report: dict[str, Any], report_file: str | None, verbose: bool) -> bool:
+    if not report_file:
+        return True
+    from core.report import write_report
+
+    try:
+        write_report(report, Path(report_file))
+        return True
+    except OSError as exc:
+        click.echo(f"error: cannot write report {report_file}: {exc}", err=True)
+        if verbose:
+            traceback.print_exc()
+        return False
+
+
+def _finish(result: Any, report_file: str | None, verbose: bool) -> None:
+    if result.status == "ERROR":
+        click.echo(f"error: {result.error}", err=True)
+        if verbose and result.exception is not None:
+            traceback.print_exception(result.exception, file=sys.stderr)
+    else:
+        click.echo(f"{result.status}: {result.summary}")
+    if not _write(result.report, report_file, verbose) and result.exit_code == 0:
+        sys.exit(2)
+    if report_file:
+        click.echo(f"report: {report_file}", err=result.status == "ERROR")
+    sys.exit(result.exit_code)
+
+
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=_EPILOG_EXIT + " The seal stored in the version's validation.manifest tag (set by the listener) "
+    "is verified too, unless --no-seal-tag.",
+)
+@click.option("--model", required=True, help="Registered model name.")
+@click.option("--version-or-stage", required=True, metavar="V",
+              help="Version number (e.g. 3), @alias (e.g. @champion), stage name (None, Staging, Production, "
+                   "Archived; any case; the latest version in that stage), or any other word: an alias.")
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True, metavar="URI",
+              help="Tracking server (http://host:port, databricks://profile, …).")
+@click.option("--registry-uri", envvar="MLFLOW_REGISTRY_URI", show_envvar=True, metavar="URI",
+              help="Model registry, if not the tracking server.")
+@click.option("--download-dir", type=click.Path(file_okay=False), metavar="DIR",
+              help="Where remote models are downloaded, each check into a fresh sub-folder "
+                   "[default: the system temp folder]. Local models are compared in place, never copied.")
+@click.option("--report-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Write the full report here: JSON, or YAML for .yaml/.yml. Written for every exit status.")
+@click.option("--keep-downloads", is_flag=True,
+              help="Keep the downloaded copies (default: removed after the check).")
+@click.option("--seal-file", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
+              help="Also verify the registry model against this manifest (JSON, as stored in the "
+                   "validation.manifest tag); replaces the tag's seal.")
+@click.option("--no-seal-tag", is_flag=True, help="Do not verify against the validation.manifest tag.")
+@click.option("--verbose", "-v", is_flag=True, help="Show tracebacks and MLflow's log messages.")
+def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str | None,
+                            registry_uri: str | None, download_dir: str | None, report_file: str | None,
+                            keep_downloads: bool, seal_file: str | None, no_seal_tag: bool,
+                            verbose: bool) -> None:
+    """Check that a model version's run model and registry model are identical.
+
+    The run model (the version's source) and the registry model (its download URI) are compared
+    exactly: every file in every sub-folder, by content (SHA-256), with missing, extra,
+    changed and type-changed entries listed by path. The registered_model_meta file MLflow adds
+    to downloads is left out and named in the report.
+
+    \b
+    Examples:
+      check-model-version --model wine --version-or-stage 3
+      check-model-version --model wine --version-or-stage @champion --report-file check.json
+      check-model-version --model wine --version-or-stage production \\
+          --tracking-uri http://127.0.0.1:5000 --report-file check.yaml
+    """
+    _quiet(verbose)
+    from core.check import check_model_version
+    from core.manifest import Manifest
+
+    seal = None
+    if seal_file:
+        try:
+            seal = Manifest.from_json(Path(seal_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            click.echo(f"error: {seal_file} is not a valid manifest: {exc}", err=True)
+            sys.exit(2)
+    result = check_model_version(model, version_or_stage, tracking_uri=tracking_uri,
+                                 registry_uri=registry_uri, download_dir=download_dir,
+                                 keep_downloads=keep_downloads, seal=seal, seal_from_tag=not no_seal_tag,
+                                 report_file=report_file)
+    if result.status != "ERROR":
+        _print_differences("Differences between run model and registry model", result.differences)
+        _print_differences("Differences from the seal", result.seal_differences)
+        if result.seal_checked:
+            src = result.report.get("Seal", {}).get("source")
+            state = "matches" if not result.seal_differences else "DOES NOT match"
+            click.echo(f"seal ({src}): {state}")
+    _finish(result, report_file, verbose)
+
+
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=_EPILOG_EXIT,
+)
+@click.option("--config-file", required=True, type=click.Path(dir_okay=False, exists=True), metavar="FILE",
+              help="YAML or JSON naming the two versions (see above).")
+@click.option("--download-dir", type=click.Path(file_okay=False), metavar="DIR",
+              help="Where remote models are downloaded, each into a fresh sub-folder "
+                   "[default: the system temp folder]. Local models are compared in place.")
+@click.option("--report-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Write the full report here: JSON, or YAML for .yaml/.yml. Written for every exit status.")
+@click.option("--skip-compare-run-models", is_flag=True, help="Do not compare the two run models.")
+@click.option("--skip-compare-reg-models", is_flag=True, help="Do not compare the two registry models.")
+@click.option("--keep-downloads", is_flag=True, help="Keep the downloaded copies (default: removed).")
+@click.option("--verbose", "-v", is_flag=True, help="Show tracebacks and MLflow's log messages.")
+def compare_model_versions_cli(config_file: str, download_dir: str | None, report_file: str | None,
+                               skip_compare_run_models: bool, skip_compare_reg_models: bool,
+                               keep_downloads: bool, verbose: bool) -> None:
+    """Compare two model versions, possibly on two tracking servers or workspaces.
+
+    The run models of the two versions are compared with each other, and so are their registry
+    models: every file in every sub-folder, by content. Differences are listed by path as
+    changed, only_in_1, only_in_2 or type_mismatch.
+
+    \b
+    Config file (YAML or JSON):
+      tracking_server_1:            # or tracking_server_01
+        host: http://127.0.0.1:5000 # tracking URI (default: $MLFLOW_TRACKING_URI)
+        registry_uri: ...           # optional
+        model: wine
+        version_or_stage: production   # number, @alias, stage or alias
+        native_model: model.pkl     # optional: compare only this path inside the model
+      tracking_server_2:            # or tracking_server_02
+        host: databricks://prod
+        model: wine
+        version_or_stage: "3"
+
+    \b
+    Example:
+      compare-model-versions --config-file config.yaml --report-file compare.json
+    """
+    _quiet(verbose)
+    from core.compare_versions import compare_model_versions
+
+    try:
+        text = Path(config_file).read_text(encoding="utf-8")
+        if config_file.lower().endswith(".json"):
+            config = json.loads(text)
+        else:
+            import yaml
+
+            config = yaml.safe_load(text)  # YAML is a superset of JSON: any other name reads both
+    except (OSError, ValueError) as exc:
+        _fail_early(f"cannot read config file {config_file}: {exc}", report_file, verbose)
+    except Exception as exc:  # yaml.YAMLError and friends
+        _fail_early(f"cannot parse config file {config_file}: {exc}", report_file, verbose)
+    result = compare_model_versions(config, download_dir=download_dir, skip_run=skip_compare_run_models,
+                                    skip_reg=skip_compare_reg_models, keep_downloads=keep_downloads)
+    if result.status != "ERROR":
+        _print_differences("Differences between the run models", result.run_differences)
+        _print_differences("Differences between the registry models", result.reg_differences)
+    _finish(result, report_file, verbose)
+
+
+def _fail_early(message: str, report_file: str | None, verbose: bool) -> None:
+    from core.report import system_info
+
+    report = {"System": system_info("compare-model-versions"),
+              "Result": {"status": "ERROR", "exit_code": 2, "summary": f"could not compare: {message}",
+                         "error": message, "transient": False}, "equals": None}
+    click.echo(f"error: {message}", err=True)
+    if verbose:
+        traceback.print_exc()
+    _write(report, report_file, verbose)
+    sys.exit(2)
+
+
+def _quiet(verbose: bool) -> None:
+    """Keep MLflow's INFO chatter and warnings off the terminal unless --verbose."""
+    import logging
+    import warnings
+
+    if not verbose:
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+        warnings.filterwarnings("ignore")
+        import mlflow  # noqa: F401  (configures its logger on import; lower it afterwards)
+
+        logging.getLogger("mlflow").setLevel(logging.ERROR)

@@ -1,0 +1,220 @@
+"""Compare two model versions, possibly on two tracking servers (or Databricks workspaces).
+
+The run models of both versions are compared with each other, and so are their registry
+models, each exactly (every file, every sub-folder). With ``native_model`` set for a side, only
+that path inside the model (for example ``model.pkl``, or ``data/model``) is compared, which is
+what to do when two versions wrap the same native model in different MLflow metadata.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from core.errors import CheckError, TransientError
+from core.fetch import FetchRequest, materialize_many
+from core.manifest import Difference
+from core.registry import (
+    check_reachable,
+    is_transient,
+    make_client,
+    redact,
+    registry_model_uri,
+    resolve_version,
+    run_model_uri,
+    translate,
+    version_summary,
+)
+from core.report import system_info
+from core.tree import TreeComparison, comparison_from_scans, scan_trees
+
+SIDES = ("tracking_server_1", "tracking_server_2")
+_ALIASES = {"tracking_server_1": ("tracking_server_1", "tracking_server_01"),
+            "tracking_server_2": ("tracking_server_2", "tracking_server_02")}
+LABELS = ("1", "2")
+
+
+@dataclass
+class CompareResult:
+    """Outcome of :func:`compare_model_versions`; statuses and exit codes as for a check."""
+
+    status: str
+    exit_code: int
+    summary: str
+    run_differences: list[Difference]
+    reg_differences: list[Difference]
+    report: dict[str, Any]
+    elapsed_s: float
+    error: str | None = None
+    transient: bool = False
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def differences(self) -> list[Difference]:
+        """Run-model differences followed by registry-model differences."""
+        return self.run_differences + self.reg_differences
+
+
+def normalize_config(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The two sides of a config, under ``tracking_server_1``/``_2`` (``_01``/``_02`` accepted).
+
+    Each side needs ``model`` and ``version_or_stage``; ``host`` (tracking URI) defaults to the
+    environment's ``MLFLOW_TRACKING_URI``; ``registry_uri`` and ``native_model`` are optional.
+    """
+    if not isinstance(config, dict):
+        raise CheckError("config must be a mapping with tracking_server_1 and tracking_server_2")
+    out: dict[str, dict[str, Any]] = {}
+    for side in SIDES:
+        found = [k for k in _ALIASES[side] if k in config]
+        if not found:
+            raise CheckError(f"config has no '{side}' section (or '{_ALIASES[side][1]}')")
+        if len(found) > 1:
+            raise CheckError(f"config has both '{found[0]}' and '{found[1]}': keep one")
+        sec = config[found[0]]
+        if not isinstance(sec, dict):
+            raise CheckError(f"config section '{found[0]}' must be a mapping")
+        for key in ("model", "version_or_stage"):
+            if sec.get(key) in (None, ""):
+                raise CheckError(f"config section '{found[0]}' needs '{key}'")
+        unknown = set(sec) - {"host", "registry_uri", "model", "version_or_stage", "native_model"}
+        if unknown:
+            raise CheckError(f"config section '{found[0]}' has unknown key(s): {', '.join(sorted(unknown))}")
+        native = sec.get("native_model")
+        if native not in (None, ""):
+            p = PurePosixPath(str(native))
+            if p.is_absolute() or ".." in p.parts:
+                raise CheckError(f"native_model in '{found[0]}' must be a relative path inside the model: "
+                                 f"{native}")
+        out[side] = {"host": sec.get("host"), "registry_uri": sec.get("registry_uri"),
+                     "model": str(sec["model"]), "version_or_stage": str(sec["version_or_stage"]),
+                     "native_model": str(native) if native not in (None, "") else None}
+    return out
+
+
+def _resolve_side(side: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    host = cfg["host"]
+    try:
+        check_reachable(host)
+        client = make_client(host, cfg["registry_uri"])
+        mv = resolve_version(client, cfg["model"], cfg["version_or_stage"])
+        return {"mv": mv, "run_uri": run_model_uri(client, mv), "reg_uri": registry_model_uri(client, mv)}
+    except CheckError as exc:
+        raise type(exc)(f"{side}: {exc}") from exc
+    except Exception as exc:
+        raise translate(exc, f"{side}") from exc
+
+
+def _sub(path: Path, native: str | None, side: str, what: str) -> Path:
+    if not native:
+        return path
+    target = path.joinpath(*PurePosixPath(native).parts)
+    if not target.exists() and not target.is_symlink():
+        raise CheckError(f"{side}: native_model '{native}' not found in the {what} at {path}")
+    return target
+
+
+def _section(cmp: TreeComparison, uris: tuple[str, str]) -> dict[str, Any]:
+    sec: dict[str, Any] = {"equals": cmp.equal}
+    for side, manifest, path, uri in zip(SIDES, (cmp.left, cmp.right), cmp.paths, uris, strict=True):
+        sec[side] = {"path": path, "hash": manifest.tree_digest, "uri": redact(uri),
+                     "file_count": manifest.file_count, "total_bytes": manifest.total_bytes,
+                     "ignored": list(manifest.ignored)}
+    sec.update({"differences": [d.to_dict() for d in cmp.differences],
+                "difference_count": len(cmp.differences), "ignored": cmp.ignored,
+                "same_location": cmp.same_location, "bytes_compared": cmp.bytes_compared,
+                "elapsed_s": round(cmp.elapsed_s, 4)})
+    return sec
+
+
+def compare_model_versions(config: dict[str, Any], *, download_dir: Path | str | None = None,
+                           skip_run: bool = False, skip_reg: bool = False,
+                           keep_downloads: bool = False) -> CompareResult:
+    """Compare the run models and the registry models of the two versions named in ``config``.
+
+    Returns PASSED (exit 0) when every comparison made is equal, FAILED (exit 1) with the
+    differences, or ERROR (exit 2) when the comparison could not be made. Never raises for
+    "could not compare".
+    """
+    started = time.perf_counter()
+    report: dict[str, Any] = {"System": system_info("compare-model-versions"), "Config": _redacted(config),
+                              "Options": {"download_dir": str(download_dir) if download_dir else None,
+                                          "skip_compare_run_models": skip_run,
+                                          "skip_compare_reg_models": skip_reg,
+                                          "keep_downloads": keep_downloads}}
+    try:
+        if skip_run and skip_reg:
+            raise CheckError("nothing to compare: both run-model and registry-model comparisons are skipped")
+        cfg = normalize_config(config)
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="guard-resolve") as pool:
+            futures = [pool.submit(_resolve_side, side, cfg[side]) for side in SIDES]
+            resolved = [f.result() for f in futures]
+        report["Model_Version_Summary"] = {
+            side: {"client": redact(cfg[side]["host"]),
+                   "version": {**version_summary(r["mv"]), "download_uri": redact(r["reg_uri"])}}
+            for side, r in zip(SIDES, resolved, strict=True)}
+
+        kinds = [k for k, skip in (("run", skip_run), ("reg", skip_reg)) if not skip]
+        requests = []
+        for kind in kinds:
+            for side, r in zip(SIDES, resolved, strict=True):
+                c = cfg[side]
+                requests.append(FetchRequest(r[f"{kind}_uri"], c["host"], c["registry_uri"] or c["host"],
+                                             f"{kind} model {side[-1]}"))
+        with materialize_many(requests, download_dir, keep_downloads) as fetched:
+            paths = []
+            for (kind, side), f in zip([(k, s) for k in kinds for s in SIDES], fetched, strict=True):
+                what = "run model" if kind == "run" else "registry model"
+                paths.append(_sub(f.path, cfg[side]["native_model"], side, what))
+            scan_started = time.perf_counter()
+            scans = scan_trees(paths)
+            elapsed = time.perf_counter() - scan_started
+            comparisons: dict[str, TreeComparison] = {}
+            for i, kind in enumerate(kinds):
+                comparisons[kind] = comparison_from_scans(scans[2 * i], scans[2 * i + 1], LABELS, elapsed)
+            if keep_downloads:
+                report["Options"]["kept_downloads"] = sorted({str(f.scratch) for f in fetched if f.scratch})
+        for kind, key in (("run", "Run_Model_Comparison"), ("reg", "Reg_Model_Comparison")):
+            if kind in comparisons:
+                uris = tuple(r[f"{kind}_uri"] for r in resolved)
+                report[key] = _section(comparisons[kind], uris)  # type: ignore[arg-type]
+            else:
+                report[key] = {"equals": None, "skipped": True}
+        report["Comparison_Summary"] = {
+            "run_model": comparisons["run"].equal if "run" in comparisons else None,
+            "reg_model": comparisons["reg"].equal if "reg" in comparisons else None}
+        run_d = comparisons["run"].differences if "run" in comparisons else []
+        reg_d = comparisons["reg"].differences if "reg" in comparisons else []
+        equal = all(c.equal for c in comparisons.values())
+        names = " vs ".join(f"'{cfg[s]['model']}' version {r['mv'].version}"
+                            for s, r in zip(SIDES, resolved, strict=True))
+        if equal:
+            what = " and ".join({"run": "run models", "reg": "registry models"}[k] for k in kinds)
+            summary = f"{names}: {what} identical"
+        else:
+            parts = [f"{len(d)} difference(s) between the {n} (first: {d[0].kind} {d[0].path})"
+                     for n, d in (("run models", run_d), ("registry models", reg_d)) if d]
+            summary = f"{names}: " + "; ".join(parts)
+        status = "PASSED" if equal else "FAILED"
+        result = CompareResult(status, 0 if equal else 1, summary, run_d, reg_d, report,
+                               time.perf_counter() - started)
+    except Exception as exc:
+        err = exc if isinstance(exc, CheckError) else translate(exc, "comparing model versions")
+        transient = isinstance(err, TransientError) or (not isinstance(exc, CheckError) and is_transient(exc))
+        result = CompareResult("ERROR", 2, f"could not compare: {err}", [], [], report,
+                               time.perf_counter() - started, error=str(err), transient=transient,
+                               exception=exc)
+    report["Result"] = {"status": result.status, "exit_code": result.exit_code, "summary": result.summary,
+                        "error": result.error, "transient": result.transient,
+                        "elapsed_s": round(result.elapsed_s, 4)}
+    report["equals"] = (result.status == "PASSED") if result.status != "ERROR" else None
+    return result
+
+
+def _redacted(config: Any) -> Any:
+    if isinstance(config, dict):
+        return {k: (redact(v) if k in ("host", "registry_uri") and isinstance(v, str) else _redacted(v))
+                for k, v in config.items()}
+    return config

@@ -1,0 +1,20 @@
+"""Errors of the check-version core.
+
+Every error here means "the check could not be carried out" (exit status 2), as opposed to
+"the check ran and found differences" (exit status 1). Messages are shown to users as they are,
+so they name the model, version or URI involved and never carry credentials.
+"""
+
+from __future__ import annotations
+
+
+class CheckError(Exception):
+    """The check could not be carried out (exit status 2). The message is user-facing."""
+
+
+class TransientError(CheckError):
+    """A dependency is down, timed out or asked us to slow down (429/5xx): retrying later may help."""
+
+
+class NotFoundError(CheckError):
+    """Unknown registered model, version or alias, or no version in the requested stage."""

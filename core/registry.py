@@ -1,0 +1,271 @@
+"""Model registry access: a client with bounded waits, version resolution, model URIs.
+
+Everything goes through :class:`mlflow.MlflowClient`, so the same code serves open-source MLflow
+and Databricks workspaces (``databricks://profile`` tracking URIs). MLflow failures are turned
+into the core's errors: unknown things into :class:`NotFoundError`, an unreachable or overloaded
+server into :class:`TransientError`, anything else into :class:`CheckError`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from core.errors import CheckError, NotFoundError, TransientError
+
+# MLflow's own defaults wait up to 120 s per request and retry 7 times with exponential backoff:
+# minutes before an unreachable server is reported. These bound one call to roughly 30 s in the
+# worst case. Values the user already set in the environment win.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+}
+PROBE_TIMEOUT_S = 5.0
+STAGES = ("None", "Staging", "Production", "Archived")
+_TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "RESOURCE_EXHAUSTED", "REQUEST_LIMIT_EXCEEDED",
+                    "DEADLINE_EXCEEDED", "ABORTED"}
+_TRANSIENT_TEXT = re.compile(r"max retries exceeded|connection (refused|reset|aborted)|timed? ?out|"
+                             r"temporarily unavailable|too many requests|name or service not known|"
+                             r"failed to establish a new connection|remote end closed", re.I)
+
+
+def redact(uri: str | None) -> str | None:
+    """``uri`` without user information or query parameters (tokens never reach reports)."""
+    if not uri:
+        return uri
+    try:
+        parts = urllib.parse.urlsplit(uri)
+    except ValueError:
+        return uri
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "***" if parts.query else ""
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when ``exc`` says a dependency is down, slow or rate limiting (retrying may help)."""
+    if isinstance(exc, TransientError):
+        return True
+    if isinstance(exc, MlflowException):
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "PERMISSION_DENIED",
+                              "UNAUTHENTICATED", "RESOURCE_ALREADY_EXISTS"):
+            return False
+        if exc.error_code in _TRANSIENT_CODES:
+            return True
+        status = exc.get_http_status_code()
+        if status == 429 or (status >= 500 and exc.error_code != "INTERNAL_ERROR"):
+            return True
+        # INTERNAL_ERROR is also what MLflow raises when it gave up connecting: judge by the text.
+        return bool(_TRANSIENT_TEXT.search(str(exc)))
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    mod = type(exc).__module__
+    if mod.startswith(("requests", "urllib3")):
+        return True
+    return bool(_TRANSIENT_TEXT.search(str(exc)))
+
+
+def translate(exc: BaseException, what: str) -> CheckError:
+    """A core error for ``exc``, raised while doing ``what`` (e.g. "reading model 'm' version 3")."""
+    if isinstance(exc, CheckError):
+        return exc
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if len(text) > 500:
+        text = text[:500] + "…"
+    if isinstance(exc, MlflowException) and exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+        return NotFoundError(f"{what}: {text}")
+    if is_transient(exc):
+        return TransientError(f"{what}: tracking server unavailable or overloaded: {text}")
+    return CheckError(f"{what}: {text}")
+
+
+def apply_http_defaults(env: dict[str, str] | os._Environ[str] = os.environ) -> None:
+    """Bound MLflow's HTTP waits (see :data:`HTTP_DEFAULTS`) unless already configured."""
+    for key, value in HTTP_DEFAULTS.items():
+        env.setdefault(key, value)
+
+
+def check_reachable(tracking_uri: str | None, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Raise :class:`TransientError` quickly when an HTTP tracking server does not answer.
+
+    Any HTTP answer counts as reachable (a proxy may well say 401 or 404 to the bare URL); only
+    a refused connection, a timeout or a name that does not resolve fail. Non-HTTP URIs
+    (``databricks://…``, ``sqlite://…``, paths) are not probed.
+    """
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri or not uri.lower().startswith(("http://", "https://")):
+        return
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, TimeoutError) or "timed out" in str(reason).lower():
+            reason = f"no answer within {timeout:.0f} s"
+        raise TransientError(f"tracking server {redact(uri)} is unreachable: {reason}") from exc
+
+
+def make_client(tracking_uri: str | None = None, registry_uri: str | None = None) -> MlflowClient:
+    """An :class:`MlflowClient` whose HTTP calls give up after a bounded time."""
+    apply_http_defaults()
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+
+
+def _get_registered_model(client: MlflowClient, model: str) -> Any:
+    try:
+        return client.get_registered_model(model)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise NotFoundError(f"registered model '{model}' not found") from exc
+        raise translate(exc, f"reading registered model '{model}'") from exc
+    except Exception as exc:
+        raise translate(exc, f"reading registered model '{model}'") from exc
+
+
+def _search_versions(client: MlflowClient, model: str) -> list[ModelVersion]:
+    quote = '"' if "'" in model else "'"
+    flt = f"name={quote}{model}{quote}"
+    out: list[ModelVersion] = []
+    token = None
+    while True:
+        page = client.search_model_versions(flt, max_results=1000, page_token=token)
+        out.extend(page)
+        token = getattr(page, "token", None)
+        if not token:
+            return out
+
+
+def latest_in_stage(client: MlflowClient, model: str, stage: str) -> ModelVersion:
+    """The highest-numbered version of ``model`` in ``stage`` (any case), via ``search_model_versions``.
+
+    Open-source MLflow cannot filter versions by stage on the server, so versions are filtered
+    and ordered here (``get_latest_versions`` is deprecated).
+    """
+    canonical = next((s for s in STAGES if s.lower() == stage.lower()), stage)
+    try:
+        versions = _search_versions(client, model)
+    except Exception as exc:
+        raise translate(exc, f"listing versions of model '{model}'") from exc
+    in_stage = [v for v in versions if (v.current_stage or "None").lower() == canonical.lower()]
+    if not in_stage:
+        raise NotFoundError(f"model '{model}' has no version in stage '{canonical}'")
+    return max(in_stage, key=lambda v: int(v.version))
+
+
+def resolve_version(client: MlflowClient, model: str, version_or_stage: str | int | None) -> ModelVersion:
+    """Resolve ``version_or_stage`` of registered model ``model`` to a model version.
+
+    Digits are a version number; ``@name`` is an alias; ``None``, ``Staging``, ``Production`` or
+    ``Archived`` (any case, or Python ``None``) is the latest version in that stage; any other
+    word is an alias. Unknown model, version or alias and an empty stage raise
+    :class:`NotFoundError`; an unreachable server raises :class:`TransientError`.
+    """
+    spec = "None" if version_or_stage is None else str(version_or_stage).strip()
+    if not spec:
+        raise CheckError("no version or stage given")
+    registered = _get_registered_model(client, model)
+    what = f"reading model '{model}' version {spec}"
+    try:
+        if spec.isdigit():
+            try:
+                return client.get_model_version(model, str(int(spec)))
+            except MlflowException as exc:
+                if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                    raise NotFoundError(f"model '{model}' has no version {int(spec)}") from exc
+                raise
+        if not spec.startswith("@") and spec.lower() in (s.lower() for s in STAGES):
+            return latest_in_stage(client, model, spec)
+        alias = spec[1:] if spec.startswith("@") else spec
+        if not alias:
+            raise CheckError("empty alias: '@' must be followed by an alias name")
+        known = getattr(registered, "aliases", None)
+        if isinstance(known, dict) and alias not in known:
+            names = ", ".join(sorted(known)) or "none"
+            raise NotFoundError(f"model '{model}' has no alias '{alias}' (its aliases: {names})")
+        try:
+            return client.get_model_version_by_alias(model, alias)
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") and \
+                    "alias" in str(exc).lower():
+                raise NotFoundError(f"model '{model}' has no alias '{alias}'") from exc
+            raise
+    except CheckError:
+        raise
+    except Exception as exc:
+        raise translate(exc, what) from exc
+
+
+_LOGGED_MODEL = re.compile(r"^models:/(m-[0-9a-f]+)/?(.*)$")
+
+
+def run_model_uri(client: MlflowClient, mv: ModelVersion) -> str:
+    """Where the run's model lives: ``version.source``, with indirections resolved where possible.
+
+    MLflow 3 sources are usually ``models:/m-<id>`` (a logged model); that becomes the logged
+    model's ``artifact_location`` so a local one can be compared in place. ``runs:/<id>/path``
+    becomes the run's artifact URI plus the path.
+    """
+    source = mv.source or ""
+    try:
+        m = _LOGGED_MODEL.match(source)
+        if m:
+            location = client.get_logged_model(m.group(1)).artifact_location
+            return location.rstrip("/") + ("/" + m.group(2) if m.group(2) else "")
+        if source.startswith("runs:/"):
+            run_id, _, path = source[len("runs:/"):].partition("/")
+            base = client.get_run(run_id).info.artifact_uri
+            return base.rstrip("/") + ("/" + path if path else "")
+    except Exception as exc:
+        raise translate(exc, f"resolving the run model {source} of model '{mv.name}' version {mv.version}") \
+            from exc
+    if not source:
+        raise CheckError(f"model '{mv.name}' version {mv.version} has no source")
+    return source
+
+
+def registry_model_uri(client: MlflowClient, mv: ModelVersion) -> str:
+    """Where the registry serves the version from: ``get_model_version_download_uri``."""
+    try:
+        return client.get_model_version_download_uri(mv.name, mv.version)
+    except Exception as exc:
+        raise translate(exc, f"reading the download URI of model '{mv.name}' version {mv.version}") from exc
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} chars)"
+
+
+def version_summary(mv: ModelVersion, max_tag_chars: int = 1000) -> dict[str, Any]:
+    """The version's fields as the original tool reported them (``_name``, ``_version``, …).
+
+    Long tag values (a stored report or seal) are shortened: the report is not the place for them.
+    """
+    out: dict[str, Any] = {}
+    for key, value in vars(mv).items():
+        if key == "_tags" and isinstance(value, dict):
+            value = {k: _shorten(str(v), max_tag_chars) for k, v in value.items()}
+        if value is None or isinstance(value, (str, int, float, bool)):
+            out[key] = value
+        elif isinstance(value, (list, tuple)):
+            out[key] = [v if isinstance(v, (str, int, float, bool)) else str(v) for v in value]
+        elif isinstance(value, dict):
+            out[key] = {str(k): (v if isinstance(v, (str, int, float, bool)) or v is None else str(v))
+                        for k, v in value.items()}
+        else:
+            out[key] = str(value)
+    return out
