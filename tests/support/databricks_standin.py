@@ -17,8 +17,8 @@ workspace this project uses:
   configured ``Authorization`` header, in order, from one background thread, with a few retries.
 
 Test helpers: ``GET /standin/state`` (comments, transition requests, activities, webhooks without their
-secrets, deliveries, registry copies) and ``POST /standin/faults`` (answer the next N calls of a path
-with a given HTTP status, to exercise error handling).
+secrets, deliveries, registry copies), ``POST /standin/faults`` (answer the next N calls of a path with a
+given HTTP status, to exercise error handling) and ``DELETE /standin/faults``.
 
 Run: ``python -m tests.support.databricks_standin --backend URL --root DIR --port PORT``, or from pytest
 through :class:`DatabricksStandIn`.
@@ -550,6 +550,12 @@ def create_app(backend: str, root: Path, token: str | None = None) -> Flask:
     def get_state() -> dict[str, Any]:
         return state.snapshot()
 
+    @app.delete("/standin/faults")
+    def clear_faults() -> dict[str, Any]:
+        with state.lock:
+            state.faults.clear()
+        return {"ok": True}
+
     @app.post("/standin/faults")
     def add_fault() -> dict[str, Any]:
         p = body_json()
@@ -624,6 +630,10 @@ class DatabricksStandIn(ManagedProcess):
         if error_code:
             body["error_code"] = error_code
         requests.post(self.url + "/standin/faults", json=body, timeout=10).raise_for_status()
+
+    def clear_faults(self) -> None:
+        """Forget every injected fault not yet used up."""
+        requests.delete(self.url + "/standin/faults", timeout=10).raise_for_status()
 
     def wait_for(self, predicate, timeout: float = 30.0, what: str = "condition") -> dict[str, Any]:
         """Poll the state until ``predicate(state)`` is truthy; return that state."""

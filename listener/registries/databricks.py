@@ -1,0 +1,287 @@
+"""Databricks workspace model registry: verdict as a comment, ``validation.*`` tags, and the gate.
+
+Reading goes through ``MlflowClient`` on the configured tracking URI (``databricks`` or a workspace
+URL), exactly like the open-source adapter. Writing goes through ``databricks-sdk``
+``WorkspaceClient().model_registry``, built from the SDK's unified authentication (``DATABRICKS_HOST``,
+``DATABRICKS_TOKEN``, a config profile, OAuth, ...), which this module never reads or logs itself.
+
+Publishing one verdict:
+
+1. the ``validation.*`` tags (seal first, status last), each value within the workspace tag limit;
+2. one comment on the version, starting with :data:`COMMENT_MARKER` so our own comments are recognisable;
+3. with ``GUARD_GATE_TRANSITIONS=true`` and a verdict from a transition request: approve (PASSED) or
+   reject (FAILED / ERROR) the open request for that stage, with the same comment.
+
+A publish may be retried after a transient failure. Tags are idempotent; the comment and the gate are
+not, so each finished step is recorded in a small marker file under ``GUARD_DATA_DIR`` and skipped on the
+retry of the same validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from core.errors import CheckError, NotFoundError, TransientError
+from core.seal import Manifest
+from listener.registries.base import classify_exception
+from listener.verdict import (
+    COMMENT_LIMIT,
+    PASSED,
+    TAG_CHECKED_AT,
+    TAG_MANIFEST,
+    TAG_REPORT,
+    TAG_SEAL,
+    TAG_STATUS,
+    TAG_SUMMARY,
+    Verdict,
+    render_comment,
+    render_tags,
+)
+
+log = logging.getLogger(__name__)
+
+# First line of every comment this project writes; a COMMENT_CREATED delivery whose comment starts with
+# it is our own.
+COMMENT_MARKER = "[mlflow-version-guard]"
+# Databricks guarantees model version tag values up to 5000 bytes; larger ones may be refused.
+DEFAULT_TAG_LIMIT_BYTES = 5000
+# The SDK retries 429/503 and connection errors itself for up to 300 s by default; a queued job retries
+# on its own schedule, so each SDK call gives up sooner unless configured otherwise.
+DEFAULT_SDK_RETRY_TIMEOUT_S = 30
+DEFAULT_SDK_HTTP_TIMEOUT_S = 30
+STAGES = ("None", "Staging", "Production", "Archived")
+_TAG_ORDER = (TAG_MANIFEST, TAG_SEAL, TAG_REPORT, TAG_SUMMARY, TAG_CHECKED_AT, TAG_STATUS)
+
+
+def is_own_comment(text: str | None) -> bool:
+    """True when a comment (e.g. a ``COMMENT_CREATED`` payload's ``comment``) was written by us."""
+    return isinstance(text, str) and text.lstrip().startswith(COMMENT_MARKER)
+
+
+def render_databricks_comment(verdict: Verdict, limit: int = COMMENT_LIMIT) -> str:
+    """The comment text: our marker line, then the verdict as the shared renderer writes it."""
+    head = COMMENT_MARKER + "\n"
+    return head + render_comment(verdict, limit=limit - len(head))
+
+
+def normalise_stage(stage: str | None) -> str | None:
+    """A stage name in the API's spelling (``staging`` -> ``Staging``); None when not a stage."""
+    if not stage:
+        return None
+    for s in STAGES:
+        if s.lower() == str(stage).strip().lower():
+            return s
+    return None
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        log.warning("ignoring %s=%r: not an integer", name, raw)
+        return default
+
+
+def sdk_error(exc: BaseException, what: str) -> CheckError:
+    """Map a ``databricks-sdk`` (or network) exception to our error classes; the message has no secrets.
+
+    Connection failures, timeouts, 429 and 5xx are transient (the task retries); 404 means the model
+    version is gone; anything else (bad request, 401/403, misconfiguration) is permanent.
+    """
+    if isinstance(exc, CheckError):
+        return exc
+    import requests
+    from databricks.sdk import errors as dbx
+
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:500]
+    if isinstance(exc, (dbx.TooManyRequests, dbx.InternalError, dbx.TemporarilyUnavailable,
+                        dbx.DeadlineExceeded, dbx.Cancelled)):
+        return TransientError(f"{what}: Databricks unavailable or rate limiting: {text}")
+    if isinstance(exc, dbx.NotFound):
+        return NotFoundError(f"{what}: {text}")
+    if type(exc) is dbx.DatabricksError:
+        # An HTTP status the SDK has no class for (e.g. 502 from a proxy): judge by the text.
+        return classify_exception(exc, what)
+    if isinstance(exc, dbx.DatabricksError):
+        return CheckError(f"{what}: {text}")
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)):
+        # TimeoutError is also what the SDK raises when its own retries of 429/503 ran out.
+        return TransientError(f"{what}: cannot reach Databricks: {text}")
+    return classify_exception(exc, what)
+
+
+class DatabricksAdapter:
+    """The Databricks workspace registry as the worker sees it (the shape of ``RegistryAdapter``)."""
+
+    registry = "databricks"
+
+    def __init__(self, settings: Any, client: Any = None, workspace: Any = None) -> None:
+        self.settings = settings
+        if client is None:
+            from core.registry import make_client
+
+            client = make_client(settings.tracking_uri, settings.registry_uri)
+        self.client = client
+        self._workspace = workspace
+        self.tag_limit = _env_int("GUARD_DATABRICKS_TAG_LIMIT", DEFAULT_TAG_LIMIT_BYTES)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def read_version(self, model: str, version: str) -> Any:
+        """The ModelVersion as the workspace registry has it now."""
+        try:
+            return self.client.get_model_version(model, str(version))
+        except Exception as exc:  # noqa: BLE001 - mapped to our error classes
+            raise classify_exception(exc, f"reading {model} version {version}") from exc
+
+    def load_seal(self, model: str, version: str) -> Manifest | None:
+        """The manifest stored in the ``validation.manifest`` tag, or None."""
+        mv = self.read_version(model, version)
+        raw = (getattr(mv, "tags", None) or {}).get(TAG_MANIFEST)
+        if not raw:
+            return None
+        try:
+            return Manifest.from_json(raw)
+        except Exception as exc:  # noqa: BLE001 - a damaged seal is a permanent problem of the version
+            raise CheckError(f"the {TAG_MANIFEST} tag of {model} version {version} is not a valid manifest")\
+                from exc
+
+    def version_url(self, model: str, version: str) -> str | None:
+        """Link to the version in the workspace UI (``GUARD_UI_URL``, else ``DATABRICKS_HOST``)."""
+        base = getattr(self.settings, "ui_base_url", None) or os.environ.get("DATABRICKS_HOST")
+        if not base or not base.startswith(("http://", "https://")):
+            return None
+        return (f"{base.rstrip('/')}/#mlflow/models/{quote(model, safe='')}"
+                f"/versions/{quote(str(version), safe='')}")
+
+    # -- writing ---------------------------------------------------------------------------------
+    @property
+    def workspace(self) -> Any:
+        """The SDK client, built on first use from unified authentication (environment / profile)."""
+        if self._workspace is None:
+            from databricks.sdk import WorkspaceClient
+            from databricks.sdk.core import Config
+
+            try:
+                # Only timeouts are set here; host and credentials come from the SDK's own resolution.
+                cfg = Config(retry_timeout_seconds=_env_int("GUARD_DATABRICKS_RETRY_TIMEOUT",
+                                                            DEFAULT_SDK_RETRY_TIMEOUT_S),
+                             http_timeout_seconds=_env_int("GUARD_DATABRICKS_HTTP_TIMEOUT",
+                                                           DEFAULT_SDK_HTTP_TIMEOUT_S),
+                             product="mlflow-version-guard", product_version=_version())
+                self._workspace = WorkspaceClient(config=cfg)
+            except Exception as exc:  # noqa: BLE001 - e.g. no host/credentials configured
+                raise CheckError(f"cannot configure the Databricks client: "
+                                 f"{(str(exc).splitlines() or [''])[0][:300]}") from exc
+        return self._workspace
+
+    def render_tags(self, verdict: Verdict) -> dict[str, str]:
+        """The ``validation.*`` tags with every value within the workspace tag limit (in UTF-8 bytes).
+
+        A seal manifest too large for the limit keeps only its tree digest (it still proves the tree
+        unchanged, without naming files); the report's difference lists are shortened.
+        """
+        limit = self.tag_limit
+        while True:
+            v = verdict
+            if verdict.new_seal_json is not None and len(verdict.new_seal_json.encode()) >= limit:
+                small = Manifest.from_json(verdict.new_seal_json).to_compact_json(limit=max(1, limit - 1))
+                v = dataclasses.replace(verdict, new_seal_json=small)
+            tags = render_tags(v, limit=limit)
+            if all(len(val.encode()) <= self.tag_limit for val in tags.values()) or limit < 512:
+                return tags
+            limit //= 2  # non-ASCII text: characters under the limit, bytes over it
+
+    def publish(self, verdict: Verdict) -> None:
+        """Tags, then one comment, then (gating on, transition request) approve or reject."""
+        model, version = verdict.model, str(verdict.version)
+        text = render_databricks_comment(verdict)
+        marker = self._marker(verdict)
+        done = self._steps_done(marker)
+        reg = self.workspace.model_registry
+        what = f"publishing to {model} version {version}"
+        try:
+            tags = self.render_tags(verdict)
+            for key in sorted(tags, key=lambda k: _TAG_ORDER.index(k) if k in _TAG_ORDER else -1):
+                reg.set_model_version_tag(name=model, version=version, key=key, value=tags[key])
+            if "comment" not in done:
+                reg.create_comment(name=model, version=version, comment=text)
+                self._step_done(marker, done, "comment")
+            if "gate" not in done and self._should_gate(verdict):
+                self._gate(verdict, text)
+                self._step_done(marker, done, "gate")
+        except CheckError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped to our error classes
+            raise sdk_error(exc, what) from exc
+
+    def _should_gate(self, verdict: Verdict) -> bool:
+        return bool(getattr(self.settings, "gate_transitions", False) and verdict.gate
+                    and normalise_stage(verdict.to_stage))
+
+    def _gate(self, verdict: Verdict, text: str) -> None:
+        from databricks.sdk import errors as dbx
+
+        model, version = verdict.model, str(verdict.version)
+        stage = normalise_stage(verdict.to_stage)
+        reg = self.workspace.model_registry
+        try:
+            if verdict.status == PASSED:
+                # Never archive other versions on the user's behalf: approving only moves this one.
+                reg.approve_transition_request(name=model, version=version, stage=stage,
+                                               archive_existing_versions=False, comment=text)
+                log.info("approved the transition request of %s version %s to %s", model, version, stage)
+            else:
+                reg.reject_transition_request(name=model, version=version, stage=stage, comment=text)
+                log.info("rejected the transition request of %s version %s to %s (%s)", model, version,
+                         stage, verdict.status)
+        except dbx.NotFound:
+            # Someone approved, rejected or cancelled it meanwhile: the comment already says what we found.
+            log.warning("no open transition request of %s version %s to %s any more; not gated", model,
+                        version, stage)
+
+    # -- progress markers (make a retried publish post the comment and the gate once) ----------------
+    def _marker(self, verdict: Verdict) -> Path | None:
+        data_dir = getattr(self.settings, "data_dir", None)
+        if data_dir is None or not verdict.delivery_key:
+            return None
+        ident = hashlib.sha256(f"{verdict.delivery_key}|{verdict.checked_at}".encode()).hexdigest()
+        return Path(data_dir) / "databricks-published" / f"{ident}.json"
+
+    @staticmethod
+    def _steps_done(marker: Path | None) -> set[str]:
+        if marker is None or not marker.exists():
+            return set()
+        try:
+            return set(json.loads(marker.read_text()).get("done", []))
+        except (OSError, ValueError):
+            return set()
+
+    @staticmethod
+    def _step_done(marker: Path | None, done: set[str], step: str) -> None:
+        done.add(step)
+        if marker is None:
+            return
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            tmp = marker.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"done": sorted(done)}))
+            tmp.replace(marker)
+        except OSError:
+            log.warning("could not record publish progress in %s", marker, exc_info=True)
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("mlflow-version-guard")
+    except Exception:  # noqa: BLE001 - only used in the User-Agent
+        return "0.0.0"
