@@ -10,7 +10,7 @@ run, each method in a fresh subprocess so that peak memory is per method:
 * ``cli-compare``    - ``compare-model-versions --skip-compare-reg-models`` on two versions whose
                        sources are the two copies (run models only, so each byte is read once);
 * ``cli-compare-all``- ``compare-model-versions`` comparing run models and registry models (in
-                       open-source MLflow both name the same storage, so every byte is read twice);
+                       open-source MLflow both name the same folders, which the core reads once);
 * ``cli-check``      - ``check-model-version`` of one version (run and registry model are the same
                        local folder in open-source MLflow);
 * ``baseline``       - the original tool's approach re-implemented: import mlflow, copy ("download")
@@ -282,6 +282,24 @@ def measure(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | N
     return res
 
 
+def report_times(path: Path) -> dict:
+    """Times a CLI wrote into its report: the tree scan (``op_s``) and its own total, when present."""
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    out: dict = {}
+    scans = [report[k]["elapsed_s"] for k in ("Comparison", "Run_Model_Comparison", "Reg_Model_Comparison")
+             if isinstance(report.get(k), dict) and isinstance(report[k].get("elapsed_s"), (int, float))]
+    if scans:
+        # Run- and registry-model trees are scanned together; each section repeats that one duration.
+        out["op_s"] = max(scans)
+    result = report.get("Result")
+    if isinstance(result, dict) and isinstance(result.get("elapsed_s"), (int, float)):
+        out["report_elapsed_s"] = result["elapsed_s"]
+    return out
+
+
 def child_argv(method: str, *args: object) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), "_child", method, *map(str, args)]
 
@@ -397,6 +415,8 @@ def machine_info(workdir: Path) -> dict:
         "os": f"{platform.system()} {platform.release()}",
         "filesystem": fs,
         "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        # Other work on the machine skews every timing; recorded so a noisy run can be recognised.
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "commit": commit,
     }
 
@@ -410,8 +430,8 @@ DESCRIPTIONS = {
     "floor": "read both copies once (2 threads, 1 MiB chunks, no hashing)",
     "core": "`core.tree.compare_trees` (this project)",
     "cli-compare": "`compare-model-versions --skip-compare-reg-models` (this project, whole CLI)",
-    "cli-compare-all": "`compare-model-versions`, run + registry models (same storage in OSS: 2 reads)",
-    "cli-check": "`check-model-version` (run model = registry model folder in OSS: 1 copy read)",
+    "cli-compare-all": "`compare-model-versions`, run + registry models (same folders in OSS: read once)",
+    "cli-check": "`check-model-version` (run model = registry model folder in OSS: one copy read)",
     "baseline": "original method: copy both, `filecmp.dircmp` defaults, whole-file MD5 + SHA-1",
 }
 
@@ -492,7 +512,12 @@ def bench_size(size_mib: int, args: argparse.Namespace, root: Path, server: Trac
         for name, (argv, kw) in commands.items():
             if name == "baseline":
                 shutil.rmtree(root / "scratch", ignore_errors=True)
+            report = next((Path(x) for i, x in enumerate(argv) if i and argv[i - 1] == "--report-file"), None)
+            if report is not None:
+                report.unlink(missing_ok=True)
             res = measure(argv, **kw)
+            if report is not None and "error" not in res:
+                res.update(report_times(report))
             runs[name].append(res)
             if name == "baseline":
                 # Drop the baseline's copies and flush them, so its writes do not cost the next run.
@@ -548,8 +573,11 @@ def render_markdown(result: dict) -> str:
         f"Machine: {mi['cpu']}, {mi['cores']} cores ({mi['usable_cores']} usable), "
         f"{mi['memory_gib']} GiB RAM, {mi['os']}, {mi['filesystem']} filesystem; "
         f"Python {mi['python']}, MLflow {mi['mlflow']}; "
-        f"{mi['date_utc']}, commit {mi['commit']}. Hot page cache; median of {result['params']['repeat']} "
-        "runs, each in a fresh process; peak RSS = largest `ru_maxrss` of that process.",
+        f"{mi['date_utc']}, commit {mi['commit']}; load average at start / end "
+        f"{mi['loadavg_at_start'][0]} / {mi.get('loadavg_at_end', ['?'])[0]}. Hot page cache; median of "
+        f"{result['params']['repeat']} runs, each in a fresh process; peak RSS = largest `ru_maxrss` of "
+        "that process; \"op s\" = time of the operation itself inside the process (for the CLIs: the "
+        "tree-scan time they write into their report).",
         "",
     ]
     for size in result["sizes"]:
@@ -638,6 +666,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             log(f"kept {root}")
 
+    result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     md = render_markdown(result)
     print(md)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
