@@ -17,6 +17,14 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 test: venv
 	$(PY) -m pytest -q
 
+# Command one: the whole loop on this machine (MLflow server, listener, worker, webhook). Ctrl-C stops it.
+run: venv
+	$(PY) deploy/local_stack.py
+
+# While `make run` is up: register a model, watch it pass; tamper with a second one, watch it fail.
+demo: venv
+	$(PY) deploy/demo.py
+
 lint: venv
 	$(VENV)/bin/ruff check .
 

@@ -10,12 +10,15 @@ Environment:
     GUNICORN_TIMEOUT              seconds a request may take before the worker is replaced (default 30)
     GUNICORN_LOG_LEVEL            info by default
     FORWARDED_ALLOW_IPS           read by gunicorn: proxies trusted for X-Forwarded-* (deploy/TLS.md)
-    PROMETHEUS_MULTIPROC_DIR      prometheus-client multiprocess directory, shared by all workers
+    PROMETHEUS_MULTIPROC_DIR      prometheus-client multiprocess folder shared by the workers (and the huey
+                                  consumer, to see its counters too); a private temporary one when unset
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 
 def _int_env(*names: str, default: int) -> int:
@@ -46,22 +49,35 @@ errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss'
 
+# No runtime control socket: several listeners on one host would share its default path in $HOME, and
+# nothing here manages gunicorn at run time (signals do: TERM stops, HUP reloads, TTIN/TTOU resize).
+control_socket_disable = True
+
 # Worker heartbeat files on tmpfs where there is one: a disk-backed /tmp can stall heartbeats in containers.
 if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"
 
-_multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-if _multiproc_dir:
-    # prometheus-client needs the directory to exist before the first worker imports it.
-    os.makedirs(_multiproc_dir, exist_ok=True)
+_owned_multiproc_dir: str | None = None
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # Given by the operator (possibly shared with the worker process): created if missing, never wiped here,
+    # because the huey consumer may already be writing into it.
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+else:
+    # Several workers each count their own requests; without a shared folder /metrics would show whichever
+    # worker answered the scrape. A private folder for this master's workers, removed on exit. Set in the
+    # master before any worker imports prometheus-client, so every worker starts in multiprocess mode.
+    _owned_multiproc_dir = tempfile.mkdtemp(prefix="guard-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _owned_multiproc_dir
 
 
 def child_exit(server, worker) -> None:
     """Drop a dead worker's live gauges so /metrics does not keep reporting them."""
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return
-    try:
-        from prometheus_client import multiprocess
-    except ImportError:
-        return
+    from prometheus_client import multiprocess
+
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    """Remove the metrics folder this master created (an operator-given one is left alone)."""
+    if _owned_multiproc_dir:
+        shutil.rmtree(_owned_multiproc_dir, ignore_errors=True)
