@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from tests.support.databricks_standin import DatabricksStandIn
 from tests.support.procs import MlflowServer
 
 TOKEN = "dapi-test-token-not-secret"
-NESTED_FILE = "artifacts/weights/layer1/kernel.bin"
+NESTED_FILE = "weights/layer1/kernel.bin"
 
 
 @pytest.fixture(scope="session")
@@ -39,43 +42,23 @@ def dbx_env(standin: DatabricksStandIn, monkeypatch: pytest.MonkeyPatch) -> dict
     return env
 
 
-@contextlib.contextmanager
-def tracking_uri(uri: str) -> Iterator[None]:
-    """Point the fluent MLflow API at ``uri`` for the block, then restore the previous URI."""
-    import mlflow
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    # The module variable, not get_tracking_uri(): "unset" must be restored as unset.
-    previous = tracking_utils._tracking_uri
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        if mlflow.active_run():
-            mlflow.end_run()
-        tracking_utils._tracking_uri = previous
-
-
 def register_model(uri: str, name: str, workdir: Path) -> str:
-    """Log a small model through ``uri``, register it as ``name``; return the version.
+    """Log a small model folder in a run through ``uri``, register it as ``name``; return the version.
 
-    The model holds a nested file, ``artifacts/weights/layer1/kernel.bin`` (see NESTED_FILE).
+    The folder holds a nested file, :data:`NESTED_FILE`; the version's source is the run's folder.
     """
-    import mlflow
-    import mlflow.pyfunc
-
-    weights = workdir / name / "weights"
-    (weights / "layer1").mkdir(parents=True, exist_ok=True)
-    (weights / "layer1" / "kernel.bin").write_bytes(os.urandom(4096))
-    (weights / "vocab.txt").write_text("a\nb\nc\n")
-
-    class Identity(mlflow.pyfunc.PythonModel):
-        def predict(self, context, model_input, params=None):
-            return model_input
-
-    with tracking_uri(uri):
-        mlflow.set_experiment("dbx-standin-tests")
-        with mlflow.start_run():
-            info = mlflow.pyfunc.log_model(name="model", python_model=Identity(), pip_requirements=["mlflow"],
-                                           artifacts={"weights": str(weights)}, registered_model_name=name)
-    return str(info.registered_model_version)
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("dbx-tests")
+    exp_id = exp.experiment_id if exp else client.create_experiment("dbx-tests")
+    run = client.create_run(exp_id)
+    src = workdir / f"src-{uuid.uuid4().hex[:8]}"
+    (src / "weights" / "layer1").mkdir(parents=True)
+    (src / NESTED_FILE).write_bytes(os.urandom(4096))
+    (src / "weights" / "vocab.txt").write_text("a\nb\nc\n")
+    (src / "MLmodel").write_text("artifact_path: model\nflavors: {}\n")
+    client.log_artifacts(run.info.run_id, str(src), "model")
+    client.set_terminated(run.info.run_id)
+    with contextlib.suppress(MlflowException):  # already registered by an earlier test
+        client.create_registered_model(name)
+    mv = client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    return str(mv.version)
