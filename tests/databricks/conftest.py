@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,5 +61,12 @@ def register_model(uri: str, name: str, workdir: Path) -> str:
     client.set_terminated(run.info.run_id)
     with contextlib.suppress(MlflowException):  # already registered by an earlier test
         client.create_registered_model(name)
-    mv = client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    # Not MLflow's own wait (it polls every 3 s): the registry copy takes a fraction of a second.
+    mv = client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
+                                     await_creation_for=0)
+    deadline = time.monotonic() + 30
+    while mv.status == "PENDING_REGISTRATION" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        mv = client.get_model_version(name, mv.version)
+    assert mv.status == "READY", mv
     return str(mv.version)

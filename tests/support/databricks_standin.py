@@ -96,6 +96,7 @@ class StandInState:
         self.webhooks: dict[str, dict[str, Any]] = {}   # id -> webhook incl. secret
         self.deliveries: list[dict[str, Any]] = []
         self.registry_copies: dict[str, str] = {}        # "name/version" -> local path of the copy
+        self.registering: dict[str, str] = {}            # "name/version" -> PENDING_/FAILED_REGISTRATION
         self.faults: list[dict[str, Any]] = []
         self.session = requests.Session()
         self.outbox: queue.Queue[tuple[dict[str, Any], dict[str, Any]] | None] = queue.Queue()
@@ -155,13 +156,37 @@ class StandInState:
                 print(f"delivery failed: {exc!r}", file=sys.stderr, flush=True)
 
     # -- registry copies --------------------------------------------------------------------------
-    def make_registry_copy(self, name: str, version: str) -> str:
-        """Copy the version's files into a folder of the registry's own, as Databricks does."""
+    def start_registration(self, name: str, version: str, delay_s: float) -> None:
+        """Copy the version's files into a folder of the registry's own, in the background.
+
+        Like Databricks, the version is ``PENDING_REGISTRATION`` until its copy is complete (at least
+        ``delay_s`` seconds), then ``READY``; ``FAILED_REGISTRATION`` if the copy fails.
+        """
+        key = f"{name}/{version}"
+        dest = self.root / "mlflow-registry" / uuid.uuid4().hex / "models"
+        with self.lock:
+            self.registry_copies[key] = str(dest)
+            self.registering[key] = "PENDING_REGISTRATION"
+
+        def copy() -> None:
+            try:
+                time.sleep(delay_s)
+                self._copy_files(name, version, dest)
+            except Exception as exc:
+                print(f"registration of {key} failed: {exc!r}", file=sys.stderr, flush=True)
+                with self.lock:
+                    self.registering[key] = "FAILED_REGISTRATION"
+                return
+            with self.lock:
+                self.registering.pop(key, None)
+
+        threading.Thread(target=copy, name=f"register-{key}", daemon=True).start()
+
+    def _copy_files(self, name: str, version: str, dest: Path) -> None:
         resp = self.session.get(f"{self.backend}/api/2.0/mlflow/model-versions/get-download-uri",
                                 params={"name": name, "version": version}, timeout=30)
         resp.raise_for_status()
         source_uri = resp.json()["artifact_uri"]
-        dest = self.root / "mlflow-registry" / uuid.uuid4().hex / "models"
         dest.parent.mkdir(parents=True)
         src = _local_path(source_uri)
         if src is not None:
@@ -172,9 +197,13 @@ class StandInState:
 
             mlflow.artifacts.download_artifacts(artifact_uri=source_uri, dst_path=str(dest),
                                                 tracking_uri=self.backend)
+
+    def registration_status(self, mv: dict[str, Any]) -> None:
+        """Overlay the stand-in's registration status on a model version dict from the backend."""
         with self.lock:
-            self.registry_copies[f"{name}/{version}"] = str(dest)
-        return str(dest)
+            status = self.registering.get(f"{mv.get('name')}/{mv.get('version')}")
+        if status:
+            mv["status"] = status
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-able view of the state, without webhook secrets or authorization values."""
@@ -183,6 +212,7 @@ class StandInState:
             return {"comments": list(self.comments), "transition_requests": list(self.requests),
                     "activities": list(self.activities), "webhooks": hooks,
                     "deliveries": list(self.deliveries), "registry_copies": dict(self.registry_copies),
+                    "registering": dict(self.registering),
                     "pending_deliveries": self.outbox.qsize()}
 
 
@@ -195,8 +225,13 @@ def public_webhook(hook: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def create_app(backend: str, root: Path, token: str | None = None) -> Flask:
-    """The stand-in Flask app, forwarding MLflow calls to ``backend`` and keeping files under ``root``."""
+def create_app(backend: str, root: Path, token: str | None = None,
+               registration_delay_s: float = 0.3) -> Flask:
+    """The stand-in Flask app, forwarding MLflow calls to ``backend`` and keeping files under ``root``.
+
+    ``token``: the only bearer token accepted on Databricks endpoints (any non-empty one when None).
+    ``registration_delay_s``: how long a new version stays PENDING_REGISTRATION at least.
+    """
     app = Flask("databricks_standin")
     state = StandInState(root, backend)
     app.config["STANDIN_STATE"] = state
@@ -281,12 +316,28 @@ def create_app(backend: str, root: Path, token: str | None = None) -> Flask:
     # -- intercepted MLflow endpoints ---------------------------------------------------------------
     def mv_create(path: str) -> Response:
         resp = forward(path)
-        if resp.status_code == 200:
-            mv = resp.json()["model_version"]
-            state.make_registry_copy(mv["name"], mv["version"])
-            text = f"A new version {mv['version']} of registered model '{mv['name']}' was created."
-            state.fire("MODEL_VERSION_CREATED", mv["name"], {"version": str(mv["version"]), "text": text})
-        return relay(resp)
+        if resp.status_code != 200:
+            return relay(resp)
+        data = resp.json()
+        mv = data["model_version"]
+        state.start_registration(mv["name"], mv["version"], registration_delay_s)
+        state.registration_status(mv)
+        # Delivered at creation, while the version may still be PENDING_REGISTRATION: receivers must wait.
+        text = f"A new version {mv['version']} of registered model '{mv['name']}' was created."
+        state.fire("MODEL_VERSION_CREATED", mv["name"], {"version": str(mv["version"]), "text": text})
+        return Response(json.dumps(data), status=200, content_type="application/json")
+
+    def mv_read(path: str) -> Response:
+        """Reads of versions: the backend's answer with the registration status overlaid."""
+        resp = forward(path)
+        if resp.status_code != 200:
+            return relay(resp)
+        data = resp.json()
+        for mv in [data.get("model_version") or {}, *(data.get("model_versions") or []),
+                   *((data.get("registered_model") or {}).get("latest_versions") or [])]:
+            if mv:
+                state.registration_status(mv)
+        return Response(json.dumps(data), status=200, content_type="application/json")
 
     def mv_download_uri(path: str) -> Response:
         name, version = need(dict(request.args), "name", "version")
@@ -518,6 +569,11 @@ def create_app(backend: str, root: Path, token: str | None = None) -> Flask:
     mlflow_hooks = {
         ("POST", "/api/2.0/mlflow/model-versions/create"): mv_create,
         ("GET", "/api/2.0/mlflow/model-versions/get-download-uri"): mv_download_uri,
+        ("GET", "/api/2.0/mlflow/model-versions/get"): mv_read,
+        ("GET", "/api/2.0/mlflow/model-versions/search"): mv_read,
+        ("GET", "/api/2.0/mlflow/registered-models/get"): mv_read,
+        ("GET", "/api/2.0/mlflow/registered-models/get-latest-versions"): mv_read,
+        ("POST", "/api/2.0/mlflow/registered-models/get-latest-versions"): mv_read,
         ("POST", "/api/2.0/mlflow/model-versions/set-tag"): mv_set_tag,
         ("POST", "/api/2.0/mlflow/model-versions/transition-stage"): mv_transition_oss,
     }
@@ -590,13 +646,14 @@ class DatabricksStandIn(ManagedProcess):
     """The stand-in as a process on a free loopback port, forwarding to ``mlflow_server``."""
 
     def __init__(self, root: Path, mlflow_server: MlflowServer | str, *, port: int | None = None,
-                 token: str | None = None) -> None:
+                 token: str | None = None, registration_delay_s: float = 0.3) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.port = port or free_port()
         backend = mlflow_server if isinstance(mlflow_server, str) else mlflow_server.url
         argv = [sys.executable, "-m", "tests.support.databricks_standin", "--backend", backend,
-                "--root", str(root), "--port", str(self.port)]
+                "--root", str(root), "--port", str(self.port),
+                "--registration-delay", str(registration_delay_s)]
         if token is not None:
             argv += ["--token", token]
         super().__init__(argv, cwd=REPO_ROOT, log_path=root / "standin.log")
@@ -621,8 +678,10 @@ class DatabricksStandIn(ManagedProcess):
         return resp.json()
 
     def registry_copy(self, name: str, version: str | int) -> Path:
-        """The folder holding the registry's own copy of a version: write into it to tamper."""
-        return Path(self.state()["registry_copies"][f"{name}/{version}"])
+        """The folder holding the registry's own copy of a version (once READY): write into it to tamper."""
+        key = f"{name}/{version}"
+        st = self.wait_for(lambda s: key not in s["registering"], what=f"registration of {key}")
+        return Path(st["registry_copies"][key])
 
     def inject_fault(self, path: str, status: int, count: int = 1, error_code: str | None = None) -> None:
         """Answer the next ``count`` calls of API ``path`` with HTTP ``status``."""
@@ -655,11 +714,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--root", required=True, type=Path, help="folder for the registry copies")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--token", default=None, help="accept only this bearer token on Databricks endpoints")
+    ap.add_argument("--registration-delay", type=float, default=0.3,
+                    help="seconds a new version stays PENDING_REGISTRATION at least")
     args = ap.parse_args(argv)
     from werkzeug.serving import run_simple
 
-    run_simple("127.0.0.1", args.port or free_port(), create_app(args.backend, args.root, args.token),
-               threaded=True, use_reloader=False)
+    app = create_app(args.backend, args.root, args.token, args.registration_delay)
+    run_simple("127.0.0.1", args.port or free_port(), app, threaded=True, use_reloader=False)
 
 
 if __name__ == "__main__":
