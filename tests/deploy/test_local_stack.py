@@ -122,7 +122,7 @@ def test_local_stack_runs_the_loop_reuses_its_webhook_and_stops_everything(tmp_p
     data_dir = tmp_path / "guard"
     port, mlflow_port = free_port(), free_port()
     log_path = tmp_path / "launcher.log"
-    name = "local-stack-model"
+    name = "local-stack-demo"
 
     first = Launcher(data_dir, port, mlflow_port, log_path)
     try:
@@ -140,14 +140,22 @@ def test_local_stack_runs_the_loop_reuses_its_webhook_and_stops_everything(tmp_p
         secret = secret_file.read_text().strip()
         fernet_key = key_file.read_text().strip()
 
+        # `make demo` against this stack: PASSED for an honest version, FAILED naming the changed file.
+        demo_env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
+        demo_env.update(MLFLOW_TRACKING_URI=tracking, GUARD_LISTENER_URL=listener, GUARD_DEMO_MODEL=name)
+        demo = subprocess.run([sys.executable, "deploy/demo.py"], cwd=REPO_ROOT, env=demo_env,
+                              capture_output=True, text=True, timeout=300)
+        assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+        assert "verdict:  PASSED" in demo.stdout
+        assert "verdict:  FAILED" in demo.stdout
+        assert "files:    code/demo_assets/preprocessing/vocabulary.txt" in demo.stdout
         client = MlflowClient(tracking_uri=tracking)
-        version = register_small_model(client, name, tmp_path)
-        tags = wait_for_status(client, name, version)
-        assert tags["validation.status"] == "PASSED", tags
+        assert client.get_model_version(name, "1").tags["validation.status"] == "PASSED"
+        assert client.get_model_version(name, "2").tags["validation.status"] == "FAILED"
         with urllib.request.urlopen(f"{listener}/api/validations?model={name}", timeout=10) as resp:
             body = json.loads(resp.read())
-        rows = body if isinstance(body, list) else body.get("validations", body.get("items", []))
-        assert any(str(r.get("version")) == str(version) for r in rows), body
+        rows = body["validations"]
+        assert {"PASSED", "FAILED"} <= {r.get("status") for r in rows}, body
         hooks = client.list_webhooks()
         assert len(hooks) == 1 and hooks[0].url == f"{listener}/webhooks/mlflow"
         first_hook_id = hooks[0].webhook_id
@@ -167,8 +175,8 @@ def test_local_stack_runs_the_loop_reuses_its_webhook_and_stops_everything(tmp_p
         hooks = client.list_webhooks()
         assert [h.webhook_id for h in hooks] == [first_hook_id]
         # The restarted server can still decrypt the stored secret, and the listener still verifies it.
-        version = register_small_model(client, name, tmp_path)
-        assert wait_for_status(client, name, version)["validation.status"] == "PASSED"
+        version = register_small_model(client, "local-stack-plain", tmp_path)
+        assert wait_for_status(client, "local-stack-plain", version)["validation.status"] == "PASSED"
         second.interrupt_and_check_all_gone()
     finally:
         second.kill()
