@@ -262,7 +262,8 @@ def machine_info() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "os": f"{platform.system()} {platform.release()}", "versions": versions,
             "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
-            "loadavg_before": os.getloadavg()}
+            # Other work on the machine skews every number; recorded so a noisy run can be recognised.
+            "loadavg_before": [round(x, 2) for x in os.getloadavg()]}
 
 
 def _f(v: float | None, fmt: str) -> str:
@@ -278,7 +279,8 @@ def render_markdown(result: dict) -> str:
         + f"; {mi['date_utc']}, commit {mi['commit']}. gunicorn --workers {p['workers']} (sync), "
         f"{'config ' + str(p['gunicorn_config']) if p['gunicorn_config'] else 'no config file'}; "
         f"load generator: {p['client_procs']} processes of threads on the same machine, "
-        f"{p['requests']} signed deliveries per run after {p['warmup']} warm-up requests.",
+        f"{p['requests']} signed deliveries per run after {p['warmup']} warm-up requests; "
+        f"load average before / after {mi['loadavg_before'][0]:.2f} / {mi.get('loadavg_after', ['?'])[0]}.",
         "",
         "| app | concurrency | req/s | p50 ms | p99 ms | answers |",
         "| --- | ---: | ---: | ---: | ---: | --- |",
@@ -365,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         bare, lis = by.get("bare Flask"), by.get("listener")
         ratios[str(c)] = (lis["rps"] / bare["rps"]) if bare and lis and bare["rps"] and lis["rps"] else None
     result["ratios"] = ratios
+    result["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     result["accepted_total"] = accepted
     with contextlib.suppress(Exception):
         result["queue"] = queued_jobs(data_dir)
