@@ -12,6 +12,10 @@ Publishing one verdict:
 3. with ``GUARD_GATE_TRANSITIONS=true`` and a verdict from a transition request: approve (PASSED) or
    reject (FAILED / ERROR) the open request for that stage, with the same comment.
 
+Models in Unity Catalog (``MLFLOW_REGISTRY_URI=databricks-uc``) have no comments, stages or transition
+requests: there the verdict is written as the tags plus a marked section of the version's description,
+through ``MlflowClient``, like the open-source registry.
+
 A publish may be retried after a transient failure. Tags are idempotent; the comment and the gate are
 not, so each finished step is recorded in a small marker file under ``GUARD_DATA_DIR`` and skipped on the
 retry of the same validation.
@@ -43,6 +47,7 @@ from listener.verdict import (
     Verdict,
     render_comment,
     render_tags,
+    update_description,
 )
 
 log = logging.getLogger(__name__)
@@ -123,7 +128,8 @@ class DatabricksAdapter:
 
     registry = "databricks"
 
-    def __init__(self, settings: Any, client: Any = None, workspace: Any = None) -> None:
+    def __init__(self, settings: Any, client: Any = None, workspace: Any = None,
+                 unity_catalog: bool | None = None) -> None:
         self.settings = settings
         if client is None:
             from core.registry import make_client
@@ -132,6 +138,10 @@ class DatabricksAdapter:
         self.client = client
         self._workspace = workspace
         self.tag_limit = _env_int("GUARD_DATABRICKS_TAG_LIMIT", DEFAULT_TAG_LIMIT_BYTES)
+        if unity_catalog is None:
+            registry_uri = str(getattr(settings, "registry_uri", None) or "")
+            unity_catalog = registry_uri.startswith("databricks-uc")
+        self.unity_catalog = unity_catalog
 
     # -- reading ---------------------------------------------------------------------------------
     def read_version(self, model: str, version: str) -> Any:
@@ -201,6 +211,9 @@ class DatabricksAdapter:
 
     def publish(self, verdict: Verdict) -> None:
         """Tags, then one comment, then (gating on, transition request) approve or reject."""
+        if self.unity_catalog:
+            self._publish_unity_catalog(verdict)
+            return
         model, version = verdict.model, str(verdict.version)
         text = render_databricks_comment(verdict)
         marker = self._marker(verdict)
@@ -221,6 +234,24 @@ class DatabricksAdapter:
             raise
         except Exception as exc:  # noqa: BLE001 - mapped to our error classes
             raise sdk_error(exc, what) from exc
+
+    def _publish_unity_catalog(self, verdict: Verdict) -> None:
+        """Tags, then the marked description section (Unity Catalog has no comments or stages)."""
+        model, version = verdict.model, str(verdict.version)
+        if verdict.gate and getattr(self.settings, "gate_transitions", False):
+            log.warning("%s version %s: Unity Catalog has no transition requests; nothing to gate", model,
+                        version)
+        try:
+            tags = self.render_tags(verdict)
+            for key in sorted(tags, key=lambda k: _TAG_ORDER.index(k) if k in _TAG_ORDER else -1):
+                self.client.set_model_version_tag(model, version, key, tags[key])
+            # Re-read right before writing so an edit the user made meanwhile is kept.
+            current = self.client.get_model_version(model, version).description or ""
+            updated = update_description(current, verdict)
+            if updated != current:
+                self.client.update_model_version(model, version, description=updated)
+        except Exception as exc:  # noqa: BLE001 - mapped to our error classes
+            raise classify_exception(exc, f"publishing to {model} version {version}") from exc
 
     def _should_gate(self, verdict: Verdict) -> bool:
         return bool(getattr(self.settings, "gate_transitions", False) and verdict.gate

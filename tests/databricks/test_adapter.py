@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-from databricks.sdk.errors import NotFound
 from mlflow import MlflowClient
 
 from core.errors import CheckError, TransientError
@@ -181,4 +180,20 @@ def test_tags_fit_the_workspace_limit_and_comment_is_marked() -> None:
     text = render_databricks_comment(verdict)
     assert is_own_comment(text) and len(text) <= 65535 and "dir/\u00e9-0" in text
     assert not is_own_comment("Validation PASSED: someone pasting our words")
-    assert NotFound  # the SDK's 404 class is what the gate tolerates
+
+
+def test_unity_catalog_gets_tags_and_description(standin: DatabricksStandIn, settings: Settings,
+                                                 tmp_path: Path) -> None:
+    model = "main.ml.adapter_uc"
+    v = register_model(standin.url, model, tmp_path)
+    client = MlflowClient(tracking_uri=standin.url)
+    client.update_model_version(model, v, description="Owner's notes.")
+    adapter = DatabricksAdapter(settings, unity_catalog=True)
+    verdict = run_validation(request(model, v, "MODEL_VERSION_CREATED"), settings, adapter=adapter)
+    adapter.publish(verdict)
+    mv = client.get_model_version(model, v)
+    assert mv.tags["validation.status"] == PASSED
+    assert mv.description.startswith("Owner's notes.") and "<!-- validation:start -->" in mv.description
+    assert comments(standin, model, v) == []  # no comments API for Unity Catalog models
+    assert DatabricksAdapter(Settings(tracking_uri="databricks", registry_uri="databricks-uc",
+                                      data_dir=tmp_path), client=client).unity_catalog
