@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from core.errors import CheckError, TransientError
+from core.errors import CheckError, NotFoundError, TransientError
 from core.seal import Manifest
 from listener.config import Settings
 from listener.events import ValidationRequest
@@ -19,6 +19,7 @@ from listener.registries.databricks import (
     DatabricksAdapter,
     is_own_comment,
     render_databricks_comment,
+    sdk_error,
 )
 from listener.verdict import FAILED, PASSED, Verdict
 from tests.databricks.conftest import NESTED_FILE, register_model
@@ -197,3 +198,26 @@ def test_unity_catalog_gets_tags_and_description(standin: DatabricksStandIn, set
     assert comments(standin, model, v) == []  # no comments API for Unity Catalog models
     assert DatabricksAdapter(Settings(tracking_uri="databricks", registry_uri="databricks-uc",
                                       data_dir=tmp_path), client=client).unity_catalog
+
+
+@pytest.mark.parametrize(("exc", "kind"), [
+    ("TooManyRequests", TransientError), ("TemporarilyUnavailable", TransientError),
+    ("InternalError", TransientError), ("DeadlineExceeded", TransientError),
+    ("PermissionDenied", CheckError), ("Unauthenticated", CheckError), ("InvalidParameterValue", CheckError),
+    ("NotFound", NotFoundError),
+])
+def test_sdk_errors_are_classified(exc: str, kind: type) -> None:
+    from databricks.sdk import errors as dbx
+
+    err = sdk_error(getattr(dbx, exc)("boom"), "publishing")
+    assert type(err) is kind and str(err).startswith("publishing: ") and str(err).endswith("boom")
+
+
+def test_network_errors_are_transient() -> None:
+    import requests
+    from databricks.sdk.errors import DatabricksError
+
+    assert isinstance(sdk_error(requests.ConnectionError("refused"), "x"), TransientError)
+    assert isinstance(sdk_error(TimeoutError("Timed out after 0:00:30"), "x"), TransientError)
+    assert isinstance(sdk_error(DatabricksError("upstream connection refused"), "x"), TransientError)
+    assert not isinstance(sdk_error(DatabricksError("unsupported thing"), "x"), TransientError)

@@ -271,7 +271,8 @@ def create_app(backend: str, root: Path, token: str | None = None,
     def forward(path: str, body: bytes | None = None) -> requests.Response:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
         headers.pop("Authorization", None)  # the local server needs none; never pass tokens on
-        return state.session.request(request.method, f"{state.backend}{path}", params=request.args,
+        return state.session.request(request.method, f"{state.backend}{path}",
+                                     params=list(request.args.items(multi=True)),
                                      data=request.get_data() if body is None else body, headers=headers,
                                      timeout=60)
 
