@@ -47,7 +47,11 @@ class MlflowOssAdapter:
 
     def load_seal(self, model: str, version: str) -> Manifest | None:
         """The manifest stored in the ``validation.manifest`` tag, or None."""
-        mv = self.read_version(model, version)
+        return self.seal_of(self.read_version(model, version))
+
+    def seal_of(self, mv: Any) -> Manifest | None:
+        """The seal carried by an already-read version (saves a registry round trip)."""
+        model, version = mv.name, mv.version
         raw = (getattr(mv, "tags", None) or {}).get(TAG_MANIFEST)
         if not raw:
             return None
@@ -65,16 +69,26 @@ class MlflowOssAdapter:
         return f"{base.rstrip('/')}/#/models/{quote(model, safe='')}/versions/{quote(str(version), safe='')}"
 
     def publish(self, verdict: Verdict) -> None:
-        """Set every ``validation.*`` tag, then replace the description section (idempotent)."""
+        """Write the changed ``validation.*`` tags and the description section; the status tag last.
+
+        Idempotent, so a retried publish is harmless. The status goes last so that whoever sees a new
+        ``validation.status`` also sees the summary, report and description section that belong to it.
+        """
         tags = render_tags(verdict)
         model, version = verdict.model, str(verdict.version)
         try:
-            for key in sorted(tags, key=lambda k: _TAG_ORDER.index(k) if k in _TAG_ORDER else -1):
-                self.client.set_model_version_tag(model, version, key, tags[key])
+            existing = dict(getattr(self.client.get_model_version(model, version), "tags", None) or {})
+            ordered = sorted(tags, key=lambda k: _TAG_ORDER.index(k) if k in _TAG_ORDER else -1)
+            for key in ordered[:-1]:
+                if existing.get(key) != tags[key]:
+                    self.client.set_model_version_tag(model, version, key, tags[key])
             # Re-read right before writing so an edit the user made meanwhile is kept.
             current = self.client.get_model_version(model, version).description or ""
             updated = update_description(current, verdict)
             if updated != current:
                 self.client.update_model_version(model, version, description=updated)
+            last = ordered[-1]
+            if existing.get(last) != tags[last]:
+                self.client.set_model_version_tag(model, version, last, tags[last])
         except Exception as exc:  # noqa: BLE001 - mapped to our error classes
             raise classify_exception(exc, f"publishing to {model} version {version}") from exc

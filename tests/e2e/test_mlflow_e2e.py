@@ -1,0 +1,222 @@
+"""Open-source MLflow end to end, with faults.
+
+Real parts only: an ``mlflow server`` (SQLite store, local artifacts, webhook environment), the listener
+under gunicorn with two workers, a huey consumer process, and a webhook created through
+``MlflowClient.create_webhook``. One stack serves the whole module; tests that stop a part start it again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from listener.config import Settings
+from listener.queue import queue_depth
+from listener.results import ResultsStore
+from listener.verdict import SECTION_START
+from tests.listener_worker.helpers import local_model_path, register_model, wait_for
+from tests.support.procs import ManagedProcess, MlflowServer, free_port, wait_http
+
+pytestmark = pytest.mark.e2e
+VENV_BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[2]
+SECRET = "e2e-mlflow-webhook-secret"
+EVENTS = ["model_version.created", "model_version_alias.created", "model_version_tag.set"]
+_ACCESS = re.compile(r'"POST /webhooks/mlflow HTTP/[0-9.]+" (\d{3}) ')
+
+
+class Stack:
+    """Tracking server + listener (gunicorn, 2 workers) + huey consumer, sharing one data folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.server = MlflowServer(root / "mlflow")
+        self.port = free_port()
+        self.data_dir = root / "guard"
+        (root / "prom").mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GUARD_", "MLFLOW_", "DATABRICKS_"))}
+        env.update({
+            "MLFLOW_TRACKING_URI": self.server.url, "GUARD_MLFLOW_SECRET": SECRET,
+            "GUARD_DATA_DIR": str(self.data_dir), "PROMETHEUS_MULTIPROC_DIR": str(root / "prom"),
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            # Fail fast while the tracking server is down; the worker's own backoff does the waiting.
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+            "GUARD_RETRY_BASE_S": "1", "GUARD_RETRY_MAX_S": "3", "GUARD_MAX_RETRIES": "60",
+            "GUARD_READY_TIMEOUT": "120",
+        })
+        self.env = env
+        self.web = ManagedProcess([str(VENV_BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{self.port}",
+                                   "--access-logfile", "-", "listener.app:create_app()"],
+                                  env=env, cwd=REPO, log_path=root / "web.log")
+        self.worker = ManagedProcess([str(VENV_BIN / "huey_consumer"), "listener.tasks.huey", "-w", "2",
+                                      "-k", "thread"], env=env, cwd=REPO, log_path=root / "worker.log")
+        self.settings = Settings(tracking_uri=self.server.url, data_dir=self.data_dir)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.server.url)
+
+    @property
+    def store(self) -> ResultsStore:
+        return ResultsStore(self.data_dir / "results.db")
+
+    def start_web(self) -> None:
+        self.web.start()
+        wait_http(self.url + "/healthz", timeout=60, proc=self.web.proc)
+
+    def start(self) -> Stack:
+        self.server.start()
+        self.start_web()
+        self.worker.start()
+        self.client.create_webhook(name="guard-e2e", url=self.url + "/webhooks/mlflow", events=EVENTS,
+                                   secret=SECRET)
+        return self
+
+    def stop(self) -> None:
+        for proc in (self.worker, self.web, self.server):
+            proc.stop()
+
+    def answers(self) -> list[int]:
+        """HTTP status of every webhook delivery the listener answered (from gunicorn's access log)."""
+        return [int(m) for m in _ACCESS.findall(self.web.log_path.read_text(errors="replace"))]
+
+    def rows(self, model: str) -> list[dict]:
+        return self.store.recent(limit=1000, model=model)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.log_path.name} ---\n{p.log_tail(3000)}"
+                         for p in (self.server, self.web, self.worker))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    st = Stack(tmp_path_factory.mktemp("e2e-mlflow"))
+    try:
+        st.start()
+    except Exception:
+        st.stop()
+        raise
+    yield st
+    st.stop()
+
+
+def _tags(stack: Stack, name: str, version: str) -> dict:
+    try:
+        return stack.client.get_model_version(name, version).tags
+    except Exception:  # noqa: BLE001 - the server may be restarting
+        return {}
+
+
+def _wait_status(stack: Stack, name: str, version: str, status: str, timeout: float = 90) -> dict:
+    try:
+        return wait_for(lambda: (t := _tags(stack, name, version)).get("validation.status") == status and t,
+                        timeout=timeout, what=f"{name} v{version} {status}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{stack.logs()}") from exc
+
+
+def _set_status(stack: Stack, name: str, version: str, status: str) -> None:
+    # A version still registering cannot be produced through the API of open-source MLflow; its store can.
+    with sqlite3.connect(stack.server.root / "mlflow.db") as conn:
+        conn.execute("UPDATE model_versions SET status=? WHERE name=? AND version=?",
+                     (status, name, int(version)))
+
+
+def test_register_passes_tamper_fails_and_own_tags_are_ignored(stack: Stack, tmp_path: Path):
+    client = stack.client
+    before = len(stack.answers())
+    name, version = register_model(client, tmp_path, name="e2e-main")
+    tags = _wait_status(stack, name, version, "PASSED")
+    assert tags.get("validation.manifest") and tags.get("validation.seal")
+    mv = client.get_model_version(name, version)
+    assert SECTION_START in mv.description and "PASSED" in mv.description
+
+    target = local_model_path(client, name, version) / "data" / "deep" / "nested" / "layer.bin"
+    target.write_bytes(b"changed after registration")
+    client.set_registered_model_alias(name, "champion", version)
+    tags = _wait_status(stack, name, version, "FAILED")
+    assert "data/deep/nested/layer.bin" in tags["validation.summary"]
+    report = json.loads(tags["validation.report"])
+    assert [d["path"] for d in report["seal_differences"]] == ["data/deep/nested/layer.bin"]
+    description = client.get_model_version(name, version).description
+    assert description.count(SECTION_START) == 1 and "data/deep/nested/layer.bin" in description
+
+    # Our own tag writes came back as model_version_tag.set deliveries: 6 tags on the first verdict,
+    # 4 changed ones on the second. Each was answered 200 "ignored" and started no validation.
+    wait_for(lambda: stack.answers()[before:].count(200) >= 10, timeout=30, what="tag deliveries answered")
+    assert stack.answers()[before:].count(202) == 2, stack.answers()
+    time.sleep(1.0)  # let any stray job (there should be none) reach the worker
+    rows = stack.rows(name)
+    assert sorted(r["trigger"] for r in rows) == ["model_version.created", "model_version_alias.created"]
+    assert all(r["publish_status"] == "PUBLISHED" for r in rows)
+
+
+def test_tracking_server_down_while_job_retries_then_verdict_written(stack: Stack, tmp_path: Path):
+    stack.worker.stop()
+    name, version = register_model(stack.client, tmp_path, name="e2e-outage")
+    wait_for(lambda: queue_depth(stack.settings) >= 1, timeout=30, what="job queued")
+    stack.server.stop()
+    stack.worker.start()
+    rows = wait_for(lambda: [r for r in stack.rows(name) if r["status"] == "RETRYING"], timeout=60,
+                    what="job retrying while the tracking server is down")
+    assert rows[0]["error"]
+    stack.server = MlflowServer(stack.server.root, port=stack.server.port)
+    stack.server.start()
+    tags = _wait_status(stack, name, version, "PASSED", timeout=120)
+    assert tags.get("validation.manifest")
+    [row] = stack.rows(name)
+    assert row["status"] == "PASSED" and row["attempts"] >= 1 and row["publish_status"] == "PUBLISHED"
+
+
+def test_consumer_killed_mid_check_completes_exactly_once(stack: Stack, tmp_path: Path):
+    stack.worker.stop()
+    name, version = register_model(stack.client, tmp_path, name="e2e-sigkill")
+    wait_for(lambda: queue_depth(stack.settings) >= 1, timeout=30, what="job queued")
+    # Keep the check busy: the version looks like it is still registering, so the worker waits on it.
+    _set_status(stack, name, version, "PENDING_REGISTRATION")
+    stack.worker.start()
+    wait_for(lambda: [r for r in stack.rows(name) if r["status"] == "RUNNING"], timeout=60,
+             what="check running")
+    assert queue_depth(stack.settings) == 0  # huey already took the job off the queue
+    stack.worker.kill(signal.SIGKILL)
+    stack.worker.proc.wait(timeout=10)
+    assert stack.rows(name)[0]["status"] == "RUNNING"
+
+    stack.worker.start()
+    wait_for(lambda: "re-enqueued unfinished job" in stack.worker.log_tail(20000), timeout=60,
+             what="recovery at consumer start-up")
+    _set_status(stack, name, version, "READY")
+    _wait_status(stack, name, version, "PASSED")
+    time.sleep(1.0)
+    rows = stack.rows(name)
+    assert len(rows) == 1 and rows[0]["status"] == "PASSED" and rows[0]["publish_status"] == "PUBLISHED"
+    assert stack.client.get_model_version(name, version).description.count(SECTION_START) == 1
+
+
+def test_listener_restart_with_queued_jobs_loses_none(stack: Stack, tmp_path: Path):
+    stack.worker.stop()
+    versions = [register_model(stack.client, tmp_path, name="e2e-restart") for _ in range(2)]
+    wait_for(lambda: queue_depth(stack.settings) >= 2, timeout=30, what="two jobs queued")
+    stack.web.stop()
+    stack.start_web()
+    assert queue_depth(stack.settings) == 2
+    stack.worker.start()
+    for name, version in versions:
+        _wait_status(stack, name, version, "PASSED")
+    rows = stack.rows("e2e-restart")
+    assert sorted(r["version"] for r in rows) == sorted(v for _, v in versions)
+    assert all(r["status"] == "PASSED" for r in rows)
