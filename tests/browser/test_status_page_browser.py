@@ -1,0 +1,117 @@
+"""The verdict as a person sees it: the status page and the MLflow UI in headless Debian Chromium.
+
+Selenium drives /usr/bin/chromium through /usr/bin/chromedriver (both Debian packages, installed by
+.ci/run); giving the driver's path skips Selenium Manager, so nothing is downloaded at run time.
+Screenshots are kept in tests/browser/screenshots/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.deploy.stack import Web, Worker, guard_env, mlflow_delivery, require_tool, version_created_data
+from tests.listener_worker.helpers import register_model
+from tests.support.procs import MlflowServer
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+SECRET = "browser-test-webhook-secret"
+CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage", "--window-size=1400,1000"]
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    require_tool(CHROMIUM, "browser test")
+    require_tool(CHROMEDRIVER, "browser test")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.TemporaryDirectory(prefix="guard-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile.name}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        profile.cleanup()
+
+
+def wait_until(check: Callable[[], object], timeout: float, what: str, page: Callable[[], str]) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.3)
+    pytest.fail(f"{what} not visible within {timeout}s; page text:\n{page()[:3000]}")
+
+
+def test_verdict_visible_on_status_page_and_in_mlflow_ui(tmp_path: Path, mlflow_server: MlflowServer,
+                                                        browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    env = guard_env(GUARD_MLFLOW_SECRET=SECRET, MLFLOW_TRACKING_URI=mlflow_server.url,
+                    GUARD_DATA_DIR=str(tmp_path / "guard"))
+    web = Web(env, tmp_path / "web.log", workers=1)
+    worker = Worker(env, tmp_path / "worker.log", threads=1)
+    try:
+        web.start()
+        worker.start()
+        client = MlflowClient(tracking_uri=mlflow_server.url)
+        name, version = register_model(client, tmp_path, name=f"browser-{uuid.uuid4().hex[:6]}")
+        headers, body = mlflow_delivery(SECRET, "created", version_created_data(client, name, version))
+        req = urllib.request.Request(web.url + "/webhooks/mlflow", data=body, headers=headers, method="POST")
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert resp.status == 202, json.loads(resp.read())
+        deadline = time.monotonic() + 90
+        while not client.get_model_version(name, version).tags.get("validation.status"):
+            assert time.monotonic() < deadline, worker.log_tail()
+            time.sleep(0.3)
+        assert client.get_model_version(name, version).tags["validation.status"] == "PASSED"
+
+        SCREENSHOTS.mkdir(exist_ok=True)
+        page_text = lambda: browser.find_element(By.TAG_NAME, "body").text  # noqa: E731
+
+        # 1. The listener's status page: a green PASSED badge in the row of this version.
+        browser.get(f"{web.url}/?model={quote(name)}")
+        row = wait_until(lambda: [r for r in browser.find_elements(By.CSS_SELECTOR, "tbody tr")
+                                  if name in r.text], 20, "the version's row", page_text)[0]
+        badge = row.find_element(By.CSS_SELECTOR, "span.badge")
+        assert badge.is_displayed() and badge.text == "PASSED"
+        assert badge.value_of_css_property("background-color") in ("rgba(26, 127, 55, 1)", "rgb(26, 127, 55)")
+        cells = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+        assert cells[1] == name and cells[2] == str(version) and cells[3] == "model_version.created"
+        browser.save_screenshot(str(SCREENSHOTS / "status-page.png"))
+
+        # 2. Its link leads to the version in the MLflow UI, where the tags and the description show it.
+        link = row.find_element(By.LINK_TEXT, "open version")
+        expected = f"{mlflow_server.url}/#/models/{quote(name)}/versions/{version}"
+        assert link.get_attribute("href") == expected
+        link.click()
+        wait_until(lambda: "validation.status" in page_text(), 90, "the validation tags", page_text)
+        assert browser.current_url == expected
+        text = page_text()
+        assert "validation.status\nPASSED" in text, text[:3000]
+        # The marked description section, rendered as Markdown.
+        assert "Validation:" in text and "PASSED" in text.split("Validation:", 1)[1].split("\n", 1)[0]
+        browser.save_screenshot(str(SCREENSHOTS / "mlflow-model-version.png"))
+    finally:
+        worker.stop()
+        web.stop()
