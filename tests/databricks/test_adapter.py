@@ -144,6 +144,21 @@ def test_transient_failures_retry_without_duplicate_comments(standin: Databricks
     assert len(comments(standin, model, v)) == 1
 
 
+def test_error_verdict_rejects_the_request(standin: DatabricksStandIn, settings: Settings,
+                                           tmp_path: Path) -> None:
+    model = "adapter-error"
+    v = register_model(standin.url, model, tmp_path)
+    adapter = DatabricksAdapter(settings)
+    adapter.workspace.model_registry.create_transition_request(name=model, version=v, stage="Production")
+    verdict = Verdict.error_verdict(model=model, version=v, registry="databricks",
+                                    trigger="TRANSITION_REQUEST_CREATED", reason="artifact store unreachable",
+                                    to_stage="Production", gate=True, delivery_key=f"k-{time.time()}")
+    adapter.publish(verdict)
+    rejected = activities(standin, model, v)[-1]
+    assert rejected["activity_type"] == "REJECTED_REQUEST"
+    assert "Validation ERROR" in rejected["comment"] and "artifact store unreachable" in rejected["comment"]
+
+
 def test_permanent_errors_are_not_retried(standin: DatabricksStandIn, settings: Settings,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABRICKS_TOKEN", "wrong-token-value")
