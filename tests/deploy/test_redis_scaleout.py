@@ -80,6 +80,14 @@ def test_two_webs_two_workers_one_redis_queue(tmp_path: Path, mlflow_server: Mlf
             assert len(dups) == 2 * COPIES_PER_WEB - 1
             assert all(c == 200 and b == {"status": "duplicate", "id": queued[0]["id"]} for c, b in dups), got
 
+        # Each web runs two gunicorn workers; /metrics adds up what both answered (multiprocess folder).
+        for web in webs:
+            with urllib.request.urlopen(web.url + "/metrics", timeout=10) as resp:
+                text = resp.read().decode()
+            answered = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                           if line.startswith('guard_deliveries_total{') and 'route="mlflow"' in line)
+            assert answered == VERSIONS * COPIES_PER_WEB, text
+
         # Nothing lost: every version gets its verdict.
         deadline = time.monotonic() + 120
         pending = set(versions)

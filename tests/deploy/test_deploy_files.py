@@ -1,0 +1,123 @@
+"""The deployment files agree with each other and with the code: Procfile, gunicorn settings, Docker,
+compose, Databricks jobs. (Docker itself cannot run here; what can be checked without it is checked.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.deploy.stack import REPO_ROOT, procfile
+
+DEPLOY = REPO_ROOT / "deploy"
+
+
+def gunicorn_settings(env: dict[str, str]) -> dict:
+    """Evaluate deploy/gunicorn.conf.py the way gunicorn does (exec of the file) in a clean process."""
+    code = ("import json, runpy; ns = runpy.run_path('deploy/gunicorn.conf.py'); "
+            "print(json.dumps({k: ns.get(k) for k in ('bind', 'workers', 'threads', 'timeout', 'accesslog', "
+            "'errorlog', 'control_socket_disable')} | {'multiproc': __import__('os').environ.get("
+            "'PROMETHEUS_MULTIPROC_DIR')}))")
+    cleared = ("PORT", "WEB_CONCURRENCY", "GUNICORN_WORKERS", "GUNICORN_BIND", "PROMETHEUS_MULTIPROC_DIR")
+    base = {k: v for k, v in os.environ.items() if k not in cleared}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env={**base, **env},
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def test_procfile_runs_the_app_factory_and_the_workers_huey() -> None:
+    entries = procfile()
+    assert set(entries) == {"web", "worker"}
+    web = shlex.split(entries["web"])
+    assert web[:3] == ["gunicorn", "-c", "deploy/gunicorn.conf.py"] and web[3] == "listener.app:create_app()"
+    worker = shlex.split(entries["worker"])
+    assert worker[:2] == ["huey_consumer", "listener.tasks.huey"]
+    assert worker[worker.index("-k") + 1] == "thread"
+    # The module and attribute the consumer loads exist.
+    from listener import app, tasks
+
+    assert callable(app.create_app) and tasks.huey is not None
+
+
+def test_gunicorn_settings_follow_the_environment(tmp_path: Path) -> None:
+    s = gunicorn_settings({"PORT": "8123", "WEB_CONCURRENCY": "3"})
+    assert s["bind"] == "0.0.0.0:8123" and s["workers"] == 3
+    assert s["accesslog"] == "-" and s["errorlog"] == "-" and s["control_socket_disable"] is True
+    assert 0 < s["timeout"] <= 30
+    # Without a configured folder, the workers get a private multiprocess folder of their own.
+    assert s["multiproc"] and Path(s["multiproc"]).is_dir()
+    Path(s["multiproc"]).rmdir()
+
+    given = tmp_path / "metrics"
+    s = gunicorn_settings({"GUNICORN_WORKERS": "5", "GUNICORN_BIND": "127.0.0.1:9000",
+                           "PROMETHEUS_MULTIPROC_DIR": str(given)})
+    assert s["bind"] == "127.0.0.1:9000" and s["workers"] == 5 and s["multiproc"] == str(given)
+    assert given.is_dir()
+
+    with pytest.raises(subprocess.CalledProcessError):
+        gunicorn_settings({"WEB_CONCURRENCY": "0"})
+
+
+def test_dockerfile_is_slim_non_root_with_a_healthcheck_and_runs_the_procfile_web() -> None:
+    lines = [ln.strip() for ln in (DEPLOY / "Dockerfile").read_text().splitlines()]
+    assert lines[[i for i, ln in enumerate(lines) if ln.startswith("FROM")][0]] == "FROM python:3.11-slim"
+    users = [ln.split()[1] for ln in lines if ln.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
+    assert any(ln.startswith("RUN pip install -r requirements.txt") for ln in lines)
+    health = " ".join(lines[[i for i, ln in enumerate(lines) if ln.startswith("HEALTHCHECK")][0]:][:2])
+    assert "/healthz" in health
+    # The image's command (the HEALTHCHECK has a CMD of its own, in shell form).
+    cmd = json.loads([ln for ln in lines if ln.startswith("CMD [")][-1].removeprefix("CMD "))
+    assert cmd == shlex.split(procfile()["web"])
+    # Everything the image copies is in the build context the ignore file lets through.
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text()
+    for ln in lines:
+        if ln.startswith("COPY "):
+            for src in ln.split()[1:-1]:
+                assert f"!{src.rstrip('/')}" in ignore, src
+
+
+def test_compose_has_mlflow_redis_web_worker_wired_together() -> None:
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"mlflow", "redis", "web", "worker"}
+    web, worker, mlflow_svc = services["web"], services["worker"], services["mlflow"]
+    assert web["command"] == shlex.split(procfile()["web"])
+    assert worker["command"][:2] == ["huey_consumer", "listener.tasks.huey"]
+    for svc in (web, worker):
+        env = svc["environment"]
+        assert env["GUARD_QUEUE"].startswith("redis://redis:")
+        assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+        assert "GUARD_MLFLOW_SECRET" in env
+        assert "guard-data:/data" in svc["volumes"]  # the status page reads what the worker writes
+    server_env = mlflow_svc["environment"]
+    assert server_env["MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS"] == "true"
+    assert "http" in server_env["MLFLOW_WEBHOOK_ALLOWED_SCHEMES"].split(",")
+    assert "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY" in server_env
+    assert "--serve-artifacts" in mlflow_svc["command"]
+
+
+@pytest.mark.parametrize("name", ["job.json", "job-unity-catalog.json"])
+def test_databricks_jobs_are_valid_job_settings_passing_event_message(name: str) -> None:
+    from databricks.sdk.service.jobs import JobSettings
+
+    raw = json.loads((DEPLOY / "databricks" / name).read_text())
+    settings = JobSettings.from_dict(raw)
+    # Nothing the Jobs API would not know: the SDK's model keeps every key.
+    assert settings.as_dict() == raw
+    assert [p.name for p in settings.parameters] == ["event_message"]
+    (task,) = settings.tasks
+    assert task.python_wheel_task.named_parameters == {"event_message": "{{job.parameters.event_message}}"}
+    assert task.max_retries == 0  # FAILED is a verdict, not a fault to retry
+    env = settings.job_clusters[0].new_cluster.spark_env_vars
+    assert env["MLFLOW_TRACKING_URI"] == "databricks"
+    if settings.trigger is not None:
+        assert settings.trigger.model.condition.value == "MODEL_VERSION_READY"
+        assert settings.parameters[0].default == "{{job.trigger.model.updates}}"
+        assert env["MLFLOW_REGISTRY_URI"] == "databricks-uc"
