@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -50,10 +51,15 @@ class ManagedProcess:
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "ManagedProcess":
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=out,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+    def start(self) -> ManagedProcess:
+        if self.log_path is None:
+            self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+            return self
+        # The child keeps its own copy of the descriptor; ours can close right away.
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
     @property
@@ -68,10 +74,8 @@ class ManagedProcess:
         """Send ``sig`` to the whole process group (the server and its workers)."""
         if self.proc is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM the group, then SIGKILL it if it has not gone within ``timeout``."""
@@ -79,15 +83,11 @@ class ManagedProcess:
             return
         if self.proc.poll() is None:
             self.kill(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
         self.kill(signal.SIGKILL)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
 
     def log_tail(self, n: int = 4000) -> str:
         if self.log_path and self.log_path.exists():
@@ -125,7 +125,7 @@ class MlflowServer(ManagedProcess):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 90.0) -> "MlflowServer":
+    def start(self, timeout: float = 90.0) -> MlflowServer:
         super().start()
         try:
             wait_http(self.url + "/health", timeout=timeout, proc=self.proc)
