@@ -87,10 +87,13 @@ def run_validation(request: Any, settings: Any, adapter: Any = None) -> Verdict:
         if adapter is None:
             adapter = get_adapter(request.registry, settings)
         timeout = _setting(settings, "ready_timeout_s", "GUARD_READY_TIMEOUT", DEFAULT_READY_TIMEOUT_S)
-        wait_until_ready(adapter, request.model, str(request.version), timeout)
+        mv = wait_until_ready(adapter, request.model, str(request.version), timeout)
         # Sealing never overwrites an existing seal: a re-delivered "created" event must not bless
         # files that changed since the first one.
-        seal = adapter.load_seal(request.model, str(request.version))
+        if hasattr(adapter, "seal_of"):
+            seal = adapter.seal_of(mv)
+        else:
+            seal = adapter.load_seal(request.model, str(request.version))
         scratch = os.path.join(str(settings.data_dir), "scratch")
         os.makedirs(scratch, exist_ok=True)
         result = check_model_version(request.model, str(request.version), tracking_uri=settings.tracking_uri,
