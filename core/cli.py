@@ -47,13 +47,16 @@ def _write(report: dict[str, Any], report_file: str | None, verbose: bool) -> bo
         return False
 
 
-def _finish(result: Any, report_file: str | None, verbose: bool) -> None:
+def _headline(result: Any, verbose: bool) -> None:
     if result.status == "ERROR":
         click.echo(f"error: {result.error}", err=True)
         if verbose and result.exception is not None:
             traceback.print_exception(result.exception, file=sys.stderr)
     else:
         click.echo(f"{result.status}: {result.summary}")
+
+
+def _finish(result: Any, report_file: str | None, verbose: bool) -> None:
     if not _write(result.report, report_file, verbose) and result.exit_code == 0:
         sys.exit(2)
     if report_file:
@@ -119,6 +122,7 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
                                  registry_uri=registry_uri, download_dir=download_dir,
                                  keep_downloads=keep_downloads, seal=seal, seal_from_tag=not no_seal_tag,
                                  report_file=report_file)
+    _headline(result, verbose)
     if result.status != "ERROR":
         _print_differences("Differences between run model and registry model", result.differences)
         _print_differences("Differences from the seal", result.seal_differences)
@@ -187,6 +191,7 @@ def compare_model_versions_cli(config_file: str, download_dir: str | None, repor
         _fail_early(f"cannot parse config file {config_file}: {exc}", report_file, verbose)
     result = compare_model_versions(config, download_dir=download_dir, skip_run=skip_compare_run_models,
                                     skip_reg=skip_compare_reg_models, keep_downloads=keep_downloads)
+    _headline(result, verbose)
     if result.status != "ERROR":
         _print_differences("Differences between the run models", result.run_differences)
         _print_differences("Differences between the registry models", result.reg_differences)

@@ -9,6 +9,7 @@ mix in; the folder is removed afterwards unless asked to keep it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import urllib.parse
@@ -57,6 +58,10 @@ def fetch(uri: str, scratch_root: Path | str | None = None, *, tracking_uri: str
     The caller owns the scratch folder (see :func:`release`). Errors are core errors naming
     ``label`` and the (redacted) URI.
     """
+    if uri.startswith("models:/"):
+        # MLflow resolves a registered-model URI against the process-wide registry, not the one
+        # passed in: resolve it here, against the right server, to the storage it points at.
+        uri = resolve_models_uri(uri, tracking_uri, registry_uri)
     path = local_path(uri)
     if path is not None:
         if not path.exists():
@@ -77,6 +82,34 @@ def fetch(uri: str, scratch_root: Path | str | None = None, *, tracking_uri: str
         if isinstance(exc, Exception):
             raise translate(exc, f"downloading the {label} from {redact(uri)}") from exc
         raise
+
+
+_LOGGED_MODEL_URI = re.compile(r"^models:/(?P<id>m-[0-9a-f]+)(?:/(?P<path>.*))?$")
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<spec>[^/]+))"
+                         r"(?:/(?P<path>.*))?$")
+
+
+def resolve_models_uri(uri: str, tracking_uri: str | None = None, registry_uri: str | None = None) -> str:
+    """The storage URI behind ``models:/<name>/<version|stage>[/path]``, ``models:/<name>@<alias>``
+    or ``models:/m-<id>`` (a logged model), resolved with a client for the given servers."""
+    from core.registry import make_client, registry_model_uri, resolve_version
+
+    logged, m = _LOGGED_MODEL_URI.match(uri), _MODELS_URI.match(uri)
+    if not (logged or m):
+        raise CheckError(f"not a model URI that can be resolved: {uri}")
+    client = make_client(tracking_uri, registry_uri)
+    try:
+        if logged:
+            base, sub = client.get_logged_model(logged.group("id")).artifact_location, logged.group("path")
+        else:
+            alias, spec, sub = m.group("alias"), m.group("spec"), m.group("path")
+            mv = resolve_version(client, m.group("name"), "@" + alias if alias is not None else spec)
+            base = registry_model_uri(client, mv)
+    except CheckError:
+        raise
+    except Exception as exc:
+        raise translate(exc, f"resolving {uri}") from exc
+    return base.rstrip("/") + ("/" + sub if sub else "")
 
 
 def release(fetched: Fetched, keep: bool = False) -> None:
