@@ -58,6 +58,7 @@ def validate_version(request_dict: dict[str, Any]) -> dict[str, Any]:
         # Re-scheduled by huey without using up a retry count: the attempt budget lives in the journal.
         raise RetryTask(str(exc), delay=exc.delay) from exc
 
+
 def _ensure_registered(instance: Any) -> None:
     # Another huey instance (tests, tools) must know the task by name to store or read it.
     registry = instance._registry  # noqa: SLF001 - huey serialises by registered task name

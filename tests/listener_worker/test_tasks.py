@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from listener.config import Settings
 from listener.queue import get_huey
 from listener.results import ResultsStore, owner_id
@@ -64,3 +66,18 @@ def test_retry_delay_is_exponential_and_capped():
     assert delays[:4] == [2.0, 4.0, 8.0, 16.0]
     assert max(delays) == RETRY_MAX_S
     assert delays == sorted(delays)
+
+
+def test_second_job_of_a_version_waits_without_using_a_retry(tmp_path: Path):
+    from listener.pipeline import LOCK_WAIT_S, RetryLater, process_job
+    from tests.support.procs import free_port
+
+    settings = Settings(tracking_uri=f"http://127.0.0.1:{free_port()}", data_dir=tmp_path / "guard")
+    store = ResultsStore(settings.data_dir / "results.db")
+    holder = owner_id()
+    assert store.claim(_req("first", "7"), holder).state == "run"  # a live worker checks version 7
+    with pytest.raises(RetryLater) as info:
+        process_job(_req("second", "7"), settings)
+    assert info.value.delay == LOCK_WAIT_S
+    assert store.get("second") is None  # not started, no attempt counted
+    store.release("first", holder)
