@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from mlflow import MlflowClient
 
 from listener.config import Settings
@@ -163,6 +164,11 @@ def test_register_passes_tamper_fails_and_own_tags_are_ignored(stack: Stack, tmp
     rows = stack.rows(name)
     assert sorted(r["trigger"] for r in rows) == ["model_version.created", "model_version_alias.created"]
     assert all(r["publish_status"] == "PUBLISHED" for r in rows)
+    # The consumer's counters reach the listener's /metrics (shared multiprocess folder).
+    metrics = requests.get(stack.url + "/metrics", timeout=10).text
+    assert re.search(r'guard_validations_total\{status="PASSED"\} [1-9]', metrics), metrics[-3000:]
+    assert re.search(r'guard_validations_total\{status="FAILED"\} [1-9]', metrics)
+    assert "guard_check_duration_seconds_count" in metrics
 
 
 def test_tracking_server_down_while_job_retries_then_verdict_written(stack: Stack, tmp_path: Path):
