@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from tests.support.procs import free_port
 
 BIN = Path(sys.executable).parent
 DEEP = "artifacts/data/level1/level2/level3/weights.bin"
+NATIVE = "artifacts/model.bin"
 CLI_TIMEOUT = 120  # a guard against a hang, not a speed assertion
 
 
@@ -77,41 +79,38 @@ def _log_pyfunc(name: str, artifacts: Path) -> str:
     return info.model_uri
 
 
-def _sklearn_model():
-    from sklearn.linear_model import LinearRegression
-
-    return LinearRegression().fit([[0.0], [1.0], [2.0]], [0.0, 1.0, 2.0])
+NATIVE_BYTES = bytes(range(256)) * 32  # the single-file native model, identical on every server
 
 
-def _log_sklearn(name: str, model) -> None:
+def _log_native(name: str, tmp: Path) -> None:
+    """Log and register a pyfunc model whose native model is one file, ``artifacts/model.bin``."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "model.bin").write_bytes(NATIVE_BYTES)
     with mlflow.start_run():
-        mlflow.sklearn.log_model(model, name="model", registered_model_name=name,
-                                 pip_requirements=["scikit-learn"],
-                                 serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE)
+        mlflow.pyfunc.log_model(name="model", python_model=_Echo(),
+                                artifacts={"native": str(tmp / "model.bin")},
+                                registered_model_name=name, pip_requirements=["mlflow"])
 
 
 @dataclass
 class Models:
     url: str
-    url_2: str
-    url_http: str
     artifacts: Path
     nested: str = "core-nested"
-    sklearn: str = "core-sklearn"
+    native: str = "core-native"
     tamper: str = "core-tamper"
 
 
 @pytest.fixture(scope="module")
-def models(mlflow_server, mlflow_server_2, mlflow_server_http, tmp_path_factory) -> Models:
-    """Versions on three servers.
+def models(mlflow_server, tmp_path_factory) -> Models:
+    """Versions on the local-artifact server.
 
     core-nested: v1 (alias champion, Staging), v2 = v1 with one byte flipped three folders deep
     inside its artifacts (Production), v3 = v1's logged model registered again (Staging).
-    core-sklearn: the same fitted model on all three servers. core-tamper: a model to tamper with.
+    core-native: a single-file native model. core-tamper: a model to tamper with.
     """
     tmp = tmp_path_factory.mktemp("core-models")
-    m = Models(mlflow_server.url, mlflow_server_2.url, mlflow_server_http.url, mlflow_server.artifacts)
-    sk = _sklearn_model()
+    m = Models(mlflow_server.url, mlflow_server.artifacts)
     with _tracking(mlflow_server.url):
         uri_1 = _log_pyfunc(m.nested, _artifact_tree(tmp / "a" / "data"))
         _log_pyfunc(m.nested, _artifact_tree(tmp / "b" / "data", flip=True))
@@ -122,13 +121,25 @@ def models(mlflow_server, mlflow_server_2, mlflow_server_http, tmp_path_factory)
         client.set_registered_model_alias(m.nested, "champion", "1")
         for version, stage in (("1", "Staging"), ("2", "Production"), ("3", "Staging")):
             client.transition_model_version_stage(m.nested, version, stage)
-        _log_sklearn(m.sklearn, sk)
+        _log_native(m.native, tmp / "native")
         _log_pyfunc(m.tamper, _artifact_tree(tmp / "c" / "data"))
-    with _tracking(mlflow_server_2.url):
-        _log_sklearn(m.sklearn, sk)
-    with _tracking(mlflow_server_http.url):
-        _log_sklearn(m.sklearn, sk)
     return m
+
+
+@pytest.fixture(scope="module")
+def url_2(mlflow_server_2, tmp_path_factory) -> str:
+    """The second server, holding the same single-file native model."""
+    with _tracking(mlflow_server_2.url):
+        _log_native(Models.native, tmp_path_factory.mktemp("core-native-2"))
+    return mlflow_server_2.url
+
+
+@pytest.fixture(scope="module")
+def url_http(mlflow_server_http, tmp_path_factory) -> str:
+    """The --serve-artifacts server (downloads over HTTP), holding the same native model."""
+    with _tracking(mlflow_server_http.url):
+        _log_native(Models.native, tmp_path_factory.mktemp("core-native-http"))
+    return mlflow_server_http.url
 
 
 def _cli(name: str) -> list[str]:
@@ -186,6 +197,11 @@ def test_version_stage_and_alias_resolution(models: Models, tmp_path: Path):
 
 def test_every_error_exits_2_with_its_message(models: Models, tmp_path: Path):
     closed = f"http://127.0.0.1:{free_port()}"
+    # A server that takes the connection and never answers: must end, not hang.
+    silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    hanging = f"http://127.0.0.1:{silent.getsockname()[1]}"
     cases = {
         "unknown model": (["--model", "core-no-such-model", "--version-or-stage", "1"], models.url,
                           "registered model 'core-no-such-model' not found"),
@@ -198,6 +214,7 @@ def test_every_error_exits_2_with_its_message(models: Models, tmp_path: Path):
         "unknown alias word": (["--model", models.nested, "--version-or-stage", "challenger"], models.url,
                                "has no alias 'challenger'"),
         "server down": (["--model", models.nested, "--version-or-stage", "1"], closed, "unreachable"),
+        "server hangs": (["--model", models.nested, "--version-or-stage", "1"], hanging, "no answer within"),
     }
     procs = {}
     for name, (args, url, _) in cases.items():  # all at once: each one is mostly interpreter start-up
@@ -205,8 +222,12 @@ def test_every_error_exits_2_with_its_message(models: Models, tmp_path: Path):
         argv = _cli("check-model-version") + args + ["--report-file", str(report)]
         procs[name] = (report, subprocess.Popen(argv, env=_env(url), stdout=subprocess.PIPE,
                                                 stderr=subprocess.PIPE, text=True))
+    try:
+        outputs = {name: proc.communicate(timeout=CLI_TIMEOUT) for name, (_, proc) in procs.items()}
+    finally:
+        silent.close()
     for name, (report, proc) in procs.items():
-        out, err = proc.communicate(timeout=CLI_TIMEOUT)
+        out, err = outputs[name]
         assert proc.returncode == 2, f"{name}: {out}{err}"
         assert cases[name][2] in err, f"{name}: {err}"
         assert "Traceback" not in err, f"{name}: {err}"
@@ -273,11 +294,11 @@ def test_compare_two_versions_lists_the_changed_nested_file(models: Models, tmp_
     assert same.status == "PASSED" and same.report["Reg_Model_Comparison"]["skipped"] is True, same.summary
 
 
-def test_compare_across_two_servers_with_native_model(models: Models, tmp_path: Path):
+def test_compare_across_two_servers_with_native_model(models: Models, url_2: str, tmp_path: Path):
     config = tmp_path / "config.json"
-    side = {"model": models.sklearn, "version_or_stage": "1", "native_model": "model.pkl"}
+    side = {"model": models.native, "version_or_stage": "1", "native_model": NATIVE}
     config.write_text(json.dumps({"tracking_server_1": {**side, "host": models.url},
-                                  "tracking_server_2": {**side, "host": models.url_2}}))
+                                  "tracking_server_2": {**side, "host": url_2}}))
     report = tmp_path / "compare.yaml"
     p = _run("compare-model-versions", ["--config-file", str(config), "--report-file", str(report)],
              models.url)
@@ -285,19 +306,20 @@ def test_compare_across_two_servers_with_native_model(models: Models, tmp_path: 
     r = yaml.safe_load(report.read_text())
     assert r["Comparison_Summary"] == {"run_model": True, "reg_model": True}
     s1, s2 = r["Reg_Model_Comparison"]["tracking_server_1"], r["Reg_Model_Comparison"]["tracking_server_2"]
-    assert s1["path"].endswith("model.pkl") and s1["hash"] == s2["hash"] and s1["path"] != s2["path"]
+    assert s1["path"].endswith(NATIVE) and s1["hash"] == s2["hash"] and s1["path"] != s2["path"]
     # Whole trees differ across servers (MLmodel records run id, time, model id): that is listed.
     whole_side = {**side, "native_model": None}
     whole = compare_model_versions({"tracking_server_1": {**whole_side, "host": models.url},
-                                    "tracking_server_2": {**whole_side, "host": models.url_2}}, skip_run=True)
+                                    "tracking_server_2": {**whole_side, "host": url_2}}, skip_run=True)
     assert whole.status == "FAILED" and "MLmodel" in {d.path for d in whole.reg_differences}
 
 
-def test_downloads_over_http_into_a_fresh_folder_removed_afterwards(models: Models, tmp_path: Path):
+def test_downloads_over_http_into_a_fresh_folder_removed_afterwards(models: Models, url_http: str,
+                                                                    tmp_path: Path):
     scratch = tmp_path / "scratch"
     report = tmp_path / "check.json"
-    p = _check(["--model", models.sklearn, "--version-or-stage", "1", "--download-dir", str(scratch),
-                "--report-file", str(report)], models.url_http)
+    p = _check(["--model", models.native, "--version-or-stage", "1", "--download-dir", str(scratch),
+                "--report-file", str(report)], url_http)
     assert p.returncode == 0, p.stdout + p.stderr
     r = json.loads(report.read_text())
     assert r["Version"]["download_uri"].startswith("mlflow-artifacts:")
@@ -305,14 +327,14 @@ def test_downloads_over_http_into_a_fresh_folder_removed_afterwards(models: Mode
     assert Path(r["Comparison"]["reg_model"]["local_path"]["path"]).is_relative_to(scratch)
     assert r["Comparison"]["reg_model"]["file_count"] >= 4
     assert list(scratch.iterdir()) == []  # nothing left behind
-    kept = check_model_version(models.sklearn, "1", tracking_uri=models.url_http, download_dir=scratch,
+    kept = check_model_version(models.native, "1", tracking_uri=url_http, download_dir=scratch,
                                keep_downloads=True)
     assert kept.status == "PASSED", kept.summary
     left = list(scratch.iterdir())
-    assert len(left) == 1 and any(p.name == "model.pkl" for p in left[0].rglob("*"))
+    assert len(left) == 1 and any(p.name == "model.bin" for p in left[0].rglob("*"))
     # Across an HTTP-only server and a local one, the native model is the same file.
-    side = {"model": models.sklearn, "version_or_stage": "1", "native_model": "model.pkl"}
-    res = compare_model_versions({"tracking_server_1": {**side, "host": models.url_http},
+    side = {"model": models.native, "version_or_stage": "1", "native_model": NATIVE}
+    res = compare_model_versions({"tracking_server_1": {**side, "host": url_http},
                                   "tracking_server_2": {**side, "host": models.url}}, download_dir=scratch)
     assert res.status == "PASSED", res.summary
 
