@@ -73,8 +73,12 @@ def fetch(uri: str, scratch_root: Path | str | None = None, *, tracking_uri: str
                                     dir=str(scratch_root) if scratch_root is not None else None))
     try:
         from mlflow.artifacts import download_artifacts
+        from mlflow.utils.uri import add_databricks_profile_info_to_artifact_uri
 
-        got = download_artifacts(artifact_uri=uri, dst_path=str(scratch / "download"),
+        # A dbfs:/ URI carries no workspace: bind it to the tracking URI's profile, or a second
+        # workspace (compare-model-versions) would be read with the default profile's credentials.
+        remote = add_databricks_profile_info_to_artifact_uri(uri, tracking_uri)
+        got = download_artifacts(artifact_uri=remote, dst_path=str(scratch / "download"),
                                  tracking_uri=tracking_uri, registry_uri=registry_uri)
         return Fetched(uri, Path(got), scratch)
     except BaseException as exc:

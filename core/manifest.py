@@ -54,7 +54,9 @@ class Difference:
 
     def describe(self) -> str:
         """One human-readable line, for terminals and summaries."""
-        extra = ", ".join(f"{k}={v}" for k, v in self.detail.items())
+        # Full digests stay in the reports; 12 hex digits are plenty to tell two files apart on screen.
+        extra = ", ".join(f"{k}={v[:12] if k.startswith(('sha256_', 'tree_digest_')) else v}"
+                          for k, v in self.detail.items())
         return f"{self.kind:<22} {self.path}" + (f"  ({extra})" if extra else "")
 
 
