@@ -101,6 +101,8 @@ WEBHOOK_SERVER_ENV = {
     "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
     # A fixed key so the stored webhook secret stays readable across workers and restarts.
     "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": "DQGHHANLVIv5fJszaoBHFX9QNl4neoH068AhV4YbciU=",
+    # MLflow 3.17 otherwise starts a job runner and several extra processes per server.
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
 }
 
 
