@@ -216,6 +216,25 @@ class Gunicorn:
         self.stop()
         raise RuntimeError(f"{self.name}: gunicorn did not answer within {timeout}s")
 
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time used so far by the master and its live workers (Linux /proc)."""
+        if self.proc is None:
+            return None
+        tick = os.sysconf("SC_CLK_TCK")
+        pids = [self.proc.pid]
+        with contextlib.suppress(OSError):
+            pids += [int(x) for x in
+                     Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()]
+        total = 0.0
+        for pid in pids:
+            try:
+                # Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                return None
+            total += (int(fields[11]) + int(fields[12])) / tick
+        return total
+
     def stop(self) -> None:
         if self.proc is None:
             return
@@ -282,15 +301,16 @@ def render_markdown(result: dict) -> str:
         f"{p['requests']} signed deliveries per run after {p['warmup']} warm-up requests; "
         f"load average before / after {mi['loadavg_before'][0]:.2f} / {mi.get('loadavg_after', ['?'])[0]}.",
         "",
-        "| app | concurrency | req/s | p50 ms | p99 ms | answers |",
-        "| --- | ---: | ---: | ---: | ---: | --- |",
+        "| app | concurrency | req/s | p50 ms | p99 ms | server CPU ms / request | answers |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for run in result["runs"]:
         codes = ", ".join(f"{k}: {v}" for k, v in sorted(run["codes"].items()))
         if run["errors"]:
             codes += f", errors: {run['errors']}"
         lines.append(f"| {run['app']} | {run['concurrency']} | {_f(run['rps'], '{:.0f}')} | "
-                     f"{_f(run['p50_ms'], '{:.1f}')} | {_f(run['p99_ms'], '{:.1f}')} | {codes} |")
+                     f"{_f(run['p50_ms'], '{:.1f}')} | {_f(run['p99_ms'], '{:.1f}')} | "
+                     f"{_f(run.get('server_cpu_ms_per_req'), '{:.2f}')} | {codes} |")
     lines += ["", "| concurrency | listener / bare throughput | target |", "| ---: | ---: | --- |"]
     for c, ratio in result["ratios"].items():
         lines.append(f"| {c} | {_f(ratio, '{:.0%}')} | ≥ 70 % (at 50); p99 ≤ 50 ms at 20 |")
@@ -350,7 +370,12 @@ def main(argv: list[str] | None = None) -> int:
             for app, s in servers.items():
                 warm = run_load(s.port, args.warmup, c, args.client_procs)
                 accepted += int(warm["codes"].get("202", 0))
+                cpu0 = s.cpu_seconds()
                 run = run_load(s.port, args.requests, c, args.client_procs)
+                cpu1 = s.cpu_seconds()
+                # Server CPU per request barely depends on other load on the machine, unlike req/s.
+                run["server_cpu_ms_per_req"] = ((cpu1 - cpu0) * 1000 / max(run["completed"], 1)
+                                                if cpu0 is not None and cpu1 is not None else None)
                 accepted += int(run["codes"].get("202", 0))
                 run["app"] = app
                 result["runs"].append(run)
