@@ -38,9 +38,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 WEBHOOK_NAME = "mlflow-version-guard-local"
-# Tag events are subscribed too: the listener answers them "ignored" (our own validation.* writes included),
-# which the local stack's log then shows; the checks come from the other two.
-WEBHOOK_EVENTS = ("model_version.created", "model_version_alias.created", "model_version_tag.set")
+# Only the events that trigger a check: every verdict writes several validation.* tags, and subscribing
+# to tag events would only add deliveries the listener answers "ignored".
+WEBHOOK_EVENTS = ("model_version.created", "model_version_alias.created")
 STOP_TIMEOUT_S = 15.0
 
 
