@@ -127,6 +127,10 @@ class MlflowServer(ManagedProcess):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def stop(self, timeout: float = 3.0) -> None:
+        """Stop the server; it holds no state that a SIGKILL after a short grace could lose (SQLite)."""
+        super().stop(timeout=timeout)
+
     def start(self, timeout: float = 90.0) -> MlflowServer:
         super().start()
         try:
