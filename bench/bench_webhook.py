@@ -297,6 +297,7 @@ def render_markdown(result: dict) -> str:
         + ", ".join(f"{k} {v}" for k, v in mi["versions"].items())
         + f"; {mi['date_utc']}, commit {mi['commit']}. gunicorn --workers {p['workers']} (sync), "
         f"{'config ' + str(p['gunicorn_config']) if p['gunicorn_config'] else 'no config file'}; "
+        f"queue: SQLite, {'fsync=full' if p['fsync_full'] else 'default durability (synchronous=NORMAL)'}; "
         f"load generator: {p['client_procs']} processes of threads on the same machine, "
         f"{p['requests']} signed deliveries per run after {p['warmup']} warm-up requests; "
         f"load average before / after {mi['loadavg_before'][0]:.2f} / {mi.get('loadavg_after', ['?'])[0]}.",
@@ -336,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-multiproc-metrics", action="store_true",
                    help="do not set PROMETHEUS_MULTIPROC_DIR for the listener (it is set by default, as a "
                         "multi-worker deployment must)")
+    p.add_argument("--fsync-full", action="store_true",
+                   help="queue with GUARD_QUEUE=sqlite:///…?fsync=full (every intake fsynced: survives a "
+                        "power cut) instead of the default synchronous=NORMAL (survives any process crash)")
     p.add_argument("--keep", action="store_true", help="keep the work folder (queue database, logs)")
     args = p.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -351,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",
         "PYTHONPATH": str(REPO),
     }
+    if args.fsync_full:
+        listener_env["GUARD_QUEUE"] = f"sqlite:///{data_dir / 'queue.db'}?fsync=full"
     if not args.no_multiproc_metrics:
         listener_env["PROMETHEUS_MULTIPROC_DIR"] = str(data_dir / "metrics")
         (data_dir / "metrics").mkdir(parents=True, exist_ok=True)
