@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 
 from listener.webhooks_admin import listener_webhook_url, main, secret_from_env
-from tests.deploy.receiver import Receiver
 from tests.support.databricks_standin import DatabricksStandIn
 from tests.support.procs import MlflowServer
+from tests.support.receiver import Receiver
 
 SECRET = "adm1n-webhook-s3cret-value"
 DBX_TOKEN = "dapi-deploy-test-token"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -40,17 +41,30 @@ class Receiver:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_port}"
 
-    def wait(self, count: int = 1, timeout: float = 20.0) -> list[dict[str, Any]]:
-        """Wait until at least ``count`` deliveries arrived; return them."""
+    @property
+    def url(self) -> str:
+        return self.base_url + "/hook"
+
+    def events(self) -> list[dict[str, Any]]:
+        """The JSON bodies received so far."""
+        with self._lock:
+            return [json.loads(r["raw"]) for r in self.received]
+
+    def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool],
+                 timeout: float = 20.0) -> list[dict[str, Any]]:
+        """Wait until ``predicate(events)`` holds; return the events."""
         deadline = time.monotonic() + timeout
-        while True:
-            with self._lock:
-                got = list(self.received)
-            if len(got) >= count:
-                return got
+        while not predicate(self.events()):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"expected {count} deliveries, got {len(got)}")
+                raise TimeoutError(f"deliveries not as expected: {self.events()}")
             time.sleep(0.05)
+        return self.events()
+
+    def wait(self, count: int = 1, timeout: float = 20.0) -> list[dict[str, Any]]:
+        """Wait until at least ``count`` deliveries arrived; return them (headers and raw body)."""
+        self.wait_for(lambda evs: len(evs) >= count, timeout)
+        with self._lock:
+            return list(self.received)
 
     def close(self) -> None:
         self.server.shutdown()
