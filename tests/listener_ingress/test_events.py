@@ -384,3 +384,14 @@ def test_space_separated_signature_list_needs_one_valid_v1():
     for value, status in ((f"v2,xyz {good}", 202), (f"{other} {good}", 202), (f"{other} v2,xyz", 401),
                           (" ".join([other] * 40), 401)):
         assert _parse(d, headers={**d["headers"], "X-MLflow-Signature": value}).status_code == status
+
+
+def test_to_dict_lists_every_field_as_asdict_would():
+    """``to_dict`` is written out for speed; it must still hold every field, unchanged."""
+    from dataclasses import asdict
+
+    req = ValidationRequest(registry="databricks", model="m", version="2",
+                            trigger="TRANSITION_REQUEST_CREATED", action="check", to_stage="Production",
+                            alias=None, gate=True, delivery_key="databricks:abc", received_at=1700000000.5)
+    assert req.to_dict() == asdict(req)
+    assert list(req.to_dict()) == list(asdict(req))
