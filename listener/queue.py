@@ -12,6 +12,7 @@ module attribute ``huey`` is built lazily from the environment.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 import uuid
@@ -31,6 +32,8 @@ HUEY_NAME = "guard"
 TASK_NAME = "listener.tasks.validate_version"
 # Registries retry within seconds; a week of memory also covers a listener that was down for days.
 DELIVERY_RETENTION_S = 7 * 24 * 3600
+# Pruning expired keys is housekeeping, not part of taking a delivery: once a minute per process is plenty.
+PRUNE_INTERVAL_S = 60.0
 
 
 class GuardSqliteStorage(SqliteStorage):
@@ -48,6 +51,7 @@ class GuardSqliteStorage(SqliteStorage):
         if synchronous not in ("normal", "full"):
             raise ValueError("synchronous must be 'normal' or 'full'")
         self._synchronous = synchronous
+        self._pruned_at = float("-inf")  # the first intake of each process prunes
         super().__init__(*args, **kwargs)
 
     def _create_connection(self) -> Any:
@@ -57,19 +61,39 @@ class GuardSqliteStorage(SqliteStorage):
 
     def enqueue_once(self, key: str, task_id: str, data: bytes, priority: float | None = None,
                      now: float | None = None) -> tuple[str, bool]:
-        """Store ``data`` as a job unless ``key`` was seen; returns (task id, duplicate?)."""
+        """Store ``data`` as a job unless ``key`` was seen; returns (task id, duplicate?).
+
+        One "begin exclusive" transaction on the process's connection: claiming the key and storing the
+        job commit together or not at all. The claim is an insert that does nothing when the key exists,
+        so a new delivery (the usual case) costs two inserts and no lookup; only a duplicate reads the
+        task id it was first taken with. Rows older than the retention are pruned at most once per
+        ``PRUNE_INTERVAL_S`` per process, not on every delivery.
+        """
         now = time.time() if now is None else now
-        with self.db(commit=True) as curs:  # "begin exclusive": the check and both writes are one step
-            curs.execute("select task_id from guard_delivery where key = ?", (key,))
-            row = curs.fetchone()
-            if row is not None:
-                return row[0], True
-            curs.execute("delete from guard_delivery where created_at < ?", (now - DELIVERY_RETENTION_S,))
-            curs.execute("insert into guard_delivery (key, task_id, created_at) values (?, ?, ?)",
-                         (key, task_id, now))
-            curs.execute("insert into task (queue, data, priority) values (?, ?, ?)",
-                         (self.name, self.to_blob(data), priority or 0))
-        return task_id, False
+        with self.lock:  # huey's lock over the shared connection (as in ``self.db``), without its wrapper
+            conn = self.conn
+            conn.execute("begin exclusive")
+            try:
+                found = self._claim(conn, key, task_id, data, priority, now)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+        return (task_id, False) if found is None else (found, True)
+
+    def _claim(self, conn: sqlite3.Connection, key: str, task_id: str, data: bytes, priority: float | None,
+               now: float) -> str | None:
+        """Inside the transaction: None when the job was stored, else the task id ``key`` already has."""
+        if now - self._pruned_at >= PRUNE_INTERVAL_S:
+            conn.execute("delete from guard_delivery where created_at < ?", (now - DELIVERY_RETENTION_S,))
+            self._pruned_at = now
+        claimed = conn.execute("insert into guard_delivery (key, task_id, created_at) values (?, ?, ?) "
+                               "on conflict (key) do nothing", (key, task_id, now)).rowcount
+        if claimed != 1:
+            return conn.execute("select task_id from guard_delivery where key = ?", (key,)).fetchone()[0]
+        conn.execute("insert into task (queue, data, priority) values (?, ?, ?)",
+                     (self.name, data, priority or 0))
+        return None
 
     def delivery_task_id(self, key: str) -> str | None:
         """The task id a delivery key was taken with, if it was."""

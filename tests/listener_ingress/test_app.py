@@ -145,6 +145,20 @@ def test_concurrent_copies_of_one_delivery_store_one_job(settings):
     assert job_queue.queue_depth(settings) == 1
 
 
+
+def test_expired_delivery_keys_are_pruned_and_fresh_ones_kept(settings):
+    """Keys older than the retention are dropped by a later intake; younger ones still mark duplicates."""
+    storage = job_queue.get_huey(settings).storage
+    t0 = 1_000_000.0
+    assert storage.enqueue_once("old", "task-old", b"job", now=t0) == ("task-old", False)
+    assert storage.enqueue_once("young", "task-young", b"job", now=t0 + 600) == ("task-young", False)
+    later = t0 + job_queue.DELIVERY_RETENTION_S + job_queue.PRUNE_INTERVAL_S
+    assert storage.enqueue_once("new", "task-new", b"job", now=later) == ("task-new", False)
+    assert storage.delivery_task_id("old") is None
+    assert storage.enqueue_once("young", "other", b"job", now=later) == ("task-young", True)
+    assert job_queue.queue_depth(settings) == 3
+
+
 # ------------------------------------------------------------------------------------------- bad input
 
 def _mv(**data):
