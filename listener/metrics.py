@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -29,9 +30,17 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
+# Labelled children of DELIVERIES by (route, code). ``labels()`` validates and looks the labels up under a
+# lock on every call; the set of answers is small and fixed, so each child is looked up once per process.
+_delivery_counters: dict[tuple[str, int], Any] = {}
+
+
 def record_delivery(route: str, code: int) -> None:
     """Count one webhook answer."""
-    DELIVERIES.labels(route=route, code=str(code)).inc()
+    counter = _delivery_counters.get((route, code))
+    if counter is None:
+        counter = _delivery_counters.setdefault((route, code), DELIVERIES.labels(route=route, code=str(code)))
+    counter.inc()
 
 
 def record_validation(status: str, duration_s: float | None = None) -> None:
