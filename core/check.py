@@ -23,9 +23,7 @@ from core.registry import (
     is_transient,
     make_client,
     redact,
-    registry_model_uri,
-    resolve_version,
-    run_model_uri,
+    resolve_locations,
     translate,
     version_summary,
 )
@@ -137,10 +135,8 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
         if client is None:
             check_reachable(tracking_uri)
             client = make_client(tracking_uri, registry_uri)
-        mv = resolve_version(client, model, version_or_stage)
+        mv, run_uri, reg_uri = resolve_locations(client, model, version_or_stage)
         version = str(mv.version)
-        run_uri = run_model_uri(client, mv)
-        reg_uri = registry_model_uri(client, mv)
         report["Version"] = {**version_summary(mv), "download_uri": redact(reg_uri)}
         seal_source = "argument" if seal is not None else None
         if seal is None and seal_from_tag:

@@ -22,9 +22,7 @@ from core.registry import (
     is_transient,
     make_client,
     redact,
-    registry_model_uri,
-    resolve_version,
-    run_model_uri,
+    resolve_locations,
     translate,
     version_summary,
 )
@@ -99,8 +97,8 @@ def _resolve_side(side: str, cfg: dict[str, Any]) -> dict[str, Any]:
     try:
         check_reachable(host)
         client = make_client(host, cfg["registry_uri"])
-        mv = resolve_version(client, cfg["model"], cfg["version_or_stage"])
-        return {"mv": mv, "run_uri": run_model_uri(client, mv), "reg_uri": registry_model_uri(client, mv)}
+        mv, run_uri, reg_uri = resolve_locations(client, cfg["model"], cfg["version_or_stage"])
+        return {"mv": mv, "run_uri": run_uri, "reg_uri": reg_uri}
     except CheckError as exc:
         raise type(exc)(f"{side}: {exc}") from exc
     except Exception as exc:

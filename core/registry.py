@@ -13,6 +13,7 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mlflow import MlflowClient
@@ -163,6 +164,7 @@ def latest_in_stage(client: MlflowClient, model: str, stage: str) -> ModelVersio
         raise translate(exc, f"listing versions of model '{model}'") from exc
     in_stage = [v for v in versions if (v.current_stage or "None").lower() == canonical.lower()]
     if not in_stage:
+        _get_registered_model(client, model)  # an unknown model is named as such, not as an empty stage
         raise NotFoundError(f"model '{model}' has no version in stage '{canonical}'")
     return max(in_stage, key=lambda v: int(v.version))
 
@@ -174,11 +176,13 @@ def resolve_version(client: MlflowClient, model: str, version_or_stage: str | in
     ``Archived`` (any case, or Python ``None``) is the latest version in that stage; any other
     word is an alias. Unknown model, version or alias and an empty stage raise
     :class:`NotFoundError`; an unreachable server raises :class:`TransientError`.
+
+    One REST call when the version exists; the registered model is only read when it does not,
+    to tell an unknown model from an unknown version or alias (and to list the known aliases).
     """
     spec = "None" if version_or_stage is None else str(version_or_stage).strip()
     if not spec:
         raise CheckError("no version or stage given")
-    registered = _get_registered_model(client, model)
     what = f"reading model '{model}' version {spec}"
     try:
         if spec.isdigit():
@@ -186,6 +190,7 @@ def resolve_version(client: MlflowClient, model: str, version_or_stage: str | in
                 return client.get_model_version(model, str(int(spec)))
             except MlflowException as exc:
                 if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                    _get_registered_model(client, model)
                     raise NotFoundError(f"model '{model}' has no version {int(spec)}") from exc
                 raise
         if not spec.startswith("@") and spec.lower() in (s.lower() for s in STAGES):
@@ -193,15 +198,17 @@ def resolve_version(client: MlflowClient, model: str, version_or_stage: str | in
         alias = spec[1:] if spec.startswith("@") else spec
         if not alias:
             raise CheckError("empty alias: '@' must be followed by an alias name")
-        known = getattr(registered, "aliases", None)
-        if isinstance(known, dict) and alias not in known:
-            names = ", ".join(sorted(known)) or "none"
-            raise NotFoundError(f"model '{model}' has no alias '{alias}' (its aliases: {names})")
         try:
             return client.get_model_version_by_alias(model, alias)
         except MlflowException as exc:
-            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") and \
-                    "alias" in str(exc).lower():
+            if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise
+            registered = _get_registered_model(client, model)
+            known = getattr(registered, "aliases", None)
+            if isinstance(known, dict) and alias not in known:
+                names = ", ".join(sorted(known)) or "none"
+                raise NotFoundError(f"model '{model}' has no alias '{alias}' (its aliases: {names})") from exc
+            if "alias" in str(exc).lower():
                 raise NotFoundError(f"model '{model}' has no alias '{alias}'") from exc
             raise
     except CheckError:
@@ -240,10 +247,44 @@ def run_model_uri(client: MlflowClient, mv: ModelVersion) -> str:
 
 def registry_model_uri(client: MlflowClient, mv: ModelVersion) -> str:
     """Where the registry serves the version from: ``get_model_version_download_uri``."""
+    return _download_uri(client, mv.name, str(mv.version))
+
+
+def _download_uri(client: MlflowClient, name: str, version: str, prompt_checked: bool = False) -> str:
     try:
-        return client.get_model_version_download_uri(mv.name, mv.version)
+        # MlflowClient.get_model_version_download_uri first reads the registered model again, only to
+        # refuse prompts. When the version is read by get_model_version or get_model_version_by_alias
+        # (which refuse prompts themselves) that read is redundant: ask the registry client directly
+        # and save a round trip.
+        registry = getattr(client, "_get_registry_client", None) if prompt_checked else None
+        if registry is not None:
+            return registry().get_model_version_download_uri(name, version)
+        return client.get_model_version_download_uri(name, version)
     except Exception as exc:
-        raise translate(exc, f"reading the download URI of model '{mv.name}' version {mv.version}") from exc
+        raise translate(exc, f"reading the download URI of model '{name}' version {version}") from exc
+
+
+def resolve_locations(client: MlflowClient, model: str,
+                      version_or_stage: str | int | None) -> tuple[ModelVersion, str, str]:
+    """:func:`resolve_version`, :func:`run_model_uri` and :func:`registry_model_uri` in one go.
+
+    Calls that do not depend on each other run concurrently: for a version number the download
+    URI is asked for while the version itself is read, otherwise it is asked for while the run
+    model is being resolved. Errors are those of the three functions, the version's first.
+    """
+    spec = "None" if version_or_stage is None else str(version_or_stage).strip()
+    # Versions read by number or alias were already refused if they are prompts (see _download_uri).
+    by_stage = not spec.startswith("@") and spec.lower() in (s.lower() for s in STAGES)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guard-meta")
+    try:
+        early = pool.submit(_download_uri, client, model, str(int(spec)), True) if spec.isdigit() else None
+        mv = resolve_version(client, model, version_or_stage)
+        reg = early if early is not None else pool.submit(_download_uri, client, mv.name, str(mv.version),
+                                                          not by_stage)
+        run_uri = run_model_uri(client, mv)
+        return mv, run_uri, reg.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _shorten(text: str, limit: int) -> str:
