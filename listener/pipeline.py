@@ -19,6 +19,7 @@ from core.errors import CheckError, TransientError
 from listener.registries import get_adapter
 from listener.results import ResultsStore, owner_id
 from listener.verdict import ERROR, FAILED, PASSED, Verdict
+from listener.version_lock import NoLock, RedisVersionLock, version_lock
 
 log = logging.getLogger(__name__)
 
@@ -178,13 +179,15 @@ def _metric(name: str, *args: Any) -> None:
 
 
 @contextmanager
-def _heartbeat(store: ResultsStore, job_key: str, owner: str) -> Iterator[None]:
+def _heartbeat(store: ResultsStore, job_key: str, owner: str,
+               lock: NoLock | RedisVersionLock) -> Iterator[None]:
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(HEARTBEAT_S):
             try:
                 store.heartbeat(job_key, owner)
+                lock.refresh()
             except Exception:  # noqa: BLE001 - a missed beat only makes the job look stale sooner
                 log.warning("heartbeat for %s failed", job_key, exc_info=True)
 
@@ -235,9 +238,16 @@ def process_job(request_dict: dict[str, Any], settings: Any, adapter: Any = None
                  job_key, request.model, request.version, LOCK_WAIT_S)
         raise RetryLater("version locked", delay=LOCK_WAIT_S)
 
+    lock = version_lock(settings, request.registry, request.model, request.version)
+    if not lock.acquire():
+        store.release(job_key, owner)
+        log.info("job %s: %s version %s is being checked on another host; retrying in %ss",
+                 job_key, request.model, request.version, LOCK_WAIT_S)
+        raise RetryLater("version locked on another host", delay=LOCK_WAIT_S)
+
     retry: RetryLater | None = None
     try:
-        with _heartbeat(store, job_key, owner):
+        with _heartbeat(store, job_key, owner, lock):
             verdict = claim.verdict
             if verdict is None:
                 verdict, retry = _validate(request, settings, adapter, adapter_error, store, owner,
@@ -252,6 +262,7 @@ def process_job(request_dict: dict[str, Any], settings: Any, adapter: Any = None
     finally:
         # Always give the job up: a retry must be claimable again, even by this same process.
         store.release(job_key, owner)
+        lock.release()
 
 
 def _validate(request: Any, settings: Any, adapter: Any, adapter_error: str | None,

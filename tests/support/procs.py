@@ -139,3 +139,29 @@ class MlflowServer(ManagedProcess):
             self.stop()
             raise RuntimeError(f"mlflow server did not start: {exc}\n{self.log_tail()}") from exc
         return self
+
+
+class RedisServer(ManagedProcess):
+    """A real ``redis-server`` on a free loopback port, without persistence."""
+
+    def __init__(self, root: Path, executable: str = "redis-server") -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        super().__init__([executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                          "--dir", str(root)], log_path=root / "redis.log")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 15.0) -> RedisServer:
+        super().start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"redis-server did not listen on {self.port}\n{self.log_tail()}")
