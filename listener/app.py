@@ -19,7 +19,9 @@ from typing import Any
 from urllib.parse import quote, urlparse
 
 from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.datastructures import EnvironHeaders
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.http import HTTP_STATUS_CODES
 
 from listener import metrics
 from listener import queue as job_queue
@@ -32,6 +34,8 @@ READY_TIMEOUT_S = 2.0
 DEFAULT_PAGE_LIMIT = 50
 MAX_PAGE_LIMIT = 500
 _READ_CHUNK = 64 * 1024
+# Compact like Flask's jsonify; one encoder for all answers (json.dumps with options builds one per call).
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 def _settings_from(config: Settings | dict[str, Any] | None) -> Settings:
@@ -57,11 +61,6 @@ def _read_body(limit: int) -> bytes | None:
     length = request.content_length
     if length is not None and length > limit:
         return None
-    environ = request.environ
-    if length is not None and environ.get("wsgi.input_terminated"):
-        # The server itself ends the input at Content-Length (gunicorn does), and the length is within the
-        # limit: one read of the raw input, without werkzeug's size-guarding stream wrapper around it.
-        return environ["wsgi.input"].read(length)
     stream = request.stream
     chunks: list[bytes] = []
     total = 0
@@ -83,14 +82,68 @@ def _json(status: int, body: dict[str, Any]) -> Response:
     return response
 
 
-def _webhook_json(status: int, body: dict[str, Any]) -> Response:
-    """A webhook answer: the same bytes as ``jsonify`` (compact JSON and a newline), built directly.
+def _answer_bytes(body: dict[str, Any]) -> bytes:
+    """A webhook answer's body: the same bytes as ``jsonify`` (compact JSON and a newline).
 
     Webhook answers hold only strings, numbers and None, so Flask's JSON provider (its ``default`` hook
     and response-building indirection) is not needed on the path every delivery takes.
     """
-    return Response(json.dumps(body, separators=(",", ":")) + "\n", status=status,
-                    mimetype="application/json")
+    return (_JSON_ENCODER.encode(body) + "\n").encode("ascii")
+
+
+def _webhook_json(status: int, body: dict[str, Any]) -> Response:
+    """A webhook answer as a Flask response (the route's own path)."""
+    return Response(_answer_bytes(body), status=status, mimetype="application/json")
+
+
+# "202 ACCEPTED" etc.: the status lines werkzeug would send, for the direct path.
+_STATUS_LINES = {code: f"{code} {name.upper()}" for code, name in HTTP_STATUS_CODES.items()}
+
+
+class DirectWebhookIntake:
+    """WSGI front of the Flask app that takes ordinary webhook deliveries without Flask's request cycle.
+
+    A delivery is a POST of a small JSON body, and answering it is the listener's hot path: Flask's request
+    and app contexts, URL matching, response object and hooks cost more CPU than verifying and storing the
+    delivery. A POST to a webhook route whose body the server delimits itself (``wsgi.input_terminated``,
+    as gunicorn sets) with a Content-Length within the limit is read here in one call and handed to the
+    same ``take`` the Flask route uses, so verification, queueing, metrics and answers are one piece of
+    code. Every other request (other routes and methods, chunked or oversized bodies, servers that do not
+    terminate the input) goes on to Flask unchanged.
+    """
+
+    def __init__(self, flask_wsgi: Callable[..., Any], take: Callable[[str, Any, bytes], tuple[int, dict]],
+                 max_body_bytes: int) -> None:
+        self._next = flask_wsgi
+        self._take = take
+        self._max_body_bytes = max_body_bytes
+        self._routes = {f"/webhooks/{route}": route for route in ROUTES}
+
+    def _direct_length(self, environ: dict[str, Any]) -> int | None:
+        """The body length when this request is one the direct path takes, else None."""
+        if environ.get("REQUEST_METHOD") != "POST" or not environ.get("wsgi.input_terminated"):
+            return None
+        raw = environ.get("CONTENT_LENGTH")
+        if not raw or not raw.isdigit() or environ.get("HTTP_TRANSFER_ENCODING"):
+            return None
+        length = int(raw)
+        return length if length <= self._max_body_bytes else None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        route = self._routes.get(environ.get("PATH_INFO", ""))
+        length = self._direct_length(environ) if route is not None else None
+        if route is None or length is None:
+            return self._next(environ, start_response)
+        try:
+            status, body = self._take(route, EnvironHeaders(environ), environ["wsgi.input"].read(length))
+        except Exception:
+            # What the Flask app's error handler answers for an unexpected error.
+            log.exception("unhandled error on %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+            status, body = 500, {"status": "error", "reason": "internal error"}
+        data = _answer_bytes(body)
+        start_response(_STATUS_LINES[status], [("Content-Type", "application/json"),
+                                               ("Content-Length", str(len(data)))])
+        return [data]
 
 
 def _safe_http_url(url: Any) -> str | None:
@@ -184,32 +237,39 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
             allow_unsigned=settings.allows_unsigned("databricks")),
     }
 
-    def answer(route: str, status: int, body: dict[str, Any]) -> Response:
+    def take(route: str, headers: Any, body: bytes) -> tuple[int, dict[str, Any]]:
+        """Verify and parse one delivery, store its job when it triggers one, count the answer."""
+        status, answer = _decide(route, headers, body)
         metrics.record_delivery(route, status)
-        return _webhook_json(status, body)
+        return status, answer
 
-    def webhook(route: str) -> Response:
-        try:
-            body = _read_body(settings.max_body_bytes)
-        except RequestEntityTooLarge:
-            body = None
-        if body is None:
-            return answer(route, 413, {"status": "rejected",
-                                       "reason": f"body larger than {settings.max_body_bytes} bytes"})
-        decision = parsers[route](request.headers, body)
+    def _decide(route: str, headers: Any, body: bytes) -> tuple[int, dict[str, Any]]:
+        decision = parsers[route](headers, body)
         if decision.status_code != 202 or decision.request is None:
-            return answer(route, decision.status_code, decision.body)
+            return decision.status_code, decision.body
         try:
             task_id, duplicate = job_queue.submit(settings, decision.request)
         except Exception:
             # Not taken: a 503 makes the registry deliver again later.
             log.exception("could not store the job of delivery %s", decision.request.delivery_key)
-            return answer(route, 503, {"status": "error", "reason": "queue unavailable, try again later"})
+            return 503, {"status": "error", "reason": "queue unavailable, try again later"}
         if duplicate:
-            return answer(route, 200, {"status": "duplicate", "id": task_id})
+            return 200, {"status": "duplicate", "id": task_id}
         log.info("queued %s %s v%s (%s) as %s", route, decision.request.model, decision.request.version,
                  decision.request.trigger, task_id)
-        return answer(route, 202, {"status": "queued", "id": task_id})
+        return 202, {"status": "queued", "id": task_id}
+
+    def webhook(route: str) -> Response:
+        """The Flask route: deliveries the direct path leaves to Flask (chunked, oversized, other servers)."""
+        try:
+            body = _read_body(settings.max_body_bytes)
+        except RequestEntityTooLarge:
+            body = None
+        if body is None:
+            metrics.record_delivery(route, 413)
+            return _webhook_json(413, {"status": "rejected",
+                                       "reason": f"body larger than {settings.max_body_bytes} bytes"})
+        return _webhook_json(*take(route, request.headers, body))
 
     @app.post("/webhooks/mlflow")
     def webhook_mlflow() -> Response:
@@ -298,4 +358,5 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return _json(500, {"status": "error", "reason": "internal error"})
 
+    app.wsgi_app = DirectWebhookIntake(app.wsgi_app, take, settings.max_body_bytes)  # type: ignore[method-assign]
     return app

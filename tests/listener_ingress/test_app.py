@@ -28,9 +28,17 @@ from tests.listener_ingress.helpers import (
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-@pytest.fixture
-def client(settings: Settings):
-    return create_app(settings).test_client()
+@pytest.fixture(params=["flask", "direct"])
+def client(request, settings: Settings):
+    """The app's test client, once through Flask's route and once through the direct intake.
+
+    The direct path takes deliveries whose body the server delimits (``wsgi.input_terminated``, as gunicorn
+    sets); every webhook test runs on both paths, so both give the same answers and store the same jobs.
+    """
+    test_client = create_app(settings).test_client()
+    if request.param == "direct":
+        test_client.environ_base["wsgi.input_terminated"] = True
+    return test_client
 
 
 def _post(client, route: str, headers: dict, body: bytes):
@@ -157,6 +165,62 @@ def test_expired_delivery_keys_are_pruned_and_fresh_ones_kept(settings):
     assert storage.delivery_task_id("old") is None
     assert storage.enqueue_once("young", "other", b"job", now=later) == ("task-young", True)
     assert job_queue.queue_depth(settings) == 3
+
+
+
+def test_direct_intake_takes_ordinary_deliveries_and_leaves_the_rest_to_flask(settings):
+    """Which path a request takes: only a POST to a webhook route with a server-delimited body skips Flask."""
+    app = create_app(settings)
+    through_flask: list[str] = []
+    flask_wsgi = app.wsgi_app._next
+
+    def spy(environ, start_response):
+        through_flask.append(f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}")
+        return flask_wsgi(environ, start_response)
+
+    app.wsgi_app._next = spy
+    client = app.test_client()
+    terminated = {"wsgi.input_terminated": True}
+    headers, body = mlflow_delivery()
+    direct = client.post("/webhooks/mlflow", data=body, headers=headers, environ_overrides=terminated)
+    assert direct.status_code == 202 and direct.is_json and direct.json["status"] == "queued"
+    assert direct.headers["Content-Type"] == "application/json"
+    assert direct.headers["Content-Length"] == str(len(direct.data))
+    assert through_flask == []
+    assert client.post("/webhooks/mlflow", data=body, headers=headers).json["status"] == "duplicate"
+    assert client.get("/webhooks/mlflow", environ_overrides=terminated).status_code == 405
+    assert client.post("/webhooks/other", data=body, headers=headers,
+                       environ_overrides=terminated).status_code == 404
+    assert through_flask == ["POST /webhooks/mlflow", "GET /webhooks/mlflow", "POST /webhooks/other"]
+    assert job_queue.queue_depth(settings) == 1
+
+
+def test_both_paths_answer_the_same_bytes(settings):
+    """The direct intake's answer is byte for byte what the Flask route sends, status line included."""
+    app = create_app(settings)
+    client = app.test_client()
+    headers, body = mlflow_delivery(secret="wrong")
+    via_flask = client.post("/webhooks/mlflow", data=body, headers=headers)
+    direct = client.post("/webhooks/mlflow", data=body, headers=headers,
+                         environ_overrides={"wsgi.input_terminated": True})
+    assert (direct.status, direct.data, direct.content_type) == (
+        via_flask.status, via_flask.data, via_flask.content_type)
+    assert direct.status == "401 UNAUTHORIZED"
+
+
+@pytest.mark.parametrize("overrides", [{}, {"wsgi.input_terminated": True}], ids=["flask", "direct"])
+def test_unexpected_error_is_a_json_500_and_nothing_is_queued(settings, monkeypatch, overrides):
+    import listener.app as app_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(app_module, "parse_mlflow_delivery", broken)
+    client = create_app(settings).test_client()
+    headers, body = mlflow_delivery()
+    response = client.post("/webhooks/mlflow", data=body, headers=headers, environ_overrides=overrides)
+    assert response.status_code == 500 and response.json == {"status": "error", "reason": "internal error"}
+    assert job_queue.queue_depth(settings) == 0
 
 
 # ------------------------------------------------------------------------------------------- bad input
