@@ -12,6 +12,8 @@ module attribute ``huey`` is built lazily from the environment.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 import time
@@ -52,6 +54,8 @@ class GuardSqliteStorage(SqliteStorage):
             raise ValueError("synchronous must be 'normal' or 'full'")
         self._synchronous = synchronous
         self._pruned_at = float("-inf")  # the first intake of each process prunes
+        self._lock_fd = -1
+        self._lock_pid: int | None = None
         super().__init__(*args, **kwargs)
 
     def _create_connection(self) -> Any:
@@ -72,14 +76,45 @@ class GuardSqliteStorage(SqliteStorage):
         now = time.time() if now is None else now
         with self.lock:  # huey's lock over the shared connection (as in ``self.db``), without its wrapper
             conn = self.conn
-            conn.execute("begin exclusive")
+            lock_fd = self._intake_lock_fd()
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
             try:
-                found = self._claim(conn, key, task_id, data, priority, now)
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
+                conn.execute("begin exclusive")
+                try:
+                    found = self._claim(conn, key, task_id, data, priority, now)
+                except BaseException:
+                    conn.rollback()
+                    raise
+                conn.commit()
+            finally:
+                fcntl.flock(lock_fd, fcntl.LOCK_UN)
         return (task_id, False) if found is None else (found, True)
+
+    def _intake_lock_fd(self) -> int:
+        """This process's descriptor of the intake lock file, next to the database.
+
+        Intakes of the listener's worker processes queue up on this lock before SQLite's write lock. A
+        process that finds SQLite's lock taken sleeps in SQLite's busy handler (1 ms, then 2, 5, ...)
+        however soon the lock is free again; one blocked on ``flock`` is woken as soon as it is released,
+        and a transaction holds it for a fraction of a millisecond. SQLite's own locking still guards
+        the data (the consumer does not take this lock). Opened once per process, after any fork:
+        ``flock`` only excludes separately opened descriptors.
+        """
+        pid = os.getpid()
+        if self._lock_pid != pid:
+            flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+            self._lock_fd = os.open(f"{self.filename}.intake-lock", flags, 0o644)
+            self._lock_pid = pid
+        return self._lock_fd
+
+    def close(self) -> bool:
+        """Close the connection and this process's intake lock descriptor."""
+        closed = super().close()
+        with self.lock:
+            if self._lock_pid == os.getpid():
+                os.close(self._lock_fd)
+            self._lock_pid = None
+        return closed
 
     def _claim(self, conn: sqlite3.Connection, key: str, task_id: str, data: bytes, priority: float | None,
                now: float) -> str | None:

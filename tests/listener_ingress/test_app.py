@@ -223,6 +223,38 @@ def test_unexpected_error_is_a_json_500_and_nothing_is_queued(settings, monkeypa
     assert job_queue.queue_depth(settings) == 0
 
 
+
+def _intake_process(settings: Settings, keys: list[str], out) -> None:
+    storage = job_queue.get_huey(settings).storage  # this process's own connection and intake lock
+    out.put([(key, *storage.enqueue_once(key, str(uuid.uuid4()), b"job")) for key in keys])
+
+
+def test_intake_processes_share_the_queue_and_take_each_key_once(settings):
+    """Two processes (like gunicorn workers) taking the same and different keys at once."""
+    import multiprocessing
+
+    create_app(settings)
+    job_queue.close_all()  # nothing open is inherited by the children
+    shared = [f"shared-{i}" for i in range(30)]
+    own = [[f"own-{p}-{i}" for i in range(30)] for p in range(2)]
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_intake_process, args=(settings, shared + keys, out)) for keys in own]
+    for proc in procs:
+        proc.start()
+    results = [out.get(timeout=60) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=60)
+        assert proc.exitcode == 0
+    taken = [(key, task_id) for rows in results for key, task_id, duplicate in rows if not duplicate]
+    assert sorted(key for key, _ in taken) == sorted(shared + own[0] + own[1])
+    first = dict(taken)
+    for rows in results:
+        for key, task_id, _ in rows:
+            assert task_id == first[key]  # a duplicate reports the id the key was first taken with
+    assert job_queue.queue_depth(settings) == 90
+
+
 # ------------------------------------------------------------------------------------------- bad input
 
 def _mv(**data):
