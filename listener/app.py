@@ -239,11 +239,12 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
 
     def take(route: str, headers: Any, body: bytes) -> tuple[int, dict[str, Any]]:
         """Verify and parse one delivery, store its job when it triggers one, count the answer."""
-        status, answer = _decide(route, headers, body)
+        status, answer = decide(route, headers, body)
         metrics.record_delivery(route, status)
         return status, answer
 
-    def _decide(route: str, headers: Any, body: bytes) -> tuple[int, dict[str, Any]]:
+    def decide(route: str, headers: Any, body: bytes) -> tuple[int, dict[str, Any]]:
+        """The answer to one delivery; its job is stored durably before a 202 (and only for a 202)."""
         decision = parsers[route](headers, body)
         if decision.status_code != 202 or decision.request is None:
             return decision.status_code, decision.body
