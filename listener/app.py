@@ -20,7 +20,7 @@ from urllib.parse import quote, urlparse
 
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.datastructures import EnvironHeaders
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
 
 from listener import metrics
@@ -124,7 +124,7 @@ class DirectWebhookIntake:
         if environ.get("REQUEST_METHOD") != "POST" or not environ.get("wsgi.input_terminated"):
             return None
         raw = environ.get("CONTENT_LENGTH")
-        if not raw or not raw.isdigit() or environ.get("HTTP_TRANSFER_ENCODING"):
+        if not raw or not (raw.isascii() and raw.isdigit()) or environ.get("HTTP_TRANSFER_ENCODING"):
             return None
         length = int(raw)
         return length if length <= self._max_body_bytes else None
@@ -135,11 +135,22 @@ class DirectWebhookIntake:
         if route is None or length is None:
             return self._next(environ, start_response)
         try:
-            status, body = self._take(route, EnvironHeaders(environ), environ["wsgi.input"].read(length))
+            body = environ["wsgi.input"].read(length)
+        except (OSError, ValueError):
+            # The client went away mid-body: Flask's answer to werkzeug's ClientDisconnected, counted alike.
+            gone = ClientDisconnected()
+            metrics.record_delivery(route, gone.code)
+            return self._respond(start_response, gone.code, {"status": "error", "reason": gone.description})
+        try:
+            status, answer = self._take(route, EnvironHeaders(environ), body)
         except Exception:
             # What the Flask app's error handler answers for an unexpected error.
             log.exception("unhandled error on %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
-            status, body = 500, {"status": "error", "reason": "internal error"}
+            status, answer = 500, {"status": "error", "reason": "internal error"}
+        return self._respond(start_response, status, answer)
+
+    @staticmethod
+    def _respond(start_response: Callable[..., Any], status: int, body: dict[str, Any]) -> list[bytes]:
         data = _answer_bytes(body)
         start_response(_STATUS_LINES[status], [("Content-Type", "application/json"),
                                                ("Content-Length", str(len(data)))])

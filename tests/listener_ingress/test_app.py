@@ -255,6 +255,41 @@ def test_intake_processes_share_the_queue_and_take_each_key_once(settings):
     assert job_queue.queue_depth(settings) == 90
 
 
+
+class _BrokenInput(io.RawIOBase):
+    """A 200-byte request body whose client went away: reading fails (seeking only serves the test client)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._pos = 200 if whence == io.SEEK_END else offset
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        raise OSError("connection reset by peer")
+
+
+@pytest.mark.parametrize("overrides", [{}, {"wsgi.input_terminated": True}], ids=["flask", "direct"])
+def test_a_client_gone_mid_body_gets_the_same_400_on_both_paths(settings, overrides):
+    client = create_app(settings).test_client()
+    headers, _ = mlflow_delivery()
+    response = client.post("/webhooks/mlflow", input_stream=_BrokenInput(), headers=headers,
+                           environ_overrides=overrides)
+    assert response.status_code == 400 and response.json["status"] == "error" and response.json["reason"]
+    assert job_queue.queue_depth(settings) == 0
+
+
 # ------------------------------------------------------------------------------------------- bad input
 
 def _mv(**data):
