@@ -342,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
                         "power cut) instead of the default synchronous=NORMAL (survives any process crash)")
     p.add_argument("--keep", action="store_true", help="keep the work folder (queue database, logs)")
     args = p.parse_args(argv)
+    if args.gunicorn_config is not None:
+        # gunicorn runs in an empty folder of its own: a relative path must not depend on that.
+        args.gunicorn_config = args.gunicorn_config.resolve()
     levels = [int(c) for c in args.concurrency.split(",")]
     if args.requests > 100_000 or args.warmup > 100_000 or max(levels) > 500:
         p.error("bounded benchmark: at most 100,000 requests and 500 concurrent senders")
