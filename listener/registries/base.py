@@ -6,7 +6,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from core.errors import CheckError
 from core.seal import Manifest
-from listener.verdict import Verdict
+from listener.verdict import TAG_MANIFEST, Verdict
 
 
 @runtime_checkable
@@ -39,3 +39,45 @@ def classify_exception(exc: BaseException, what: str) -> CheckError:
     from core.registry import translate
 
     return translate(exc, what)
+
+
+class MlflowClientAdapter:
+    """What every registry read through ``MlflowClient`` shares: reading a version and its seal.
+
+    Subclasses add publishing (and, where the registry has its own error types, ``_classify``).
+    """
+
+    registry = ""
+
+    def __init__(self, settings: Any, client: Any = None) -> None:
+        self.settings = settings
+        if client is None:
+            from core.registry import make_client
+
+            client = make_client(settings.tracking_uri, settings.registry_uri)
+        self.client = client
+
+    def _classify(self, exc: BaseException, what: str) -> CheckError:
+        return classify_exception(exc, what)
+
+    def read_version(self, model: str, version: str) -> Any:
+        """The model version as the registry has it now."""
+        try:
+            return self.client.get_model_version(model, str(version))
+        except Exception as exc:  # noqa: BLE001 - mapped to our error classes
+            raise self._classify(exc, f"reading {model} version {version}") from exc
+
+    def load_seal(self, model: str, version: str) -> Manifest | None:
+        """The manifest stored in the ``validation.manifest`` tag, or None."""
+        return self.seal_of(self.read_version(model, version))
+
+    def seal_of(self, mv: Any) -> Manifest | None:
+        """The seal carried by an already-read version (saves a registry round trip)."""
+        raw = (getattr(mv, "tags", None) or {}).get(TAG_MANIFEST)
+        if not raw:
+            return None
+        try:
+            return Manifest.from_json(raw)
+        except Exception as exc:  # noqa: BLE001 - a damaged seal is a permanent problem of the version
+            raise CheckError(f"the {TAG_MANIFEST} tag of {mv.name} version {mv.version} is not a valid "
+                             "manifest") from exc

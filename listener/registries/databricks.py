@@ -34,7 +34,7 @@ from urllib.parse import quote
 
 from core.errors import CheckError, NotFoundError, TransientError
 from core.seal import Manifest
-from listener.registries.base import classify_exception
+from listener.registries.base import MlflowClientAdapter, classify_exception
 from listener.verdict import (
     COMMENT_LIMIT,
     PASSED,
@@ -123,19 +123,14 @@ def sdk_error(exc: BaseException, what: str) -> CheckError:
     return classify_exception(exc, what)
 
 
-class DatabricksAdapter:
+class DatabricksAdapter(MlflowClientAdapter):
     """The Databricks workspace registry as the worker sees it (the shape of ``RegistryAdapter``)."""
 
     registry = "databricks"
 
     def __init__(self, settings: Any, client: Any = None, workspace: Any = None,
                  unity_catalog: bool | None = None) -> None:
-        self.settings = settings
-        if client is None:
-            from core.registry import make_client
-
-            client = make_client(settings.tracking_uri, settings.registry_uri)
-        self.client = client
+        super().__init__(settings, client)
         self._workspace = workspace
         self.tag_limit = _env_int("GUARD_DATABRICKS_TAG_LIMIT", DEFAULT_TAG_LIMIT_BYTES)
         if unity_catalog is None:
@@ -143,25 +138,8 @@ class DatabricksAdapter:
             unity_catalog = registry_uri.startswith("databricks-uc")
         self.unity_catalog = unity_catalog
 
-    # -- reading ---------------------------------------------------------------------------------
-    def read_version(self, model: str, version: str) -> Any:
-        """The ModelVersion as the workspace registry has it now."""
-        try:
-            return self.client.get_model_version(model, str(version))
-        except Exception as exc:  # noqa: BLE001 - mapped to our error classes
-            raise classify_exception(exc, f"reading {model} version {version}") from exc
-
-    def load_seal(self, model: str, version: str) -> Manifest | None:
-        """The manifest stored in the ``validation.manifest`` tag, or None."""
-        mv = self.read_version(model, version)
-        raw = (getattr(mv, "tags", None) or {}).get(TAG_MANIFEST)
-        if not raw:
-            return None
-        try:
-            return Manifest.from_json(raw)
-        except Exception as exc:  # noqa: BLE001 - a damaged seal is a permanent problem of the version
-            raise CheckError(f"the {TAG_MANIFEST} tag of {model} version {version} is not a valid manifest")\
-                from exc
+    def _classify(self, exc: BaseException, what: str) -> CheckError:
+        return sdk_error(exc, what)
 
     def version_url(self, model: str, version: str) -> str | None:
         """Link to the version in the workspace UI (``GUARD_UI_URL``, else ``DATABRICKS_HOST``)."""

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote
 
-from core.errors import CheckError
-from core.seal import Manifest
-from listener.registries.base import classify_exception
+from listener.registries.base import MlflowClientAdapter, classify_exception
 from listener.verdict import (
     TAG_CHECKED_AT,
     TAG_MANIFEST,
@@ -25,41 +22,10 @@ from listener.verdict import (
 _TAG_ORDER = (TAG_MANIFEST, TAG_SEAL, TAG_REPORT, TAG_SUMMARY, TAG_CHECKED_AT, TAG_STATUS)
 
 
-class MlflowOssAdapter:
+class MlflowOssAdapter(MlflowClientAdapter):
     """Reads and writes model versions through ``MlflowClient`` on the configured tracking/registry URI."""
 
     registry = "mlflow"
-
-    def __init__(self, settings: Any, client: Any = None) -> None:
-        self.settings = settings
-        if client is None:
-            from core.registry import make_client
-
-            client = make_client(settings.tracking_uri, settings.registry_uri)
-        self.client = client
-
-    def read_version(self, model: str, version: str) -> Any:
-        """The ModelVersion entity as the registry has it now."""
-        try:
-            return self.client.get_model_version(model, str(version))
-        except Exception as exc:  # noqa: BLE001 - mapped to our error classes
-            raise classify_exception(exc, f"reading {model} version {version}") from exc
-
-    def load_seal(self, model: str, version: str) -> Manifest | None:
-        """The manifest stored in the ``validation.manifest`` tag, or None."""
-        return self.seal_of(self.read_version(model, version))
-
-    def seal_of(self, mv: Any) -> Manifest | None:
-        """The seal carried by an already-read version (saves a registry round trip)."""
-        model, version = mv.name, mv.version
-        raw = (getattr(mv, "tags", None) or {}).get(TAG_MANIFEST)
-        if not raw:
-            return None
-        try:
-            return Manifest.from_json(raw)
-        except Exception as exc:  # noqa: BLE001 - a damaged seal is a permanent problem of the version
-            raise CheckError(f"the {TAG_MANIFEST} tag of {model} version {version} is not a valid manifest")\
-                from exc
 
     def version_url(self, model: str, version: str) -> str | None:
         """Link to the version in the MLflow UI, when a UI base URL is known."""
