@@ -44,7 +44,8 @@ class Listener:
                                    "listener.app:create_app()"], env=env, cwd=REPO_ROOT,
                                   log_path=root / "web.log")
         self.worker = ManagedProcess([str(VENV_BIN / "huey_consumer"), "listener.tasks.huey", "-w", "2",
-                                      "-k", "thread"], env=env, cwd=REPO_ROOT, log_path=root / "worker.log")
+                                      "-k", "thread", "-m", "0.5"], env=env, cwd=REPO_ROOT,
+                                     log_path=root / "worker.log")
 
     @property
     def url(self) -> str:

@@ -60,7 +60,8 @@ class Stack:
                                    "--access-logfile", "-", "listener.app:create_app()"],
                                   env=env, cwd=REPO, log_path=root / "web.log")
         self.worker = ManagedProcess([str(VENV_BIN / "huey_consumer"), "listener.tasks.huey", "-w", "2",
-                                      "-k", "thread"], env=env, cwd=REPO, log_path=root / "worker.log")
+                                      "-k", "thread", "-m", "0.5"], env=env, cwd=REPO,
+                                     log_path=root / "worker.log")
         self.settings = Settings(tracking_uri=self.server.url, data_dir=self.data_dir)
 
     @property
