@@ -110,6 +110,10 @@ def recover_unfinished(settings: Settings | None = None, instance: Any = None) -
 
 @huey.on_startup()
 def _recover_on_startup() -> None:
+    # Load MLflow here rather than inside the first job: it takes a second or two, which would
+    # otherwise delay the first verdict after a worker starts.
+    import core.check  # noqa: F401
+
     recover_unfinished()
 
 
