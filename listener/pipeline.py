@@ -238,8 +238,13 @@ def process_job(request_dict: dict[str, Any], settings: Any, adapter: Any = None
                  job_key, request.model, request.version, LOCK_WAIT_S)
         raise RetryLater("version locked", delay=LOCK_WAIT_S)
 
-    lock = version_lock(settings, request.registry, request.model, request.version)
-    if not lock.acquire():
+    try:
+        lock = version_lock(settings, request.registry, request.model, request.version)
+        acquired = lock.acquire()
+    except Exception as exc:  # noqa: BLE001 - the shared queue's Redis is down: the job waits, unclaimed
+        store.release(job_key, owner)
+        raise RetryLater(f"cannot take the version lock: {exc}", delay=retry_delay(1)) from exc
+    if not acquired:
         store.release(job_key, owner)
         log.info("job %s: %s version %s is being checked on another host; retrying in %ss",
                  job_key, request.model, request.version, LOCK_WAIT_S)

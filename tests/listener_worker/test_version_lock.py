@@ -64,3 +64,18 @@ def test_a_job_waits_while_another_host_checks_the_version(tmp_path: Path, redis
     [row] = [r for r in store.recent() if r["job_key"] == "lock-test-1"]
     assert row["status"] not in ("PASSED", "FAILED", "ERROR")
     other_host.release()
+
+
+def test_an_unreachable_lock_server_gives_the_job_back(tmp_path: Path):
+    from tests.support.procs import free_port
+
+    settings = Settings(data_dir=tmp_path / "guard", queue_url=f"redis://127.0.0.1:{free_port()}/0",
+                        tracking_uri="http://127.0.0.1:9")
+    request = ValidationRequest(registry="mlflow", model="m", version="1", trigger="model_version.created",
+                                action="seal_and_check", to_stage=None, alias=None, gate=False,
+                                delivery_key="lock-test-2", received_at=time.time())
+    store = ResultsStore(tmp_path / "guard" / "results.db")
+    with pytest.raises(RetryLater, match="version lock"):
+        process_job(request.to_dict(), settings, store=store)
+    # Released, not left claimed by a live worker: recovery or the retry can take it again.
+    assert "lock-test-2" in [key for key, _ in store.unfinished()]
