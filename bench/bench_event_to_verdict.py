@@ -30,7 +30,6 @@ import datetime as _dt
 import json
 import logging
 import os
-import platform
 import re
 import shutil
 import signal
@@ -44,6 +43,8 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any
+
+from machine import machine_info as _machine_info
 
 REPO = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO / "bench" / "out"
@@ -125,25 +126,8 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
-def machine_info() -> dict[str, Any]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=False).stdout.strip() or None
-    try:
-        from importlib.metadata import version
-
-        versions = {p: version(p) for p in ("mlflow", "huey", "gunicorn")}
-    except Exception:  # noqa: BLE001 - only informative
-        versions = {}
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "os": f"{platform.system()} {platform.release()}", "versions": versions, "commit": commit,
-            "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "loadavg_before": [round(x, 2) for x in os.getloadavg()]}
+def machine_info() -> dict:
+    return _machine_info(("mlflow", "huey", "gunicorn"))
 
 
 def quantile(values: list[float], q: float) -> float | None:

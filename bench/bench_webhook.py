@@ -33,7 +33,6 @@ import http.client
 import json
 import multiprocessing as mp
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -44,6 +43,8 @@ import threading
 import time
 import uuid
 from pathlib import Path
+
+from machine import machine_info as _machine_info
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -264,25 +265,7 @@ def queued_jobs(data_dir: Path) -> dict:
 
 
 def machine_info() -> dict:
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=False).stdout.strip() or None
-    try:
-        from importlib.metadata import version
-
-        versions = {p: version(p) for p in ("gunicorn", "Flask", "huey")}
-    except Exception:  # noqa: BLE001 - only informative
-        versions = {}
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "os": f"{platform.system()} {platform.release()}", "versions": versions,
-            "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
-            # Other work on the machine skews every number; recorded so a noisy run can be recognised.
-            "loadavg_before": [round(x, 2) for x in os.getloadavg()]}
+    return _machine_info(("gunicorn", "Flask", "huey"))
 
 
 def _f(v: float | None, fmt: str) -> str:
