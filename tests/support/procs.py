@@ -165,3 +165,35 @@ class RedisServer(ManagedProcess):
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"redis-server did not listen on {self.port}\n{self.log_tail()}")
+
+
+class MotoS3Server(ManagedProcess):
+    """A real S3 API (``moto_server`` from ``moto[server]``) on a free loopback port, state in memory.
+
+    ``client_env`` is what a boto3 or MLflow client needs to reach it: the endpoint and dummy credentials.
+    """
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        super().__init__([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+                         log_path=root / "moto.log")
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def client_env(self) -> dict[str, str]:
+        return {"MLFLOW_S3_ENDPOINT_URL": self.endpoint_url, "AWS_ENDPOINT_URL_S3": self.endpoint_url,
+                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1"}
+
+    def start(self, timeout: float = 30.0) -> MotoS3Server:
+        super().start()
+        try:
+            wait_http(self.endpoint_url + "/moto-api/", timeout=timeout, proc=self.proc)
+        except Exception as exc:
+            self.stop()
+            raise RuntimeError(f"moto_server did not start: {exc}\n{self.log_tail()}") from exc
+        return self
