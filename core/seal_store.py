@@ -200,7 +200,7 @@ class ArtifactSealStore:
             raise _artifact_error(exc, self._shown, "opening it") from exc
 
     def location(self, identity: SealIdentity) -> str:  # noqa: D102 - see SealStore
-        return f"{self.uri}/{seal_relative_dir(identity)}"
+        return f"{self._shown}/{seal_relative_dir(identity)}"
 
     def bundle_location(self, identity: SealIdentity) -> str:  # noqa: D102 - see SealStore
         return f"{self.location(identity)}/{BUNDLE_FILE}"
