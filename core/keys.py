@@ -177,3 +177,13 @@ def generate_key_pair(private_path: Path | str, public_path: Path | str | None =
     _write_exclusive(private_path, pem, 0o600)
     _write_exclusive(public_path, public_key_pem(key.public_key()), 0o644)
     return SigningKey(key, str(private_path))
+
+
+def ensure_signing_key(private_path: Path | str, public_path: Path | str | None = None) -> SigningKey:
+    """The key at ``private_path``, generated first (mode 0600, see :func:`generate_key_pair`) if absent.
+
+    For a local stack that should just work; production keys are provisioned, not generated here.
+    """
+    if Path(private_path).exists():
+        return load_signing_key(private_path)
+    return generate_key_pair(private_path, public_path)

@@ -102,10 +102,17 @@ class SealVerification:
         """The seal's contribution to the verdict (None: the version has no seal yet)."""
         return STATUS_OF[self.kind]
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form for reports (the report's ``Seal`` section)."""
+    def to_dict(self, tags: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Plain-dict form for reports (the report's ``Seal`` section).
+
+        With the version's ``tags``, ``tag_digest_matches`` says whether its ``validation.seal`` tag
+        still shows the signed seal's digest (False: the tags were rewritten; the verdict never
+        depends on them).
+        """
         att = self.attestation
-        return {"kind": self.kind, "status": self.status, "reason": self.reason, "signed": self.signed,
+        tag_digest = (tags or {}).get(TAG_SEAL)
+        return {"tag_digest_matches": (tag_digest == att.tree_digest) if att and tag_digest else None,
+                "kind": self.kind, "status": self.status, "reason": self.reason, "signed": self.signed,
                 "registry": self.identity.registry, "model": self.identity.model,
                 "version": self.identity.version,
                 "location": self.location, "key_id": self.key_id,

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from core.errors import CheckError
 from core.keys import (
+    ensure_signing_key,
     generate_key_pair,
     key_id,
     load_public_keys,
@@ -84,3 +85,9 @@ def test_several_trusted_keys_for_rotation_one_file_or_many(tmp_path: Path):
     (tmp_path / "empty.pem").write_text("nothing here")
     with pytest.raises(CheckError, match="no PEM public key"):
         load_trusted_keys([tmp_path / "empty.pem"])
+
+
+def test_ensure_signing_key_generates_once_then_loads(tmp_path: Path):
+    first = ensure_signing_key(tmp_path / "data" / "seal-key.pem")
+    assert stat.S_IMODE((tmp_path / "data" / "seal-key.pem").stat().st_mode) == 0o600
+    assert ensure_signing_key(tmp_path / "data" / "seal-key.pem").key_id == first.key_id

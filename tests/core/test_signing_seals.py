@@ -65,6 +65,7 @@ def test_sealed_files_unchanged_pass_and_the_outcome_says_why(env):
     assert out.key_id == env.pair.key.key_id
     assert out.attestation.run_id == "run-1" and out.attestation.source == "models:/m-1"
     assert "signed seal verified" in out.reason
+    assert out.to_dict(tags)["tag_digest_matches"] is True
     assert tags[TAG_SEAL] == make_seal(model).tree_digest
     assert tags[TAG_SEAL_BUNDLE].endswith("/1/model.sig") and Path(tags[TAG_SEAL_BUNDLE]).is_file()
 
@@ -82,6 +83,9 @@ def test_tampered_nested_file_with_rewritten_unsigned_seal_and_tags_fails(env):
     assert [(d.path, d.kind) for d in out.differences] == [(NESTED, "changed")]
     assert set(out.differences[0].detail) >= {"sha256_sealed", "sha256_current", "size_sealed",
                                               "size_current"}
+    report = out.to_dict(tags)
+    assert report["tag_digest_matches"] is False and report["status"] == "FAILED"
+    assert report["differences"][0]["path"] == NESTED
 
 
 def test_another_versions_signed_files_and_seal_swapped_in_fail_on_identity(env):
