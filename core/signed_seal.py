@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.attestation import Attestation, SealIdentity, sign_attestation, verify_attestation
-from core.errors import SealCorrupt, SealInvalid
+from core.errors import SealCorrupt, SealExistsError, SealInvalid
 from core.keys import SigningKey, TrustedKey
 from core.manifest import Difference, Manifest
 from core.seal import verify_manifest
@@ -193,3 +193,27 @@ def verify_signed_seal(store: SealStore, identity: SealIdentity, current: Manife
                                 f"{_first(diffs)})", identity, True, diffs, location, key_id, att)
     return SealVerification(VERIFIED, f"signed seal verified (key {key_id[:16]}…, sealed {att.sealed_at}, "
                             f"{current.file_count} files)", identity, True, [], location, key_id, att)
+
+
+def verify_or_seal(store: SealStore, identity: SealIdentity, current: Manifest, trusted: Sequence[TrustedKey],
+                   *, key: SigningKey | None, may_seal: bool, run_id: str | None, source: str | None,
+                   tags: Mapping[str, str] | None = None,
+                   legacy_seal: Manifest | None = None) -> tuple[SealVerification, SealRecord | None]:
+    """Verify ``current`` against the version's seal; seal it first when it has none and ``may_seal``.
+
+    What the worker does for "seal, then check" (``may_seal`` true: a new version whose run and
+    registry models compared equal) and "check against the seal" (``may_seal`` false). Only an
+    ``UNSEALED`` version is ever sealed: a seal gone missing, an unsigned legacy seal or an invalid
+    one is reported, never papered over with a fresh seal. Returns the outcome and, when this call
+    sealed the version, the new :class:`SealRecord` (its ``tags()`` go onto the version).
+    """
+    outcome = verify_signed_seal(store, identity, current, trusted, tags=tags, legacy_seal=legacy_seal)
+    if outcome.kind != UNSEALED or not may_seal or key is None:
+        return outcome, None
+    try:
+        record = create_signed_seal(store, identity, current, key, run_id=run_id, source=source)
+    except SealExistsError:
+        # Sealed meanwhile by another worker: verify against that seal rather than ours.
+        return verify_signed_seal(store, identity, current, trusted, tags=tags), None
+    # Read back through the store and the trusted keys, as any later check will.
+    return verify_signed_seal(store, identity, current, trusted, tags=record.tags()), record

@@ -26,6 +26,7 @@ from core.signed_seal import (
     UNSEALED,
     VERIFIED,
     create_signed_seal,
+    verify_or_seal,
     verify_signed_seal,
 )
 from tests.core.signing_support import FILES, make_key, model_signing_verify, write_model
@@ -240,3 +241,33 @@ def test_stored_seal_round_trips_as_bytes(env):
     assert isinstance(stored, StoredSeal) and stored.bundle and stored.attestation
     att = json.loads(stored.attestation)
     assert att["mediaType"] == json.loads(stored.bundle)["mediaType"]
+
+
+def test_verify_or_seal_seals_only_an_unsealed_version_then_verifies_it(env):
+    model = env.model("v5")
+    ident = _identity("5")
+    out, record = verify_or_seal(env.store, ident, make_seal(model), env.pair.trusted, key=env.pair.key,
+                                 may_seal=False, run_id="r5", source="s5")
+    assert (out.kind, record) == (UNSEALED, None) and env.store.read(ident) is None
+    out, record = verify_or_seal(env.store, ident, make_seal(model), env.pair.trusted, key=env.pair.key,
+                                 may_seal=True, run_id="r5", source="s5")
+    assert out.kind == VERIFIED and record is not None
+    assert record.tags()[TAG_SEAL] == make_seal(model).tree_digest
+    # Files changed later, tags deleted: the next "seal, then check" finds the seal, never re-seals.
+    (model / NESTED).write_bytes(b"changed")
+    out, record = verify_or_seal(env.store, ident, make_seal(model), env.pair.trusted, key=env.pair.key,
+                                 may_seal=True, run_id="r5", source="s5", tags={})
+    assert (out.kind, out.status, record) == (MISMATCH, "FAILED", None)
+
+
+def test_verify_or_seal_never_reseals_a_missing_or_legacy_seal(env):
+    model = env.model("v6")
+    tags = env.seal("6", model)
+    shutil.rmtree(env.store.location(_identity("6")))
+    out, record = verify_or_seal(env.store, _identity("6"), make_seal(model), env.pair.trusted,
+                                 key=env.pair.key, may_seal=True, run_id="r", source="s", tags=tags)
+    assert (out.kind, record) == (MISSING, None) and env.store.read(_identity("6")) is None
+    legacy = make_seal(model)
+    out, record = verify_or_seal(env.store, _identity("6"), make_seal(model), env.pair.trusted,
+                                 key=env.pair.key, may_seal=True, run_id="r", source="s", legacy_seal=legacy)
+    assert (out.kind, record) == (LEGACY_VERIFIED, None) and env.store.read(_identity("6")) is None
