@@ -159,7 +159,8 @@ def verify_signed_seal(store: SealStore, identity: SealIdentity, current: Manife
     a version whose ``tags`` carry ``validation.seal_bundle`` was sealed with a signed seal that has
     gone missing (FAILED, and it must not be re-sealed); otherwise ``legacy_seal`` (the unsigned
     ``validation.manifest`` tag of a version sealed before signed seals, parsed by the caller) is
-    checked and the outcome says it is unsigned; with neither, the version is ``UNSEALED``.
+    checked and the outcome says it is unsigned; a ``validation.seal`` tag with neither is a seal
+    gone missing too; with none of these the version is ``UNSEALED``.
     """
     stored = store.read(identity)
     location = store.location(identity)
@@ -177,6 +178,10 @@ def verify_signed_seal(store: SealStore, identity: SealIdentity, current: Manife
                                         f"{_first(diffs)})", identity, differences=diffs)
             return SealVerification(LEGACY_VERIFIED, f"{note} verified (it cannot prove the files unchanged "
                                     "against someone who can rewrite tags)", identity)
+        if (tags or {}).get(TAG_SEAL):
+            return SealVerification(MISSING, f"{identity.describe()} carries a {TAG_SEAL} tag but no seal is "
+                                    f"in the seal store ({location}) or its tags: not re-sealing over files "
+                                    "that may have changed", identity, location=location)
         return SealVerification(UNSEALED, f"{identity.describe()} has no seal yet", identity,
                                 location=location)
     try:

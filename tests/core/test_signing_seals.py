@@ -206,6 +206,10 @@ def test_signed_seal_gone_from_the_store_fails_instead_of_resealing(env):
     shutil.rmtree(env.store.location(_identity("1")))
     out = verify_signed_seal(env.store, _identity("1"), make_seal(model), env.pair.trusted, tags=tags)
     assert (out.kind, out.status) == (MISSING, "FAILED") and "not re-sealing" in out.reason
+    # Deleting the bundle tag too changes nothing while the digest tag says the version was sealed.
+    out = verify_signed_seal(env.store, _identity("1"), make_seal(model), env.pair.trusted,
+                             tags={TAG_SEAL: tags[TAG_SEAL]})
+    assert (out.kind, out.status) == (MISSING, "FAILED") and "not re-sealing" in out.reason
 
 
 def test_version_sealed_before_signed_seals_keeps_its_unsigned_seal_and_says_so(env):
