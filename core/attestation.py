@@ -33,23 +33,35 @@ ATTESTATION_WHAT = "the identity attestation"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-def registry_identity(registry_uri: str) -> str:
+def _normalized_url(uri: str) -> str:
+    parts = urllib.parse.urlsplit(uri)
+    host = (parts.hostname or "").lower()
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urllib.parse.urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), "", ""))
+
+
+def registry_identity(registry_uri: str, *, workspace_host: str | None = None) -> str:
     """A stable, credential-free name for a registry, from the URI used to reach it.
 
     User information, query and fragment are dropped, scheme and host lower-cased, a trailing
     slash removed: ``https://user:tok@Mlflow.example.com/`` -> ``https://mlflow.example.com``.
-    ``databricks``, ``databricks-uc`` and ``databricks://profile`` stay as they are. The worker
-    and ``check-model-version`` must derive it from the same URI, or the seal is not found.
+    A Databricks registry (``databricks``, ``databricks-uc``, ``databricks://profile``) is named
+    by its kind and its workspace, ``workspace_host`` (the resolved ``DATABRICKS_HOST``), which is
+    then required: ``databricks-uc+https://dbc-1.cloud.databricks.com``. The worker and
+    ``check-model-version`` must derive it from the same registry, or the seal is not found.
     """
     uri = (registry_uri or "").strip()
     if not uri:
         raise CheckError("no registry URI: a signed seal is looked up by registry, model and version")
-    parts = urllib.parse.urlsplit(uri)
-    if not parts.netloc:
+    scheme = urllib.parse.urlsplit(uri).scheme.lower() if "://" in uri else uri.lower()
+    if scheme in ("databricks", "databricks-uc"):
+        if not workspace_host:
+            raise CheckError(f"registry {scheme}: the Databricks workspace host is needed to name its seals")
+        host = workspace_host if "://" in workspace_host else f"https://{workspace_host}"
+        return f"{scheme}+{_normalized_url(host)}"
+    if not urllib.parse.urlsplit(uri).netloc:
         return uri.rstrip("/")
-    host = (parts.hostname or "").lower()
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urllib.parse.urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), "", ""))
+    return _normalized_url(uri)
 
 
 @dataclass(frozen=True)

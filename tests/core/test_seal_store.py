@@ -44,7 +44,13 @@ def test_names_are_encoded_so_no_identity_climbs_out_or_collides():
 def test_registry_identity_is_stable_and_free_of_credentials():
     assert registry_identity("https://user:tok3n@MLflow.Example.com:8443/") == "https://mlflow.example.com:8443"
     assert registry_identity("http://127.0.0.1:5000?x=1") == "http://127.0.0.1:5000"
-    assert registry_identity("databricks-uc") == "databricks-uc"
+    for uri in ("databricks-uc", "databricks-uc://prod"):
+        assert registry_identity(uri, workspace_host="DBC-1.cloud.databricks.com/") == \
+            "databricks-uc+https://dbc-1.cloud.databricks.com"
+    assert registry_identity("databricks", workspace_host="https://adb-2.azuredatabricks.net") == \
+        "databricks+https://adb-2.azuredatabricks.net"
+    with pytest.raises(CheckError, match="workspace host"):
+        registry_identity("databricks")
     assert SealIdentity("r", "m", "03") == SealIdentity("r", "m", "3")
     with pytest.raises(CheckError):
         registry_identity("")
