@@ -18,3 +18,18 @@ class TransientError(CheckError):
 
 class NotFoundError(CheckError):
     """Unknown registered model, version or alias, or no version in the requested stage."""
+
+
+class SealInvalid(CheckError):
+    """A signed seal proves nothing: bad or missing signature, untrusted key, or another version's seal.
+
+    The check ran and the version must not pass (FAILED); the message says why.
+    """
+
+
+class SealCorrupt(SealInvalid):
+    """A signed seal cannot even be read: truncated, not JSON, not a bundle (ERROR, never PASSED)."""
+
+
+class SealExistsError(CheckError):
+    """The version already has a signed seal: seals are written once and never replaced."""
