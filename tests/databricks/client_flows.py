@@ -16,15 +16,22 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-NESTED = {"weights/layer1/kernel.bin": os.urandom(3000), "weights/layer1/bias.bin": b"\x00\x01" * 10,
-          "weights/vocab.txt": b"a\nb\nc\n", "empty.txt": b""}
+NESTED = {
+    "weights/layer1/kernel.bin": os.urandom(3000),
+    "weights/layer1/bias.bin": b"\x00\x01" * 10,
+    "weights/vocab.txt": b"a\nb\nc\n",
+    "empty.txt": b"",
+}
 
 
 def tree_digest(root: str | Path) -> dict[str, str]:
     """SHA-256 of every file under ``root``, by relative path (``registered_model_meta`` left out)."""
     root = Path(root)
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name != "registered_model_meta"}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "registered_model_meta"
+    }
 
 
 def _model_dir(work: Path) -> Path:
@@ -49,15 +56,27 @@ def log_model(experiment: str) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp())
     src = _model_dir(work)
     mlflow.set_experiment(experiment)
-    signature = ModelSignature(inputs=Schema([ColSpec("double", "x")]), outputs=Schema([ColSpec("double", "x")]))
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("double", "x")]), outputs=Schema([ColSpec("double", "x")])
+    )
     with mlflow.start_run() as run:
-        info = mlflow.pyfunc.log_model(name="model", python_model=Echo(), artifacts={"nested": str(src)},
-                                       signature=signature, pip_requirements=["mlflow"])
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=Echo(),
+            artifacts={"nested": str(src)},
+            signature=signature,
+            pip_requirements=["mlflow"],
+        )
         mlflow.log_artifacts(str(src), "extras")
     local = mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=str(work / "logged"))
-    return {"run_id": run.info.run_id, "model_uri": info.model_uri, "model_id": info.model_id,
-            "artifact_uri": run.info.artifact_uri, "model_tree": tree_digest(local),
-            "nested_tree": tree_digest(src)}
+    return {
+        "run_id": run.info.run_id,
+        "model_uri": info.model_uri,
+        "model_id": info.model_id,
+        "artifact_uri": run.info.artifact_uri,
+        "model_tree": tree_digest(local),
+        "nested_tree": tree_digest(src),
+    }
 
 
 def workspace(experiment: str, name: str) -> dict[str, Any]:
@@ -71,10 +90,13 @@ def workspace(experiment: str, name: str) -> dict[str, Any]:
     got = client.get_model_version(name, mv.version)
     download_uri = client.get_model_version_download_uri(name, mv.version)
     work = Path(tempfile.mkdtemp())
-    registry_copy = mlflow.artifacts.download_artifacts(f"models:/{name}/{mv.version}", dst_path=str(work / "reg"))
+    registry_copy = mlflow.artifacts.download_artifacts(
+        f"models:/{name}/{mv.version}", dst_path=str(work / "reg")
+    )
     source_copy = mlflow.artifacts.download_artifacts(artifact_uri=got.source, dst_path=str(work / "src"))
-    run_extras = mlflow.artifacts.download_artifacts(run_id=logged["run_id"], artifact_path="extras",
-                                                     dst_path=str(work / "run"))
+    run_extras = mlflow.artifacts.download_artifacts(
+        run_id=logged["run_id"], artifact_path="extras", dst_path=str(work / "run")
+    )
     dbfs_rest = mlflow.artifacts.download_artifacts(artifact_uri=download_uri, dst_path=str(work / "dbfs"))
     client.set_model_version_tag(name, mv.version, "validation.status", "PASSED")
     tags_after_set = dict(client.get_model_version(name, mv.version).tags)
@@ -84,12 +106,20 @@ def workspace(experiment: str, name: str) -> dict[str, Any]:
         alias_refused = ""
     except Exception as exc:
         alias_refused = str(exc)
-    return {**logged, "version": str(mv.version), "status": got.status, "source": got.source,
-            "download_uri": download_uri, "registry_tree": tree_digest(registry_copy),
-            "source_tree": tree_digest(source_copy), "run_extras_tree": tree_digest(run_extras),
-            "dbfs_rest_tree": tree_digest(dbfs_rest), "alias_refused": alias_refused,
-            "tags_after_set": tags_after_set,
-            "tags_after_delete": dict(client.get_model_version(name, mv.version).tags)}
+    return {
+        **logged,
+        "version": str(mv.version),
+        "status": got.status,
+        "source": got.source,
+        "download_uri": download_uri,
+        "registry_tree": tree_digest(registry_copy),
+        "source_tree": tree_digest(source_copy),
+        "run_extras_tree": tree_digest(run_extras),
+        "dbfs_rest_tree": tree_digest(dbfs_rest),
+        "alias_refused": alias_refused,
+        "tags_after_set": tags_after_set,
+        "tags_after_delete": dict(client.get_model_version(name, mv.version).tags),
+    }
 
 
 def download(uri: str) -> dict[str, Any]:
@@ -115,13 +145,22 @@ def unity_catalog(experiment: str, name: str) -> dict[str, Any]:
     via_alias = mlflow.artifacts.download_artifacts(f"models:/{name}@champion", dst_path=tempfile.mkdtemp())
     client.delete_model_version_tag(name, mv.version, "validation.status")
     client.delete_registered_model_alias(name, "champion")
-    registry_copy = mlflow.artifacts.download_artifacts(f"models:/{name}/{mv.version}", dst_path=tempfile.mkdtemp())
-    return {**logged, "version": str(mv.version), "status": got.status, "source": got.source,
-            "download_uri": client.get_model_version_download_uri(name, mv.version),
-            "registry_tree": tree_digest(registry_copy), "alias_tree": tree_digest(via_alias),
-            "alias_version": str(by_alias.version), "tags_after_set": tags_after_set,
-            "tags_after_delete": dict(client.get_model_version(name, mv.version).tags),
-            "aliases_after_delete": list(client.get_registered_model(name).aliases)}
+    registry_copy = mlflow.artifacts.download_artifacts(
+        f"models:/{name}/{mv.version}", dst_path=tempfile.mkdtemp()
+    )
+    return {
+        **logged,
+        "version": str(mv.version),
+        "status": got.status,
+        "source": got.source,
+        "download_uri": client.get_model_version_download_uri(name, mv.version),
+        "registry_tree": tree_digest(registry_copy),
+        "alias_tree": tree_digest(via_alias),
+        "alias_version": str(by_alias.version),
+        "tags_after_set": tags_after_set,
+        "tags_after_delete": dict(client.get_model_version(name, mv.version).tags),
+        "aliases_after_delete": list(client.get_registered_model(name).aliases),
+    }
 
 
 def sdk(name: str, version: str, webhook_url: str, secret: str) -> dict[str, Any]:
@@ -134,29 +173,48 @@ def sdk(name: str, version: str, webhook_url: str, secret: str) -> dict[str, Any
     me = w.current_user.me().user_name
     comment = reg.create_comment(name=name, version=version, comment="validation: PASSED").comment
     reg.create_transition_request(name=name, version=version, stage="Staging", comment="please")
-    open_before = [(r.activity_type.value, r.to_stage) for r in reg.list_transition_requests(name=name,
-                                                                                               version=version)]
-    rejected = reg.reject_transition_request(name=name, version=version, stage="Staging", comment="no").activity
+    open_before = [
+        (r.activity_type.value, r.to_stage) for r in reg.list_transition_requests(name=name, version=version)
+    ]
+    rejected = reg.reject_transition_request(
+        name=name, version=version, stage="Staging", comment="no"
+    ).activity
     reg.create_transition_request(name=name, version=version, stage="Production")
-    approved = reg.approve_transition_request(name=name, version=version, stage="Production",
-                                              archive_existing_versions=False, comment="yes").activity
-    hook = reg.create_webhook(events=[RegistryWebhookEvent.MODEL_VERSION_CREATED], model_name=name,
-                              http_url_spec=HttpUrlSpec(url=webhook_url, secret=secret,
-                                                        authorization="Bearer hook-auth"),
-                              description="guard").webhook
-    tested = reg.test_registry_webhook(id=hook.id, event=RegistryWebhookEvent.MODEL_VERSION_CREATED).webhook
+    approved = reg.approve_transition_request(
+        name=name, version=version, stage="Production", archive_existing_versions=False, comment="yes"
+    ).activity
+    hook = reg.create_webhook(
+        events=[RegistryWebhookEvent.MODEL_VERSION_CREATED],
+        model_name=name,
+        http_url_spec=HttpUrlSpec(url=webhook_url, secret=secret, authorization="Bearer hook-auth"),
+        description="guard",
+    ).webhook
+    tested = reg.test_registry_webhook(id=hook.id, event=RegistryWebhookEvent.MODEL_VERSION_CREATED)
     listed = [h.id for h in reg.list_webhooks(model_name=name)]
     reg.delete_webhook(id=hook.id)
-    return {"me": me, "comment_id": comment.id, "open_before": open_before,
-            "rejected": rejected.activity_type.value, "approved": approved.activity_type.value,
-            "stage_after": reg.get_model_version(name=name, version=version).model_version.current_stage,
-            "open_after": len(list(reg.list_transition_requests(name=name, version=version))),
-            "webhook_id": hook.id, "webhook_listed": hook.id in listed, "test_status": tested.status_code,
-            "test_body": tested.body, "after_delete": [h.id for h in reg.list_webhooks(model_name=name)]}
+    return {
+        "me": me,
+        "comment_id": comment.id,
+        "open_before": open_before,
+        "rejected": rejected.activity_type.value,
+        "approved": approved.activity_type.value,
+        "stage_after": reg.get_model_version(name=name, version=version).model_version.current_stage,
+        "open_after": len(list(reg.list_transition_requests(name=name, version=version))),
+        "webhook_id": hook.id,
+        "webhook_listed": hook.id in listed,
+        "test_status": tested.status_code,
+        "test_body": tested.body,
+        "after_delete": [h.id for h in reg.list_webhooks(model_name=name)],
+    }
 
 
-FLOWS = {"workspace": workspace, "unity-catalog": unity_catalog, "download": download, "sdk": sdk,
-         "log-model": log_model}
+FLOWS = {
+    "workspace": workspace,
+    "unity-catalog": unity_catalog,
+    "download": download,
+    "sdk": sdk,
+    "log-model": log_model,
+}
 
 
 def main() -> None:

@@ -17,7 +17,14 @@ from flask import Flask, Response, request
 from tests.support.databricks_workspace.backend import Backend
 from tests.support.databricks_workspace.collaboration import FAKE_USER, Collaboration
 from tests.support.databricks_workspace.files_api import FilesApi
-from tests.support.databricks_workspace.routing import ApiError, Faults, Recorder, Router, body_json, json_response
+from tests.support.databricks_workspace.routing import (
+    ApiError,
+    Faults,
+    Recorder,
+    Router,
+    body_json,
+    json_response,
+)
 from tests.support.databricks_workspace.storage import Dbfs
 from tests.support.databricks_workspace.tracking import Tracking
 from tests.support.databricks_workspace.unity_catalog import UnityCatalog
@@ -27,8 +34,15 @@ WORKSPACE_ID = "1234567890123456"
 UNAUTHENTICATED_AREAS = {"signed URLs (cloud storage)", "workspace"}
 
 
-def create_app(backend_url: str, root: Path, *, token: str | None, s3_bucket: str,
-               s3_credentials: dict[str, str], registration_delay_s: float = 0.0) -> Flask:
+def create_app(
+    backend_url: str,
+    root: Path,
+    *,
+    token: str | None,
+    s3_bucket: str,
+    s3_credentials: dict[str, str],
+    registration_delay_s: float = 0.0,
+) -> Flask:
     """The fake: MLflow calls forwarded to ``backend_url``, DBFS under ``root``, UC storage in ``s3_bucket``.
 
     ``token``: the only bearer token accepted (any non-empty one when None).
@@ -42,12 +56,24 @@ def create_app(backend_url: str, root: Path, *, token: str | None, s3_bucket: st
     uc = UnityCatalog(s3_bucket, s3_credentials)
     recorder, faults, router = Recorder(), Faults(), Router()
 
-    router.add("GET", "/", "workspace", lambda: Response("<html><title>Databricks</title></html>",
-                                                          content_type="text/html"))
-    router.add("GET", "/.well-known/databricks-config", "workspace",
-               lambda: {"workspace_id": WORKSPACE_ID, "oidc_endpoint": f"{request.host_url.rstrip('/')}/oidc"})
-    router.add("GET", "/api/2.0/preview/scim/v2/Me", "identity",
-               lambda: {"id": "1", "userName": FAKE_USER, "active": True, "emails": [{"value": FAKE_USER}]})
+    router.add(
+        "GET",
+        "/",
+        "workspace",
+        lambda: Response("<html><title>Databricks</title></html>", content_type="text/html"),
+    )
+    router.add(
+        "GET",
+        "/.well-known/databricks-config",
+        "workspace",
+        lambda: {"workspace_id": WORKSPACE_ID, "oidc_endpoint": f"{request.host_url.rstrip('/')}/oidc"},
+    )
+    router.add(
+        "GET",
+        "/api/2.0/preview/scim/v2/Me",
+        "identity",
+        lambda: {"id": "1", "userName": FAKE_USER, "active": True, "emails": [{"value": FAKE_USER}]},
+    )
     collab.register(router)
     registry.register(router)
     uc.register(router)
@@ -68,8 +94,13 @@ def create_app(backend_url: str, root: Path, *, token: str | None, s3_bucket: st
     # -- test controls ----------------------------------------------------------------------------
     @app.get("/fake/state")
     def fake_state() -> dict[str, Any]:
-        return {**collab.snapshot(), **registry.snapshot(), **webhooks.snapshot(), **uc.snapshot(),
-                "dbfs_root": str(dbfs.base)}
+        return {
+            **collab.snapshot(),
+            **registry.snapshot(),
+            **webhooks.snapshot(),
+            **uc.snapshot(),
+            "dbfs_root": str(dbfs.base),
+        }
 
     @app.get("/fake/requests")
     def fake_requests() -> Response:
@@ -87,8 +118,15 @@ def create_app(backend_url: str, root: Path, *, token: str | None, s3_bucket: st
     @app.post("/fake/faults")
     def fake_fault_add() -> dict[str, Any]:
         p = body_json()
-        faults.add(p["method"], p["path"], int(p["status"]), int(p.get("count", 1)), p.get("kind", "json"),
-                   p.get("error_code"), p.get("retry_after"))
+        faults.add(
+            p["method"],
+            p["path"],
+            int(p["status"]),
+            int(p.get("count", 1)),
+            p.get("kind", "json"),
+            p.get("error_code"),
+            p.get("retry_after"),
+        )
         return {}
 
     @app.delete("/fake/faults")
@@ -104,8 +142,13 @@ def create_app(backend_url: str, root: Path, *, token: str | None, s3_bucket: st
         found = router.match(method, full)
         if found is None:
             recorder.record(method, full, 501, implemented=False)
-            return json_response({"error_code": "NOT_IMPLEMENTED",
-                                  "message": f"The workspace fake does not implement {method} {full}"}, 501)
+            return json_response(
+                {
+                    "error_code": "NOT_IMPLEMENTED",
+                    "message": f"The workspace fake does not implement {method} {full}",
+                },
+                501,
+            )
         route, path_params = found
         fault = faults.take(method, route.template)
         if fault is not None:

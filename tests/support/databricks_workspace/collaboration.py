@@ -50,9 +50,16 @@ class Collaboration:
 
     # -- bookkeeping -----------------------------------------------------------------------------
     def activity(self, kind: str, name: str, version: str, **fields: Any) -> dict[str, Any]:
-        act = {"id": str(next(self.ids)), "activity_type": kind, "creation_timestamp": now_ms(),
-               "last_updated_timestamp": now_ms(), "user_id": FAKE_USER, "model_name": name,
-               "version": str(version), **{k: v for k, v in fields.items() if v is not None}}
+        act = {
+            "id": str(next(self.ids)),
+            "activity_type": kind,
+            "creation_timestamp": now_ms(),
+            "last_updated_timestamp": now_ms(),
+            "user_id": FAKE_USER,
+            "model_name": name,
+            "version": str(version),
+            **{k: v for k, v in fields.items() if v is not None},
+        }
         with self.lock:
             self.activities.append(act)
         return act
@@ -64,16 +71,22 @@ class Collaboration:
 
     def fire_transitioned(self, name: str, version: str, from_stage: str, to_stage: str) -> None:
         text = f"Registered model '{name}' version {version} transitioned from {from_stage} to {to_stage}."
-        self.webhooks.fire(transitioned_events(to_stage), name,
-                           {"version": str(version), "to_stage": to_stage, "from_stage": from_stage, "text": text})
+        self.webhooks.fire(
+            transitioned_events(to_stage),
+            name,
+            {"version": str(version), "to_stage": to_stage, "from_stage": from_stage, "text": text},
+        )
 
     def open_request(self, name: str, version: str, stage: str) -> dict[str, Any]:
         with self.lock:
             for r in self.open_requests:
                 if r["model_name"] == name and r["version"] == str(version) and r["to_stage"] == stage:
                     return r
-        raise ApiError(404, "RESOURCE_DOES_NOT_EXIST",
-                       f"No open transition request to {stage} for model '{name}' version {version}")
+        raise ApiError(
+            404,
+            "RESOURCE_DOES_NOT_EXIST",
+            f"No open transition request to {stage} for model '{name}' version {version}",
+        )
 
     def close(self, req: dict[str, Any]) -> None:
         with self.lock:
@@ -86,14 +99,25 @@ class Collaboration:
         if not 1 <= len(text) <= 65535:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", "Comment must be 1 to 65535 characters")
         self.backend.model_version(name, str(version))
-        c = {"id": uuid.uuid4().hex, "comment": text, "creation_timestamp": now_ms(),
-             "last_updated_timestamp": now_ms(), "user_id": FAKE_USER,
-             "available_actions": ["EDIT_COMMENT", "DELETE_COMMENT"]}
+        c = {
+            "id": uuid.uuid4().hex,
+            "comment": text,
+            "creation_timestamp": now_ms(),
+            "last_updated_timestamp": now_ms(),
+            "user_id": FAKE_USER,
+            "available_actions": ["EDIT_COMMENT", "DELETE_COMMENT"],
+        }
         with self.lock:
             self.comments.append({**c, "model_name": name, "version": str(version)})
-        self.webhooks.fire(("COMMENT_CREATED",), name,
-                           {"version": str(version), "comment": text,
-                            "text": f"A user commented on registered model '{name}' version {version}."})
+        self.webhooks.fire(
+            ("COMMENT_CREATED",),
+            name,
+            {
+                "version": str(version),
+                "comment": text,
+                "text": f"A user commented on registered model '{name}' version {version}.",
+            },
+        )
         return {"comment": c}
 
     def comments_update(self) -> dict[str, Any]:
@@ -116,31 +140,53 @@ class Collaboration:
         name, version, stage = need(p, "name", "version", "stage")
         stage = need_stage(stage)
         current = self.backend.model_version(name, str(version)).get("current_stage", "None")
-        act = self.activity("REQUESTED_TRANSITION", name, version, from_stage=current, to_stage=stage,
-                            comment=p.get("comment"))
+        act = self.activity(
+            "REQUESTED_TRANSITION",
+            name,
+            version,
+            from_stage=current,
+            to_stage=stage,
+            comment=p.get("comment"),
+        )
         with self.lock:
             self.open_requests.append(act)
         extra = (f"TRANSITION_REQUEST_TO_{stage.upper()}_CREATED",) if stage != "None" else ()
-        self.webhooks.fire(("TRANSITION_REQUEST_CREATED", *extra), name,
-                           {"version": str(version), "to_stage": stage, "from_stage": current,
-                            "text": f"A user requested a transition of registered model '{name}' version "
-                                    f"{version} from {current} to {stage}."})
-        return {"request": {"creation_timestamp": act["creation_timestamp"], "to_stage": stage,
-                            "user_id": FAKE_USER, "comment": p.get("comment"),
-                            "available_actions": REQUEST_ACTIONS}}
+        self.webhooks.fire(
+            ("TRANSITION_REQUEST_CREATED", *extra),
+            name,
+            {
+                "version": str(version),
+                "to_stage": stage,
+                "from_stage": current,
+                "text": f"A user requested a transition of registered model '{name}' version "
+                f"{version} from {current} to {stage}.",
+            },
+        )
+        return {
+            "request": {
+                "creation_timestamp": act["creation_timestamp"],
+                "to_stage": stage,
+                "user_id": FAKE_USER,
+                "comment": p.get("comment"),
+                "available_actions": REQUEST_ACTIONS,
+            }
+        }
 
     def tr_approve(self) -> dict[str, Any]:
         p = body_json()
         name, version, stage = need(p, "name", "version", "stage")
         if p.get("archive_existing_versions") is None:
-            raise ApiError(400, "INVALID_PARAMETER_VALUE", "Missing required field: archive_existing_versions")
+            raise ApiError(
+                400, "INVALID_PARAMETER_VALUE", "Missing required field: archive_existing_versions"
+            )
         stage = need_stage(stage)
         req = self.open_request(name, version, stage)
         before = self.backend.model_version(name, str(version)).get("current_stage", "None")
         self.backend.transition(name, str(version), stage, p["archive_existing_versions"])
         self.close(req)
-        act = self.activity("APPROVED_REQUEST", name, version, from_stage=before, to_stage=stage,
-                            comment=p.get("comment"))
+        act = self.activity(
+            "APPROVED_REQUEST", name, version, from_stage=before, to_stage=stage, comment=p.get("comment")
+        )
         self.fire_transitioned(name, str(version), before, stage)
         return {"activity": self.api_view(act)}
 
@@ -150,8 +196,14 @@ class Collaboration:
         stage = need_stage(stage)
         req = self.open_request(name, version, stage)
         self.close(req)
-        act = self.activity("REJECTED_REQUEST", name, version, from_stage=req["from_stage"], to_stage=stage,
-                            comment=p.get("comment"))
+        act = self.activity(
+            "REJECTED_REQUEST",
+            name,
+            version,
+            from_stage=req["from_stage"],
+            to_stage=stage,
+            comment=p.get("comment"),
+        )
         return {"activity": self.api_view(act)}
 
     def tr_delete(self) -> dict[str, Any]:
@@ -159,22 +211,34 @@ class Collaboration:
         name, version, stage = need(p, "name", "version", "stage")
         req = self.open_request(name, version, need_stage(stage))
         self.close(req)
-        act = self.activity("CANCELLED_REQUEST", name, version, from_stage=req["from_stage"],
-                            to_stage=req["to_stage"], comment=p.get("comment"))
+        act = self.activity(
+            "CANCELLED_REQUEST",
+            name,
+            version,
+            from_stage=req["from_stage"],
+            to_stage=req["to_stage"],
+            comment=p.get("comment"),
+        )
         return {"activity": self.api_view(act)}
 
     def tr_list(self) -> dict[str, Any]:
         name, version = need(dict(request.args), "name", "version")
         with self.lock:
-            reqs = [{**self.api_view(r), "available_actions": REQUEST_ACTIONS} for r in self.open_requests
-                    if r["model_name"] == name and r["version"] == str(version)]
+            reqs = [
+                {**self.api_view(r), "available_actions": REQUEST_ACTIONS}
+                for r in self.open_requests
+                if r["model_name"] == name and r["version"] == str(version)
+            ]
         return {"requests": reqs}
 
     def activities_list(self) -> dict[str, Any]:
         name, version = need(dict(request.args), "name", "version")
         with self.lock:
-            acts = [self.api_view(a) for a in self.activities
-                    if a["model_name"] == name and a["version"] == str(version)]
+            acts = [
+                self.api_view(a)
+                for a in self.activities
+                if a["model_name"] == name and a["version"] == str(version)
+            ]
         return {"activities": acts}
 
     def transition_stage(self) -> dict[str, Any]:
@@ -183,15 +247,19 @@ class Collaboration:
         stage = need_stage(stage)
         before = self.backend.model_version(name, str(version)).get("current_stage", "None")
         mv = self.backend.transition(name, str(version), stage, bool(p.get("archive_existing_versions")))
-        self.activity("APPLIED_TRANSITION", name, version, from_stage=before, to_stage=stage,
-                      comment=p.get("comment"))
+        self.activity(
+            "APPLIED_TRANSITION", name, version, from_stage=before, to_stage=stage, comment=p.get("comment")
+        )
         self.fire_transitioned(name, str(version), before, stage)
         return {"model_version_databricks": mv}
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
-            return {"comments": list(self.comments), "transition_requests": list(self.open_requests),
-                    "activities": list(self.activities)}
+            return {
+                "comments": list(self.comments),
+                "transition_requests": list(self.open_requests),
+                "activities": list(self.activities),
+            }
 
     def register(self, router: Router) -> None:
         area = "comments / transition requests"

@@ -41,8 +41,11 @@ class FilesApi:
         base = unquote(path).rstrip("/")
         contents = []
         for child in sorted(local.iterdir()):
-            entry: dict[str, Any] = {"path": f"{base}/{child.name}", "name": child.name,
-                                     "is_directory": child.is_dir()}
+            entry: dict[str, Any] = {
+                "path": f"{base}/{child.name}",
+                "name": child.name,
+                "is_directory": child.is_dir(),
+            }
             if child.is_file():
                 st = child.stat()
                 entry.update(file_size=st.st_size, last_modified=int(st.st_mtime * 1000))
@@ -54,8 +57,11 @@ class FilesApi:
         return {}
 
     def _file_headers(self, local) -> dict[str, str]:
-        return {"Content-Length": str(local.stat().st_size), "Content-Type": "application/octet-stream",
-                "Last-Modified": "Tue, 01 Dec 2026 00:00:00 GMT"}
+        return {
+            "Content-Length": str(local.stat().st_size),
+            "Content-Type": "application/octet-stream",
+            "Last-Modified": "Tue, 01 Dec 2026 00:00:00 GMT",
+        }
 
     def file_head(self, path: str) -> Response:
         local = self._local_of(path)
@@ -72,7 +78,9 @@ class FilesApi:
     def file_put(self, path: str) -> Response:
         if request.args.get("action"):
             # Multipart / resumable uploads: MLflow's small artifacts never need them; say so clearly.
-            raise ApiError(501, "NOT_IMPLEMENTED", f"Files API action {request.args['action']!r} is not implemented")
+            raise ApiError(
+                501, "NOT_IMPLEMENTED", f"Files API action {request.args['action']!r} is not implemented"
+            )
         local = self._local_of(path)
         if local.exists() and request.args.get("overwrite", "false").lower() != "true":
             raise ApiError(409, "ALREADY_EXISTS", f"The file being created already exists: {unquote(path)}")
@@ -169,10 +177,16 @@ def serve_file(local) -> Response:
             end = min(int(end_s) if end_s else size - 1, size - 1)
             fh.seek(start)
             data = fh.read(end - start + 1)
-            return Response(data, status=206, content_type="application/octet-stream",
-                            headers={"Content-Range": f"bytes {start}-{end}/{size}", "Accept-Ranges": "bytes"})
+            return Response(
+                data,
+                status=206,
+                content_type="application/octet-stream",
+                headers={"Content-Range": f"bytes {start}-{end}/{size}", "Accept-Ranges": "bytes"},
+            )
         data = fh.read()
-    return Response(data, status=200, content_type="application/octet-stream", headers={"Accept-Ranges": "bytes"})
+    return Response(
+        data, status=200, content_type="application/octet-stream", headers={"Accept-Ranges": "bytes"}
+    )
 
 
 __all__ = ["FilesApi", "json_response"]

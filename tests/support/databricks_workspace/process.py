@@ -13,7 +13,14 @@ from typing import Any
 
 import requests
 
-from tests.support.procs import VENV_BIN, WEBHOOK_SERVER_ENV, ManagedProcess, MotoS3Server, free_port, wait_http
+from tests.support.procs import (
+    VENV_BIN,
+    WEBHOOK_SERVER_ENV,
+    ManagedProcess,
+    MotoS3Server,
+    free_port,
+    wait_http,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 S3_CREDENTIALS = {"access_key_id": "testing", "secret_access_key": "testing"}
@@ -25,9 +32,21 @@ class WorkspaceBackend(ManagedProcess):
     def __init__(self, root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        argv = [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
-                "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--workers", "1",
-                "--no-serve-artifacts", "--default-artifact-root", "dbfs:/databricks/mlflow-tracking"]
+        argv = [
+            str(VENV_BIN / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--workers",
+            "1",
+            "--no-serve-artifacts",
+            "--default-artifact-root",
+            "dbfs:/databricks/mlflow-tracking",
+        ]
         super().__init__(argv, env=WEBHOOK_SERVER_ENV, log_path=root / "server.log")
 
     @property
@@ -51,16 +70,31 @@ class WorkspaceFake(ManagedProcess):
     ``DATABRICKS_TOKEN``) plus the S3 endpoint of Unity Catalog storage (the cloud, not the workspace).
     """
 
-    def __init__(self, root: Path, s3: MotoS3Server, *, token: str, registration_delay_s: float = 0.0) -> None:
+    def __init__(
+        self, root: Path, s3: MotoS3Server, *, token: str, registration_delay_s: float = 0.0
+    ) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root, self.s3, self.token = root, s3, token
         self.port = free_port()
         self.bucket = f"uc-{uuid.uuid4().hex[:12]}"
         self.backend = WorkspaceBackend(root / "backend")
-        argv = [sys.executable, "-m", "tests.support.databricks_workspace", "--root", str(root / "workspace"),
-                "--port", str(self.port), "--token", token, "--s3-bucket", self.bucket,
-                "--s3-credentials", json.dumps(S3_CREDENTIALS),
-                "--registration-delay", str(registration_delay_s)]
+        argv = [
+            sys.executable,
+            "-m",
+            "tests.support.databricks_workspace",
+            "--root",
+            str(root / "workspace"),
+            "--port",
+            str(self.port),
+            "--token",
+            token,
+            "--s3-bucket",
+            self.bucket,
+            "--s3-credentials",
+            json.dumps(S3_CREDENTIALS),
+            "--registration-delay",
+            str(registration_delay_s),
+        ]
         self._argv_tail = argv
         super().__init__(argv, cwd=REPO_ROOT, log_path=root / "workspace.log")
 
@@ -71,15 +105,23 @@ class WorkspaceFake(ManagedProcess):
     @property
     def client_env(self) -> dict[str, str]:
         """Environment of a client in production configuration, minus the MLflow URIs."""
-        return {"DATABRICKS_HOST": self.url, "DATABRICKS_TOKEN": self.token,
-                "AWS_ENDPOINT_URL_S3": self.s3.endpoint_url, "AWS_DEFAULT_REGION": "us-east-1"}
+        return {
+            "DATABRICKS_HOST": self.url,
+            "DATABRICKS_TOKEN": self.token,
+            "AWS_ENDPOINT_URL_S3": self.s3.endpoint_url,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
 
     def start(self, timeout: float = 60.0) -> WorkspaceFake:
         import boto3
 
-        boto3.client("s3", endpoint_url=self.s3.endpoint_url, region_name="us-east-1",
-                     aws_access_key_id=S3_CREDENTIALS["access_key_id"],
-                     aws_secret_access_key=S3_CREDENTIALS["secret_access_key"]).create_bucket(Bucket=self.bucket)
+        boto3.client(
+            "s3",
+            endpoint_url=self.s3.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id=S3_CREDENTIALS["access_key_id"],
+            aws_secret_access_key=S3_CREDENTIALS["secret_access_key"],
+        ).create_bucket(Bucket=self.bucket)
         self.backend.start()
         self.argv = [*self._argv_tail, "--backend", self.backend.url]
         super().start()
@@ -119,14 +161,30 @@ class WorkspaceFake(ManagedProcess):
         """The route table: every endpoint the fake implements."""
         return self._get("/fake/endpoints")
 
-    def inject_fault(self, method: str, path: str, status: int, count: int = 1, *, kind: str = "json",
-                     error_code: str | None = None, retry_after: int | None = None) -> None:
+    def inject_fault(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        count: int = 1,
+        *,
+        kind: str = "json",
+        error_code: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
         """Answer the next ``count`` calls of ``method path`` (a route template) with a failure.
 
         ``kind="html"`` answers a proxy's HTML page (e.g. a 502 from a load balancer) instead of JSON.
         """
-        body = {"method": method, "path": path, "status": status, "count": count, "kind": kind,
-                "error_code": error_code, "retry_after": retry_after}
+        body = {
+            "method": method,
+            "path": path,
+            "status": status,
+            "count": count,
+            "kind": kind,
+            "error_code": error_code,
+            "retry_after": retry_after,
+        }
         requests.post(self.url + "/fake/faults", json=body, timeout=10).raise_for_status()
 
     def clear_faults(self) -> None:
@@ -139,19 +197,24 @@ class WorkspaceFake(ManagedProcess):
     def registry_copy(self, name: str, version: str | int, timeout: float = 30.0) -> Path:
         """The local folder of the workspace registry's own copy of a version, once it is READY."""
         key = f"{name}/{version}"
-        st = self.wait_for(lambda s: key in s["registry_copies"] and key not in s["registering"],
-                           timeout=timeout, what=f"registration of {key}")
+        st = self.wait_for(
+            lambda s: key in s["registry_copies"] and key not in s["registering"],
+            timeout=timeout,
+            what=f"registration of {key}",
+        )
         return self.dbfs_local(st["registry_copies"][key])
 
-    def wait_for(self, predicate: Callable[[dict[str, Any]], Any], timeout: float = 30.0,
-                 what: str = "condition") -> dict[str, Any]:
+    def wait_for(
+        self, predicate: Callable[[dict[str, Any]], Any], timeout: float = 30.0, what: str = "condition"
+    ) -> dict[str, Any]:
         """Poll the state until ``predicate(state)`` is truthy; return that state."""
         deadline = time.monotonic() + timeout
         st = self.state()
         while not predicate(st):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"workspace fake: {what} not reached within {timeout}s; "
-                                   f"state: {json.dumps(st)[:3000]}")
+                raise TimeoutError(
+                    f"workspace fake: {what} not reached within {timeout}s; state: {json.dumps(st)[:3000]}"
+                )
             time.sleep(0.2)
             st = self.state()
         return st

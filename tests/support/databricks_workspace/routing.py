@@ -109,8 +109,14 @@ class Recorder:
         self.entries: list[dict[str, Any]] = []
 
     def record(self, method: str, template: str, status: int, implemented: bool) -> None:
-        entry = {"method": method, "path": template, "status": status, "implemented": implemented,
-                 "user_agent": request.headers.get("User-Agent", ""), "at": time.time()}
+        entry = {
+            "method": method,
+            "path": template,
+            "status": status,
+            "implemented": implemented,
+            "user_agent": request.headers.get("User-Agent", ""),
+            "at": time.time(),
+        }
         with self.lock:
             self.entries.append(entry)
 
@@ -123,8 +129,10 @@ class Recorder:
             self.entries.clear()
 
 
-HTML_502 = ("<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1>"
-            "</center><hr><center>nginx</center></body></html>")
+HTML_502 = (
+    "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1>"
+    "</center><hr><center>nginx</center></body></html>"
+)
 
 
 class Faults:
@@ -138,11 +146,28 @@ class Faults:
         self.lock = threading.Lock()
         self.plans: list[dict[str, Any]] = []
 
-    def add(self, method: str, path: str, status: int, count: int = 1, kind: str = "json",
-            error_code: str | None = None, retry_after: int | None = None) -> None:
+    def add(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        count: int = 1,
+        kind: str = "json",
+        error_code: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
         with self.lock:
-            self.plans.append({"method": method.upper(), "path": path, "status": status, "count": count,
-                               "kind": kind, "error_code": error_code, "retry_after": retry_after})
+            self.plans.append(
+                {
+                    "method": method.upper(),
+                    "path": path,
+                    "status": status,
+                    "count": count,
+                    "kind": kind,
+                    "error_code": error_code,
+                    "retry_after": retry_after,
+                }
+            )
 
     def clear(self) -> None:
         with self.lock:
@@ -164,5 +189,9 @@ class Faults:
             return Response(HTML_502, status=plan["status"], content_type="text/html", headers=headers)
         codes = {429: "REQUEST_LIMIT_EXCEEDED", 403: "PERMISSION_DENIED", 503: "TEMPORARILY_UNAVAILABLE"}
         code = plan["error_code"] or codes.get(plan["status"], "INTERNAL_ERROR")
-        return Response(json.dumps({"error_code": code, "message": "injected by the workspace fake"}),
-                        status=plan["status"], content_type="application/json", headers=headers)
+        return Response(
+            json.dumps({"error_code": code, "message": "injected by the workspace fake"}),
+            status=plan["status"],
+            content_type="application/json",
+            headers=headers,
+        )

@@ -31,7 +31,7 @@ FILES_LOGGED_MODELS = "/WorkspaceInternal/Mlflow/Artifacts/{exp}/LoggedModels/{m
 
 def dbfs_path_of(uri: str) -> str:
     """``dbfs:/x/y`` (or ``/x/y``) as the absolute DBFS path ``/x/y``."""
-    path = uri[len("dbfs:"):] if uri.startswith("dbfs:") else uri
+    path = uri[len("dbfs:") :] if uri.startswith("dbfs:") else uri
     return "/" + path.lstrip("/")
 
 
@@ -54,16 +54,24 @@ class Dbfs:
         """A ``FileInfo`` of DBFS REST (``path``, ``is_dir``, ``file_size``, ``modification_time``)."""
         p = self.local(dbfs_path)
         if not p.exists():
-            raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"No file or directory exists on path {dbfs_path}.")
+            raise ApiError(
+                404, "RESOURCE_DOES_NOT_EXIST", f"No file or directory exists on path {dbfs_path}."
+            )
         st = p.stat()
-        return {"path": dbfs_path_of(dbfs_path).rstrip("/") or "/", "is_dir": p.is_dir(),
-                "file_size": 0 if p.is_dir() else st.st_size, "modification_time": int(st.st_mtime * 1000)}
+        return {
+            "path": dbfs_path_of(dbfs_path).rstrip("/") or "/",
+            "is_dir": p.is_dir(),
+            "file_size": 0 if p.is_dir() else st.st_size,
+            "modification_time": int(st.st_mtime * 1000),
+        }
 
     def children(self, dbfs_path: str) -> list[dict[str, Any]]:
         """Direct children of a directory (a file lists as itself, like DBFS REST does)."""
         p = self.local(dbfs_path)
         if not p.exists():
-            raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"No file or directory exists on path {dbfs_path}.")
+            raise ApiError(
+                404, "RESOURCE_DOES_NOT_EXIST", f"No file or directory exists on path {dbfs_path}."
+            )
         if p.is_file():
             return [self.status(dbfs_path)]
         base = dbfs_path_of(dbfs_path).rstrip("/")

@@ -50,13 +50,17 @@ class Tracking:
 
     def forward(self, **_: str) -> Response:
         resp = self.backend.forward()
-        return Response(workspace_paths(resp.content), status=resp.status_code,
-                        content_type=resp.headers.get("Content-Type", "application/json"))
+        return Response(
+            workspace_paths(resp.content),
+            status=resp.status_code,
+            content_type=resp.headers.get("Content-Type", "application/json"),
+        )
 
     # -- roots -----------------------------------------------------------------------------------
     def run_root(self, run_id: str) -> str:
         return self.backend.call("GET", "/api/2.0/mlflow/runs/get", params={"run_id": run_id})["run"]["info"][
-            "artifact_uri"]
+            "artifact_uri"
+        ]
 
     def logged_model_root(self, model_id: str) -> str:
         model = self.backend.call("GET", f"/api/2.0/mlflow/logged-models/{model_id}")["model"]
@@ -82,8 +86,12 @@ class Tracking:
         target = posixpath.join(dbfs_path_of(root), rel)
         if op == "read" and not self.dbfs.local(target).is_file():
             raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"Artifact {rel!r} does not exist")
-        return {"path": rel, "signed_uri": self.dbfs.sign(request.host_url, target, op),
-                "type": "AWS_PRESIGNED_URL", "headers": []}
+        return {
+            "path": rel,
+            "signed_uri": self.dbfs.sign(request.host_url, target, op),
+            "type": "AWS_PRESIGNED_URL",
+            "headers": [],
+        }
 
     # -- runs ------------------------------------------------------------------------------------
     def run_list_artifacts(self) -> dict[str, Any]:
@@ -112,8 +120,11 @@ class Tracking:
         p = body_json()
         (paths,) = need(p, "paths")
         root = self.logged_model_root(model_id)
-        return {"credentials": [{"model_id": model_id, "credential_info": self.credential(root, rel, op)}
-                                for rel in paths]}
+        return {
+            "credentials": [
+                {"model_id": model_id, "credential_info": self.credential(root, rel, op)} for rel in paths
+            ]
+        }
 
     def logged_model_credentials_upload(self, model_id: str) -> dict[str, Any]:
         return self._logged_model_credentials(model_id, "write")
@@ -126,16 +137,33 @@ class Tracking:
         area = "MLflow tracking artifacts"
         router.add("GET", "/api/2.0/mlflow/artifacts/list", area, self.run_list_artifacts)
         router.add("POST", "/api/2.0/mlflow/artifacts/credentials-for-read", area, self.run_credentials_read)
-        router.add("POST", "/api/2.0/mlflow/artifacts/credentials-for-write", area, self.run_credentials_write)
-        router.add("GET", "/api/2.0/mlflow/logged-models/{model_id}/artifacts/directories", area,
-                   self.logged_model_list_artifacts)
-        router.add("POST", "/api/2.0/mlflow/logged-models/{model_id}/artifacts/credentials-for-upload", area,
-                   self.logged_model_credentials_upload)
-        router.add("POST", "/api/2.0/mlflow/logged-models/{model_id}/artifacts/credentials-for-download", area,
-                   self.logged_model_credentials_download)
+        router.add(
+            "POST", "/api/2.0/mlflow/artifacts/credentials-for-write", area, self.run_credentials_write
+        )
+        router.add(
+            "GET",
+            "/api/2.0/mlflow/logged-models/{model_id}/artifacts/directories",
+            area,
+            self.logged_model_list_artifacts,
+        )
+        router.add(
+            "POST",
+            "/api/2.0/mlflow/logged-models/{model_id}/artifacts/credentials-for-upload",
+            area,
+            self.logged_model_credentials_upload,
+        )
+        router.add(
+            "POST",
+            "/api/2.0/mlflow/logged-models/{model_id}/artifacts/credentials-for-download",
+            area,
+            self.logged_model_credentials_download,
+        )
         taken = overridden | {(r.method, r.template) for r in router.routes}
         for method, template in forwarded_endpoints():
             if (method, template) not in taken:
-                area = "MLflow registry (forwarded)" if "/model-versions/" in template or \
-                    "/registered-models/" in template else "MLflow tracking (forwarded)"
+                area = (
+                    "MLflow registry (forwarded)"
+                    if "/model-versions/" in template or "/registered-models/" in template
+                    else "MLflow tracking (forwarded)"
+                )
                 router.add(method, template, area, self.forward)

@@ -27,8 +27,11 @@ _FILTER_NAME = re.compile(r"""^\s*name\s*=\s*['"]([^'"]+)['"]\s*$""")
 def full_name(name: str) -> str:
     """A three-level name, or the 400 UC answers for anything else."""
     if len(name.split(".")) != 3 or not all(name.split(".")):
-        raise ApiError(400, "INVALID_PARAMETER_VALUE",
-                       f"Model name {name!r} is not a three-level name catalog.schema.model")
+        raise ApiError(
+            400,
+            "INVALID_PARAMETER_VALUE",
+            f"Model name {name!r} is not a three-level name catalog.schema.model",
+        )
     return name
 
 
@@ -63,14 +66,18 @@ class UnityCatalog:
     def model_view(self, m: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in m.items() if k != "_tags"} | {
             "tags": [{"key": k, "value": v} for k, v in m["_tags"].items()],
-            "aliases": [{"alias": a, "version": str(v)} for a, v in sorted(m["_aliases"].items())]}
+            "aliases": [{"alias": a, "version": str(v)} for a, v in sorted(m["_aliases"].items())],
+        }
 
     def version_view(self, mv: dict[str, Any]) -> dict[str, Any]:
         aliases = self.model(mv["name"])["_aliases"]
         out = {k: v for k, v in mv.items() if k != "_tags"}
         out["tags"] = [{"key": k, "value": v} for k, v in mv["_tags"].items()]
-        out["aliases"] = [{"alias": a, "version": mv["version"]} for a, v in sorted(aliases.items())
-                          if str(v) == mv["version"]]
+        out["aliases"] = [
+            {"alias": a, "version": mv["version"]}
+            for a, v in sorted(aliases.items())
+            if str(v) == mv["version"]
+        ]
         return out
 
     # -- registered models ----------------------------------------------------------------------------
@@ -81,10 +88,15 @@ class UnityCatalog:
         with self.lock:
             if name in self.models:
                 raise ApiError(400, "RESOURCE_ALREADY_EXISTS", f"Registered model {name!r} already exists")
-            self.models[name] = {"name": name, "creation_timestamp": now_ms(), "last_updated_timestamp": now_ms(),
-                                 "user_id": FAKE_USER, "description": p.get("description", ""),
-                                 "_tags": {t["key"]: t.get("value", "") for t in p.get("tags") or []},
-                                 "_aliases": {}}
+            self.models[name] = {
+                "name": name,
+                "creation_timestamp": now_ms(),
+                "last_updated_timestamp": now_ms(),
+                "user_id": FAKE_USER,
+                "description": p.get("description", ""),
+                "_tags": {t["key"]: t.get("value", "") for t in p.get("tags") or []},
+                "_aliases": {},
+            }
             self.versions[name] = {}
             self.counters[name] = itertools.count(1)
             m = self.models[name]
@@ -124,13 +136,21 @@ class UnityCatalog:
         with self.lock:
             number = next(self.counters[name])
             location = f"s3://{self.bucket}/models/{uuid.uuid4().hex}/versions/{number}"
-            mv = {"name": name, "version": str(number), "creation_timestamp": now_ms(),
-                  "last_updated_timestamp": now_ms(), "user_id": FAKE_USER,
-                  "description": p.get("description", ""), "source": source, "run_id": p.get("run_id", ""),
-                  "run_tracking_server_id": p.get("run_tracking_server_id", ""),
-                  "status": "PENDING_REGISTRATION", "storage_location": location,
-                  "model_id": p.get("model_id", ""),
-                  "_tags": {t["key"]: t.get("value", "") for t in p.get("tags") or []}}
+            mv = {
+                "name": name,
+                "version": str(number),
+                "creation_timestamp": now_ms(),
+                "last_updated_timestamp": now_ms(),
+                "user_id": FAKE_USER,
+                "description": p.get("description", ""),
+                "source": source,
+                "run_id": p.get("run_id", ""),
+                "run_tracking_server_id": p.get("run_tracking_server_id", ""),
+                "status": "PENDING_REGISTRATION",
+                "storage_location": location,
+                "model_id": p.get("model_id", ""),
+                "_tags": {t["key"]: t.get("value", "") for t in p.get("tags") or []},
+            }
             self.versions[name][number] = mv
         return {"model_version": self.version_view(mv)}
 
@@ -149,7 +169,9 @@ class UnityCatalog:
         p = params()
         m = _FILTER_NAME.match(p.get("filter", "") or "")
         if not m:
-            raise ApiError(400, "INVALID_PARAMETER_VALUE", "Unity Catalog searches versions by name='<model>' only")
+            raise ApiError(
+                400, "INVALID_PARAMETER_VALUE", "Unity Catalog searches versions by name='<model>' only"
+            )
         self.model(m.group(1))
         with self.lock:
             found = sorted(self.versions[m.group(1)].values(), key=lambda v: -int(v["version"]))
@@ -172,8 +194,11 @@ class UnityCatalog:
         name, version, key = need(p, "name", "version", "key")
         value = str(p.get("value", ""))
         if len(value) > UC_TAG_VALUE_LIMIT:
-            raise ApiError(400, "INVALID_PARAMETER_VALUE",
-                           f"Tag value exceeds the maximum length of {UC_TAG_VALUE_LIMIT} characters")
+            raise ApiError(
+                400,
+                "INVALID_PARAMETER_VALUE",
+                f"Tag value exceeds the maximum length of {UC_TAG_VALUE_LIMIT} characters",
+            )
         mv = self.version(name, version)
         with self.lock:
             mv["_tags"][key] = value
@@ -192,16 +217,25 @@ class UnityCatalog:
         name, version, operation = need(p, "name", "version", "operation")
         mv = self.version(name, version)
         if operation == "MODEL_VERSION_OPERATION_READ_WRITE" and mv["status"] != "PENDING_REGISTRATION":
-            raise ApiError(400, "INVALID_STATE", f"Model version {name!r} {version} is {mv['status']}: read-only")
+            raise ApiError(
+                400, "INVALID_STATE", f"Model version {name!r} {version} is {mv['status']}: read-only"
+            )
         with self.lock:
-            self.credential_grants.append({"name": name, "version": str(version), "operation": operation,
-                                           "at": time.time()})
+            self.credential_grants.append(
+                {"name": name, "version": str(version), "operation": operation, "at": time.time()}
+            )
         creds = self.s3_credentials
-        return {"credentials": {
-            "aws_temp_credentials": {"access_key_id": creds["access_key_id"],
-                                     "secret_access_key": creds["secret_access_key"],
-                                     "session_token": f"uc-{uuid.uuid4().hex}"},
-            "expiration_time": now_ms() + CREDENTIAL_TTL_MS, "storage_mode": "CUSTOMER_HOSTED"}}
+        return {
+            "credentials": {
+                "aws_temp_credentials": {
+                    "access_key_id": creds["access_key_id"],
+                    "secret_access_key": creds["secret_access_key"],
+                    "session_token": f"uc-{uuid.uuid4().hex}",
+                },
+                "expiration_time": now_ms() + CREDENTIAL_TTL_MS,
+                "storage_mode": "CUSTOMER_HOSTED",
+            }
+        }
 
     @staticmethod
     def emit_lineage() -> dict[str, Any]:
@@ -215,9 +249,14 @@ class UnityCatalog:
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
-            return {"uc_versions": {n: {str(k): dict(v) for k, v in vs.items()} for n, vs in self.versions.items()},
-                    "uc_aliases": {n: dict(m["_aliases"]) for n, m in self.models.items()},
-                    "uc_credential_grants": list(self.credential_grants), "uc_bucket": self.bucket}
+            return {
+                "uc_versions": {
+                    n: {str(k): dict(v) for k, v in vs.items()} for n, vs in self.versions.items()
+                },
+                "uc_aliases": {n: dict(m["_aliases"]) for n, m in self.models.items()},
+                "uc_credential_grants": list(self.credential_grants),
+                "uc_bucket": self.bucket,
+            }
 
     def register(self, router: Router) -> None:
         uc = "/api/2.0/mlflow/unity-catalog"
@@ -228,8 +267,11 @@ class UnityCatalog:
             ("POST", f"{uc}/registered-models/alias", self.rm_set_alias),
             ("DELETE", f"{uc}/registered-models/alias", self.rm_delete_alias),
             ("GET", f"{uc}/registered-models/alias", self.rm_get_alias),
-            ("GET", f"{uc}/registered-models:is-databricks-sdk-models-artifact-repository-enabled",
-             self.sdk_repo_enabled),
+            (
+                "GET",
+                f"{uc}/registered-models:is-databricks-sdk-models-artifact-repository-enabled",
+                self.sdk_repo_enabled,
+            ),
             ("POST", f"{uc}/model-versions/create", self.mv_create),
             ("POST", f"{uc}/model-versions/finalize", self.mv_finalize),
             ("GET", f"{uc}/model-versions/get", self.mv_get),

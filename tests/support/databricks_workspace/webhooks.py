@@ -60,10 +60,17 @@ class Webhooks:
         spec = p.get("http_url_spec")
         if not (spec and spec.get("url")) and not p.get("job_spec"):
             raise ApiError(400, "INVALID_PARAMETER_VALUE", "One of http_url_spec or job_spec is required")
-        hook = {"id": uuid.uuid4().hex, "events": events, "http_url_spec": spec, "job_spec": p.get("job_spec"),
-                "model_name": p.get("model_name"), "status": p.get("status", "ACTIVE"),
-                "description": p.get("description"), "creation_timestamp": now_ms(),
-                "last_updated_timestamp": now_ms()}
+        hook = {
+            "id": uuid.uuid4().hex,
+            "events": events,
+            "http_url_spec": spec,
+            "job_spec": p.get("job_spec"),
+            "model_name": p.get("model_name"),
+            "status": p.get("status", "ACTIVE"),
+            "description": p.get("description"),
+            "creation_timestamp": now_ms(),
+            "last_updated_timestamp": now_ms(),
+        }
         hook = {k: v for k, v in hook.items() if v is not None}
         with self.lock:
             self.hooks[hook["id"]] = hook
@@ -92,9 +99,12 @@ class Webhooks:
 
     def listing(self, events: set[str], model_name: str | None) -> list[dict[str, Any]]:
         with self.lock:
-            return [public_webhook(h) for h in self.hooks.values()
-                    if (not events or events & set(h["events"]))
-                    and (not model_name or h.get("model_name") == model_name)]
+            return [
+                public_webhook(h)
+                for h in self.hooks.values()
+                if (not events or events & set(h["events"]))
+                and (not model_name or h.get("model_name") == model_name)
+            ]
 
     def fire(self, events: tuple[str, ...], model_name: str, payload: dict[str, Any]) -> None:
         """Queue deliveries of ``payload`` to every active HTTP webhook subscribed to one of ``events``."""
@@ -106,8 +116,13 @@ class Webhooks:
                     continue
                 if hook.get("model_name") and hook["model_name"] != model_name:
                     continue
-                body = {"event": event, "webhook_id": hook["id"], "event_timestamp": now_ms(),
-                        "model_name": model_name, **payload}
+                body = {
+                    "event": event,
+                    "webhook_id": hook["id"],
+                    "event_timestamp": now_ms(),
+                    "model_name": model_name,
+                    **payload,
+                }
                 self.outbox.put((hook, body))
 
     def deliver_now(self, hook: dict[str, Any], body: dict[str, Any], attempts: int = 1) -> dict[str, Any]:
@@ -119,10 +134,18 @@ class Webhooks:
             headers["X-Databricks-Signature"] = sign(spec["secret"], raw)
         if spec.get("authorization"):
             headers["Authorization"] = spec["authorization"]
-        record: dict[str, Any] = {"webhook_id": hook["id"], "event": body["event"], "url": spec.get("url"),
-                                  "model_name": body.get("model_name"), "version": body.get("version"),
-                                  "payload": body, "status_code": None, "response": None, "error": None,
-                                  "attempts": 0}
+        record: dict[str, Any] = {
+            "webhook_id": hook["id"],
+            "event": body["event"],
+            "url": spec.get("url"),
+            "model_name": body.get("model_name"),
+            "version": body.get("version"),
+            "payload": body,
+            "status_code": None,
+            "response": None,
+            "error": None,
+            "attempts": 0,
+        }
         for attempt in range(1, attempts + 1):
             record["attempts"] = attempt
             try:
@@ -153,10 +176,17 @@ class Webhooks:
         # Like the workspace: without an event, one of the webhook's own events is chosen.
         event = event or hook["events"][0]
         if event not in hook["events"]:
-            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Webhook {webhook_id} is not subscribed to {event}")
-        body: dict[str, Any] = {"event": event, "webhook_id": webhook_id, "event_timestamp": now_ms(),
-                                "model_name": hook.get("model_name") or "Airline_Delay_SparkML",
-                                "version": "8", "text": "This is a webhook test."}
+            raise ApiError(
+                400, "INVALID_PARAMETER_VALUE", f"Webhook {webhook_id} is not subscribed to {event}"
+            )
+        body: dict[str, Any] = {
+            "event": event,
+            "webhook_id": webhook_id,
+            "event_timestamp": now_ms(),
+            "model_name": hook.get("model_name") or "Airline_Delay_SparkML",
+            "version": "8",
+            "text": "This is a webhook test.",
+        }
         if "TRANSITION" in event:
             body.update(to_stage="Production", from_stage="None")
         if event == "COMMENT_CREATED":
@@ -170,5 +200,8 @@ class Webhooks:
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
-            return {"webhooks": [public_webhook(h) for h in self.hooks.values()],
-                    "deliveries": list(self.deliveries), "pending_deliveries": self.outbox.qsize()}
+            return {
+                "webhooks": [public_webhook(h) for h in self.hooks.values()],
+                "deliveries": list(self.deliveries),
+                "pending_deliveries": self.outbox.qsize(),
+            }

@@ -35,12 +35,18 @@ TAG_VALUE_LIMIT_BYTES = 5000
 class WorkspaceRegistry:
     """Registry copies, registration status and the intercepted registry endpoints."""
 
-    def __init__(self, backend: Backend, dbfs: Dbfs, webhooks: Webhooks, collaboration: Collaboration,
-                 registration_delay_s: float) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        dbfs: Dbfs,
+        webhooks: Webhooks,
+        collaboration: Collaboration,
+        registration_delay_s: float,
+    ) -> None:
         self.backend, self.dbfs, self.webhooks, self.collab = backend, dbfs, webhooks, collaboration
         self.delay_s = registration_delay_s
         self.lock = threading.Lock()
-        self.copies: dict[str, str] = {}      # "name/version" -> dbfs:/ URI of the registry's copy
+        self.copies: dict[str, str] = {}  # "name/version" -> dbfs:/ URI of the registry's copy
         self.registering: dict[str, str] = {}  # "name/version" -> PENDING_REGISTRATION | FAILED_REGISTRATION
 
     # -- registry copies -------------------------------------------------------------------------
@@ -106,9 +112,14 @@ class WorkspaceRegistry:
         mv = data["model_version"]
         mv["status"] = self.start_registration(mv["name"], mv["version"], mv.get("source", ""))
         # Delivered at creation, while the version may still be PENDING_REGISTRATION: receivers must wait.
-        self.webhooks.fire(("MODEL_VERSION_CREATED",), mv["name"],
-                           {"version": str(mv["version"]),
-                            "text": f"A new version {mv['version']} of registered model '{mv['name']}' was created."})
+        self.webhooks.fire(
+            ("MODEL_VERSION_CREATED",),
+            mv["name"],
+            {
+                "version": str(mv["version"]),
+                "text": f"A new version {mv['version']} of registered model '{mv['name']}' was created.",
+            },
+        )
         return json_response(data)
 
     def mv_read(self, **_: str) -> Response:
@@ -117,8 +128,11 @@ class WorkspaceRegistry:
         if resp.status_code != 200:
             return Backend.relay(resp)
         data = json.loads(workspace_paths(resp.content))
-        for mv in [data.get("model_version") or {}, *(data.get("model_versions") or []),
-                   *((data.get("registered_model") or {}).get("latest_versions") or [])]:
+        for mv in [
+            data.get("model_version") or {},
+            *(data.get("model_versions") or []),
+            *((data.get("registered_model") or {}).get("latest_versions") or []),
+        ]:
             if mv:
                 self.overlay(mv)
         return json_response(data)
@@ -131,13 +145,22 @@ class WorkspaceRegistry:
         p = body_json()
         name, version, key = need(p, "name", "version", "key")
         if len(str(p.get("value", "")).encode()) > TAG_VALUE_LIMIT_BYTES:
-            raise ApiError(400, "INVALID_PARAMETER_VALUE",
-                           f"Tag value exceeds the maximum length of {TAG_VALUE_LIMIT_BYTES} bytes")
+            raise ApiError(
+                400,
+                "INVALID_PARAMETER_VALUE",
+                f"Tag value exceeds the maximum length of {TAG_VALUE_LIMIT_BYTES} bytes",
+            )
         resp = self.backend.forward()
         if resp.status_code == 200:
-            self.webhooks.fire(("MODEL_VERSION_TAG_SET",), name,
-                               {"version": str(version), "tags": [{"key": key, "value": p.get("value")}],
-                                "text": f"A user set a tag on registered model '{name}' version {version}."})
+            self.webhooks.fire(
+                ("MODEL_VERSION_TAG_SET",),
+                name,
+                {
+                    "version": str(version),
+                    "tags": [{"key": key, "value": p.get("value")}],
+                    "text": f"A user set a tag on registered model '{name}' version {version}.",
+                },
+            )
         return Backend.relay(resp)
 
     def mv_transition(self) -> Response:
@@ -155,8 +178,9 @@ class WorkspaceRegistry:
         resp = self.backend.forward()
         if resp.status_code == 200:
             name = resp.json()["registered_model"]["name"]
-            self.webhooks.fire(("REGISTERED_MODEL_CREATED",), name,
-                               {"text": f"A new registered model '{name}' was created."})
+            self.webhooks.fire(
+                ("REGISTERED_MODEL_CREATED",), name, {"text": f"A new registered model '{name}' was created."}
+            )
         return Backend.relay(resp)
 
     # -- the registry copy as MLflow reads it ---------------------------------------------------------
@@ -172,8 +196,10 @@ class WorkspaceRegistry:
             return {"files": []}
         files = []
         for child in sorted(local.iterdir()):
-            entry: dict[str, Any] = {"path": posixpath.join(rel, child.name) if rel else child.name,
-                                     "is_dir": child.is_dir()}
+            entry: dict[str, Any] = {
+                "path": posixpath.join(rel, child.name) if rel else child.name,
+                "is_dir": child.is_dir(),
+            }
             if child.is_file():
                 entry["file_size"] = child.stat().st_size
             files.append(entry)
@@ -199,8 +225,11 @@ class WorkspaceRegistry:
         return {"webhook": public_webhook(self.webhooks.update(body_json()))}
 
     def wh_list(self) -> dict[str, Any]:
-        return {"webhooks": self.webhooks.listing(set(request.args.getlist("events")),
-                                                  request.args.get("model_name"))}
+        return {
+            "webhooks": self.webhooks.listing(
+                set(request.args.getlist("events")), request.args.get("model_name")
+            )
+        }
 
     def wh_delete(self) -> dict[str, Any]:
         (wid,) = need(dict(request.args), "id")
@@ -239,8 +268,9 @@ class WorkspaceRegistry:
             router.add(method, path, "MLflow workspace registry", handler)
         area = "workspace registry copy (models:/ download)"
         router.add("GET", "/api/2.0/mlflow/model-versions/list-artifacts", area, self.list_artifacts)
-        router.add("GET", "/api/2.0/mlflow/model-versions/get-signed-download-uri", area,
-                   self.signed_download_uri)
+        router.add(
+            "GET", "/api/2.0/mlflow/model-versions/get-signed-download-uri", area, self.signed_download_uri
+        )
         area = "registry webhooks"
         router.add("POST", "/api/2.0/mlflow/registry-webhooks/create", area, self.wh_create)
         router.add("PATCH", "/api/2.0/mlflow/registry-webhooks/update", area, self.wh_update)
