@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow import MlflowClient
@@ -17,6 +18,7 @@ from mlflow.exceptions import MlflowException
 from tests.support.databricks_standin import DatabricksStandIn
 from tests.support.databricks_workspace import WorkspaceFake
 from tests.support.procs import MlflowServer, MotoS3Server
+from tests.support.receiver import Receiver
 
 TOKEN = "dapi-test-token-not-secret"
 NESTED_FILE = "weights/layer1/kernel.bin"
@@ -92,3 +94,19 @@ def workspace_fake(tmp_path_factory: pytest.TempPathFactory,
     srv = WorkspaceFake(tmp_path_factory.mktemp("dbx-workspace"), workspace_s3, token=FAKE_TOKEN).start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_webhook_receiver() -> Iterator[Receiver]:
+    """Receives the workspace fake's webhook deliveries."""
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="session")
+def recordings(workspace_fake: WorkspaceFake, fake_webhook_receiver: Receiver) -> dict[str, dict[str, Any]]:
+    """Every client flow of ``client_flows.py``, run once: per flow its result and the requests it made."""
+    from tests.databricks.endpoint_record import record_all
+
+    return record_all(workspace_fake, fake_webhook_receiver.url)

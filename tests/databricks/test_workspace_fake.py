@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ from tests.databricks.endpoint_record import (
     UC_MODEL,
     WEBHOOK_SECRET,
     WORKSPACE_MODEL,
-    record_all,
     run_flow,
     signature_ok,
 )
@@ -39,19 +37,6 @@ NESTED_KERNEL = "artifacts/nested/weights/layer1/kernel.bin"
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
-
-
-@pytest.fixture(scope="module")
-def recordings(workspace_fake: WorkspaceFake, receiver: Receiver) -> dict[str, dict[str, Any]]:
-    """Every client flow, run once: per flow its result and the requests the workspace saw."""
-    return record_all(workspace_fake, receiver.url)
 
 
 def paths_called(recording: dict[str, Any]) -> set[tuple[str, str]]:
@@ -163,7 +148,7 @@ def test_unity_catalog_storage_change_is_seen(
 
 
 def test_sdk_model_registry_flow(
-    workspace_fake: WorkspaceFake, receiver: Receiver, recordings: dict[str, dict[str, Any]]
+    workspace_fake: WorkspaceFake, fake_webhook_receiver: Receiver, recordings: dict[str, dict[str, Any]]
 ) -> None:
     r = recordings["databricks-sdk model_registry"]["result"]
     assert r["me"] == "workspace-user@example.com"
@@ -176,7 +161,9 @@ def test_sdk_model_registry_flow(
     assert any(
         c["comment"] == "validation: PASSED" and c["model_name"] == WORKSPACE_MODEL for c in state["comments"]
     )
-    delivery = next(d for d in receiver.received if json.loads(d["raw"])["webhook_id"] == r["webhook_id"])
+    delivery = next(
+        d for d in fake_webhook_receiver.received if json.loads(d["raw"])["webhook_id"] == r["webhook_id"]
+    )
     body = json.loads(delivery["raw"])
     # The documented payload of a workspace registry webhook, signed over the raw body.
     assert set(body) == {"event", "webhook_id", "event_timestamp", "model_name", "version", "text"}
