@@ -56,7 +56,7 @@ def differing_files(report: dict[str, Any]) -> str:
     strict=True,
     reason=(
         "core/registry.py registry_model_uri + core/fetch.py fetch read the workspace registry copy "
-        "(dbfs:/databricks/mlflow-registry/...) through DbfsRestArtifactRepository, whose REST helper "
+        "(dbfs:/databricks/mlflow-registry/...) through DbfsRestArtifactRepository, whose REST call "
         "turns an empty file into '{}': identical models compare unequal. Read it as MLflow reads "
         "models:/name/version "
         "(model-versions/list-artifacts + get-signed-download-uri)."

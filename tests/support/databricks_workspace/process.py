@@ -136,7 +136,7 @@ class WorkspaceFake(ManagedProcess):
         super().stop(timeout=timeout)
         self.backend.stop(timeout=3)
 
-    # -- test helpers --------------------------------------------------------------------------------
+    # -- test controls -------------------------------------------------------------------------------
     def _get(self, path: str) -> Any:
         resp = requests.get(self.url + path, timeout=10)
         resp.raise_for_status()

@@ -24,9 +24,6 @@ from tests.support.databricks_workspace.routing import ApiError
 
 TRACKING_PREFIX = "/databricks/mlflow-tracking"
 REGISTRY_PREFIX = "/databricks/mlflow-registry"
-# Files API paths MLflow uses for run and logged-model artifacts, and the DBFS folders behind them.
-FILES_RUNS = "/WorkspaceInternal/Mlflow/Artifacts/{exp}/Runs/{run}"
-FILES_LOGGED_MODELS = "/WorkspaceInternal/Mlflow/Artifacts/{exp}/LoggedModels/{model}"
 
 
 def dbfs_path_of(uri: str) -> str:
