@@ -1,4 +1,5 @@
-"""Fixtures of the Databricks tests: the workspace stand-in in front of the session's mlflow server."""
+"""Fixtures of the Databricks tests: the workspace stand-in in front of the session's mlflow server, and
+the workspace fake that the unmodified clients use in production configuration."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from tests.support.databricks_standin import DatabricksStandIn
-from tests.support.procs import MlflowServer
+from tests.support.databricks_workspace import WorkspaceFake
+from tests.support.procs import MlflowServer, MotoS3Server
+from tests.support.receiver import Receiver
 
 TOKEN = "dapi-test-token-not-secret"
 NESTED_FILE = "weights/layer1/kernel.bin"
@@ -70,3 +74,39 @@ def register_model(uri: str, name: str, workdir: Path) -> str:
         mv = client.get_model_version(name, mv.version)
     assert mv.status == "READY", mv
     return str(mv.version)
+
+
+@pytest.fixture(scope="session")
+def workspace_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3Server]:
+    """A real S3 API (moto) for the workspace fake's Unity Catalog storage."""
+    srv = MotoS3Server(tmp_path_factory.mktemp("dbx-moto")).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def workspace_fake(tmp_path_factory: pytest.TempPathFactory,
+                   workspace_s3: MotoS3Server) -> Iterator[WorkspaceFake]:
+    """The Databricks workspace fake (and the mlflow server behind it), for clients in production
+    configuration."""
+    from tests.databricks.endpoint_record import TOKEN as FAKE_TOKEN
+
+    srv = WorkspaceFake(tmp_path_factory.mktemp("dbx-workspace"), workspace_s3, token=FAKE_TOKEN).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_webhook_receiver() -> Iterator[Receiver]:
+    """Receives the workspace fake's webhook deliveries."""
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="session")
+def recordings(workspace_fake: WorkspaceFake, fake_webhook_receiver: Receiver) -> dict[str, dict[str, Any]]:
+    """Every client flow of ``client_flows.py``, run once: per flow its result and the requests it made."""
+    from tests.databricks.endpoint_record import record_all
+
+    return record_all(workspace_fake, fake_webhook_receiver.url)

@@ -3,8 +3,10 @@ compose, Databricks jobs. (Docker itself cannot run here; what can be checked wi
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -103,21 +105,91 @@ def test_compose_has_mlflow_redis_web_worker_wired_together() -> None:
     assert "--serve-artifacts" in mlflow_svc["command"]
 
 
-@pytest.mark.parametrize("name", ["job.json", "job-unity-catalog.json"])
-def test_databricks_jobs_are_valid_job_settings_passing_event_message(name: str) -> None:
+DATABRICKS = DEPLOY / "databricks"
+JOB_FILES = ["job.json", "job-unity-catalog.json", "deployment-job.json"]
+
+
+def job_settings(name: str):
     from databricks.sdk.service.jobs import JobSettings
 
-    raw = json.loads((DEPLOY / "databricks" / name).read_text())
+    raw = json.loads((DATABRICKS / name).read_text())
     settings = JobSettings.from_dict(raw)
     # Nothing the Jobs API would not know: the SDK's model keeps every key.
     assert settings.as_dict() == raw
-    assert [p.name for p in settings.parameters] == ["event_message"]
-    (task,) = settings.tasks
-    assert task.python_wheel_task.named_parameters == {"event_message": "{{job.parameters.event_message}}"}
-    assert task.max_retries == 0  # FAILED is a verdict, not a fault to retry
+    return settings
+
+
+def wheel_entry_points() -> set[str]:
+    import tomllib
+
+    return set(tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"])
+
+
+@pytest.mark.parametrize("name", JOB_FILES)
+def test_databricks_jobs_are_valid_and_reference_only_their_own_parameters(name: str) -> None:
+    settings = job_settings(name)
+    defined = {p.name for p in settings.parameters or []}
+    text = (DATABRICKS / name).read_text()
+    assert set(re.findall(r"\{\{job\.parameters\.(\w+)\}\}", text)) <= defined
+    wheel_tasks = [t for t in settings.tasks if t.python_wheel_task is not None]
+    assert wheel_tasks and all(t.python_wheel_task.entry_point in wheel_entry_points() for t in wheel_tasks)
+    assert all(t.max_retries == 0 for t in wheel_tasks)  # FAILED is a verdict, not a fault to retry
     env = settings.job_clusters[0].new_cluster.spark_env_vars
     assert env["MLFLOW_TRACKING_URI"] == "databricks"
-    if settings.trigger is not None:
-        assert settings.trigger.model.condition.value == "MODEL_VERSION_READY"
-        assert settings.parameters[0].default == "{{job.trigger.model.updates}}"
-        assert env["MLFLOW_REGISTRY_URI"] == "databricks-uc"
+
+
+def test_job_webhook_job_takes_the_event_as_a_task_parameter() -> None:
+    settings = job_settings("job.json")
+    # A registry job webhook sends task parameters; job-level parameters would refuse them.
+    assert not settings.parameters
+    (task,) = settings.tasks
+    assert task.python_wheel_task.entry_point == "guard-job"
+    assert task.python_wheel_task.named_parameters == {"event_message": ""}
+    # With MLFLOW_TRACKING_URI=databricks alone MLflow 3 reads Unity Catalog: name the workspace registry.
+    assert settings.job_clusters[0].new_cluster.spark_env_vars["MLFLOW_REGISTRY_URI"] == "databricks"
+
+
+def test_unity_catalog_trigger_job_passes_the_updates_as_event_message() -> None:
+    settings = job_settings("job-unity-catalog.json")
+    assert settings.trigger.model.condition.value == "MODEL_VERSION_READY"
+    assert [(p.name, p.default) for p in settings.parameters] == \
+        [("event_message", "{{job.trigger.model.updates}}")]
+    (task,) = settings.tasks
+    assert task.python_wheel_task.named_parameters == {"event_message": "{{job.parameters.event_message}}"}
+    assert settings.job_clusters[0].new_cluster.spark_env_vars["MLFLOW_REGISTRY_URI"] == "databricks-uc"
+
+
+def test_deployment_job_validates_ahead_of_the_approval_task() -> None:
+    settings = job_settings("deployment-job.json")
+    assert [p.name for p in settings.parameters] == ["model_name", "model_version"]
+    tasks = {t.task_key: t for t in settings.tasks}
+    guard = tasks["guard_validation"]
+    assert not guard.depends_on
+    assert guard.python_wheel_task.entry_point == "guard-job"
+    assert guard.python_wheel_task.named_parameters == {"model_name": "{{job.parameters.model_name}}",
+                                                        "model_version": "{{job.parameters.model_version}}"}
+    approval = tasks["Approval_Check"]
+    assert [d.task_key for d in approval.depends_on] == ["guard_validation"]
+    assert approval.run_if.value == "ALL_SUCCESS"  # a FAILED/ERROR validation fails the run before approval
+    # The approval task waits for a UC tag named after itself.
+    assert approval.notebook_task.base_parameters["approval_tag_name"] == "{{task.name}}"
+    deployment = [t for t in settings.tasks if t.task_key not in ("guard_validation", "Approval_Check")]
+    assert deployment and all("Approval_Check" in [d.task_key for d in t.depends_on] for t in deployment)
+    assert settings.job_clusters[0].new_cluster.spark_env_vars["MLFLOW_REGISTRY_URI"] == "databricks-uc"
+
+
+def test_job_webhook_example_passes_the_required_access_token() -> None:
+    import dataclasses
+
+    from databricks.sdk.service.ml import JobSpec
+
+    readme = (DATABRICKS / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    calls = [node for block in blocks for node in ast.walk(ast.parse(block))
+             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "JobSpec"]
+    assert calls, "the README shows no JobSpec"
+    fields = {f.name for f in dataclasses.fields(JobSpec)}
+    required = {f.name for f in dataclasses.fields(JobSpec) if f.default is dataclasses.MISSING}
+    for call in calls:
+        given = {kw.arg for kw in call.keywords}
+        assert required <= given and given <= fields
