@@ -3,7 +3,7 @@
 Serves, with the same gunicorn command line (``--workers 2``, sync workers, loopback only):
 
 * ``bare``     - ``bench/bare_flask_app.py``: ``POST /webhooks/mlflow`` returns 200 and does nothing;
-* ``listener`` - ``listener.app:create_app()`` with a secret (``GUARD_MLFLOW_SECRET``) and its real
+* ``listener`` - ``listener.web:create_app()`` with a secret (``GUARD_MLFLOW_SECRET``) and its real
                  SQLite queue under a fresh ``GUARD_DATA_DIR``: every delivery is verified and durably
                  enqueued before the 202 goes out (no consumer runs, jobs just pile up).
 
@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     servers = {
         "bare Flask": Gunicorn("bare", "bare_flask_app:app", work, args.workers, args.gunicorn_config,
                                pythonpath=REPO / "bench"),
-        "listener": Gunicorn("listener", "listener.app:create_app()", work, args.workers,
+        "listener": Gunicorn("listener", "listener.web:create_app()", work, args.workers,
                              args.gunicorn_config, env=listener_env, pythonpath=REPO),
     }
     result: dict = {"machine": machine_info(), "params": {**vars(args), "gunicorn_config":

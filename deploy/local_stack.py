@@ -35,6 +35,9 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from listener.admin import ensure_mlflow_webhook
+from listener.results import pid_alive
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 WEBHOOK_NAME = "mlflow-version-guard-local"
@@ -137,22 +140,6 @@ def _signal_quietly(pid: int, sig: int, group: bool = False) -> None:
         pass
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    if stat.exists():
-        try:
-            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except OSError:
-            return False
-    return True
-
-
 class Child:
     """A process the launcher started in its own session, stopped with every descendant it has."""
 
@@ -174,14 +161,14 @@ class Child:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=timeout)
         # Descendants that outlived their parent (other sessions, or a parent that ignored SIGTERM).
-        leftovers = [pid for pid in [self.proc.pid, *tree] if _alive(pid)]
+        leftovers = [pid for pid in [self.proc.pid, *tree] if pid_alive(pid)]
         for pid in leftovers:
             _signal_quietly(pid, signal.SIGTERM)
         deadline = time.monotonic() + 5
-        while any(_alive(pid) for pid in leftovers) and time.monotonic() < deadline:
+        while any(pid_alive(pid) for pid in leftovers) and time.monotonic() < deadline:
             time.sleep(0.1)
         for pid in leftovers:
-            if _alive(pid):
+            if pid_alive(pid):
                 _signal_quietly(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
@@ -306,8 +293,6 @@ class LocalStack:
 
     def _register_webhook(self) -> None:
         from mlflow import MlflowClient
-
-        from listener.webhooks_admin import ensure_mlflow_webhook
 
         url = self.listener_url + "/webhooks/mlflow"
         client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)

@@ -38,3 +38,7 @@ def mlflow_server_2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mlflow
     srv = MlflowServer(tmp_path_factory.mktemp("mlflow-second")).start()
     yield srv
     srv.stop()
+
+
+# The Databricks workspace stand-in is shared by the stand-in's own tests, the adapter's and the e2e ones.
+from tests.support.databricks_fixtures import dbx_env, standin  # noqa: E402, F401
