@@ -44,3 +44,23 @@ def test_status_page_and_api_show_results_escaped(client, settings):
     assert 'href="http://mlflow.example:5000/#/models/fraud-model/versions/3"' in html
     filtered = client.get("/?model=" + quote(hostile)).get_data(as_text=True)
     assert "<script>alert" not in filtered and "fraud-model/versions" not in filtered
+
+
+@pytest.mark.parametrize("seconds, shown", [(0.0312, "0.03 s"), (0.004, "0.004 s"), (1.234, "1.23 s"),
+                                            (42.0, "42.0 s"), (600.0, "10.0 min"), (None, "")])
+def test_durations_keep_a_useful_precision(seconds, shown):
+    from listener.web.status import duration
+
+    assert duration(seconds) == shown
+
+
+def test_page_rows_do_not_break_names_mid_word_nor_wrap_times(client, settings):
+    from listener.results import ResultsStore, owner_id
+
+    key, owner = "k-1", owner_id()
+    ResultsStore(settings.data_dir / "results.db").claim(
+        {"registry": "mlflow", "model": "churn-model", "version": "1", "trigger": "model_version.created",
+         "action": "seal_and_check", "delivery_key": key}, owner)
+    html = client.get("/").get_data(as_text=True)
+    assert "break-all" not in html
+    assert '<td class="when">' in html and "td.when, td.took { white-space: nowrap; }" in html

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from listener import intake as job_queue
 from listener.config import Settings
@@ -163,6 +164,18 @@ def test_a_client_gone_mid_body_gets_400_and_nothing_is_queued(settings, overrid
     response = client.post("/webhooks/mlflow", input_stream=_BrokenInput(), headers=headers,
                            environ_overrides=overrides)
     assert response.status_code == 400 and response.json["status"] == "error" and response.json["reason"]
+    assert job_queue.queue_depth(settings) == 0
+
+
+@pytest.mark.parametrize("overrides", [{}, {"wsgi.input_terminated": True}], ids=DELIMITED_BY)
+def test_a_body_shorter_than_its_content_length_is_400_and_nothing_is_queued(settings, overrides):
+    """Signed as sent, but the Content-Length promised more: the client went away before the rest."""
+    app = create_app(settings)
+    headers, body = mlflow_delivery()
+    environ = EnvironBuilder(path="/webhooks/mlflow", method="POST", data=body, headers=headers).get_environ()
+    environ.update(overrides, CONTENT_LENGTH=str(len(body) + 20))
+    answer, status, _ = run_wsgi_app(app, environ, buffered=True)
+    assert status.startswith("400 ") and json.loads(b"".join(answer))["status"] == "error", status
     assert job_queue.queue_depth(settings) == 0
 
 

@@ -186,3 +186,17 @@ def test_unreachable_registry_retries_then_errors_and_keeps_the_verdict(tmp_path
     row = store.get(req["delivery_key"])
     assert row["status"] == "ERROR" and row["publish_status"] == "FAILED"
     assert store.unfinished() == []
+
+
+def test_one_structured_log_line_per_finished_job_without_secrets(settings, client, tmp_path, caplog):
+    name, version = register_model(client, tmp_path)
+    req = _request(name, version)
+    with caplog.at_level("INFO", logger="listener.worker.job"):
+        assert process_job(req, settings)["status"] == "PASSED"
+    finished = [r.getMessage() for r in caplog.records if r.getMessage().startswith("job finished ")]
+    assert len(finished) == 1, finished
+    line = json.loads(finished[0].removeprefix("job finished "))
+    assert (line["model"], line["version"], line["trigger"], line["verdict"], line["publish"]) == (
+        name, version, "model_version.created", "PASSED", "PUBLISHED")
+    assert line["duration_s"] >= line["check_s"] > 0 and line["job"] == req["delivery_key"]
+    assert SECRET not in caplog.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -80,3 +81,28 @@ def test_second_job_of_a_version_waits_without_using_a_retry(tmp_path: Path):
     assert info.value.delay == LOCK_WAIT_S
     assert store.get("second") is None  # not started, no attempt counted
     store.release("first", holder)
+
+
+def test_start_up_recovery_runs_once_per_process_however_many_threads(tmp_path: Path):
+    """huey runs its start-up hooks in every worker thread; the journal is recovered by the first only."""
+    code = """
+import json, sys, threading
+from listener.worker import tasks
+from listener.results import open_store
+store = open_store(tasks.get_settings())
+store.claim(json.loads(sys.argv[2]), sys.argv[1])  # a job whose worker was SIGKILLed mid-check
+taken = 0
+for _ in range(3):  # three consumer threads start, each taking whatever is queued before the next
+    thread = threading.Thread(target=tasks._start_process)
+    thread.start()
+    thread.join()
+    taken += len(tasks.huey.pending())
+    tasks.huey.flush()
+print(taken)
+"""
+    env = {**__import__("os").environ, "GUARD_DATA_DIR": str(tmp_path / "guard")}
+    argv = [sys.executable, "-c", code, _dead_owner(), json.dumps(_req("killed", "1"))]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[3])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "1"
