@@ -26,6 +26,9 @@ def test_everything_from_the_environment(tmp_path):
         "GUARD_DATABRICKS_AUTHORIZATION": "Bearer t", "GUARD_ALLOW_UNSIGNED": "Databricks",
         "GUARD_QUEUE": "redis://localhost:6379/2", "GUARD_DATA_DIR": str(tmp_path),
         "GUARD_GATE_TRANSITIONS": "TRUE", "GUARD_TIMESTAMP_TOLERANCE": "60", "GUARD_MAX_BODY_BYTES": "4096",
+        "GUARD_READY_TIMEOUT": "7.5", "GUARD_MAX_RETRIES": "0", "GUARD_RETRY_BASE_S": "0.5",
+        "GUARD_RETRY_MAX_S": "3", "GUARD_DATABRICKS_TAG_LIMIT": "1000", "GUARD_DATABRICKS_RETRY_TIMEOUT": "5",
+        "GUARD_DATABRICKS_HTTP_TIMEOUT": "6", "DATABRICKS_HOST": "https://w.example", "EVENT_MESSAGE": "{}",
     }
     s = Settings.from_env(env)
     assert s.mlflow_secrets == ["new", "old"] and s.databricks_secrets == ["d1"]
@@ -37,6 +40,10 @@ def test_everything_from_the_environment(tmp_path):
     assert s.gate_transitions and s.timestamp_tolerance_s == 60 and s.max_body_bytes == 4096
     assert s.ui_base_url == "http://127.0.0.1:5000"
     assert "new" not in repr(s) and "Bearer t" not in repr(s)
+    assert (s.ready_timeout_s, s.max_retries, s.retry_base_s, s.retry_max_s) == (7.5, 0, 0.5, 3.0)
+    assert [s.retry_delay(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 3.0]
+    assert (s.databricks_tag_limit, s.databricks_retry_timeout_s, s.databricks_http_timeout_s) == (1000, 5, 6)
+    assert s.databricks_host == "https://w.example" and s.event_message == "{}"
 
 
 def test_overrides_win_and_queue_follows_data_dir(tmp_path):
@@ -54,6 +61,9 @@ def test_databricks_registry_kind_and_ui():
 @pytest.mark.parametrize("env", [
     {"GUARD_ALLOW_UNSIGNED": "mlflow,github"}, {"GUARD_GATE_TRANSITIONS": "maybe"},
     {"GUARD_TIMESTAMP_TOLERANCE": "five"}, {"GUARD_MAX_BODY_BYTES": "0"}, {"GUARD_QUEUE": "amqp://x"},
+    {"GUARD_READY_TIMEOUT": "soon"}, {"GUARD_RETRY_BASE_S": "-1"}, {"GUARD_RETRY_MAX_S": "nan"},
+    {"GUARD_MAX_RETRIES": "-1"}, {"GUARD_DATABRICKS_TAG_LIMIT": "big"},
+    {"GUARD_DATABRICKS_HTTP_TIMEOUT": "0"},
 ])
 def test_bad_values_are_named(env):
     with pytest.raises(ConfigError, match=next(iter(env))):
@@ -74,3 +84,22 @@ def test_sqlite_queue_durability_option(tmp_path):
             job_queue.get_huey(Settings(data_dir=tmp_path, queue_url=f"sqlite:///{tmp_path}/x.db?fsync=maybe"))
     finally:
         job_queue.close_all()
+
+
+def test_an_mlflow_only_listener_says_its_databricks_route_is_off_once(tmp_path, caplog):
+    import logging
+
+    from listener.config import announce_routes, route_notices
+
+    settings = Settings(data_dir=tmp_path, mlflow_secrets=["s"])
+    [(level, message)] = route_notices(settings)
+    assert level == logging.INFO and message.startswith("POST /webhooks/databricks is off")
+    assert "GUARD_DATABRICKS_SECRET" in message
+    unsigned = Settings(data_dir=tmp_path, allow_unsigned_mlflow=True, registry_kind="databricks")
+    assert [(lvl, m.split(" ", 2)[1]) for lvl, m in route_notices(unsigned)] == [
+        (logging.WARNING, "/webhooks/mlflow"), (logging.WARNING, "/webhooks/databricks")]
+    logger = logging.getLogger("test.notices")
+    with caplog.at_level("INFO", logger="test.notices"):
+        announce_routes(settings, logger)
+        announce_routes(Settings(data_dir=tmp_path, mlflow_secrets=["s"]), logger)
+    assert caplog.text.count("is off") == 1

@@ -7,7 +7,13 @@ import unicodedata
 
 import pytest
 
-from listener.protocol import Rejected, check_model_name, model_version, parse_mlflow_delivery
+from listener.protocol import (
+    Rejected,
+    ValidationRequest,
+    check_model_name,
+    model_version,
+    parse_mlflow_delivery,
+)
 from listener.protocol.request import json_object
 from tests.listener.helpers import MLFLOW_SECRET, mlflow_delivery
 
@@ -59,3 +65,14 @@ def test_bodies_that_are_not_a_json_object_are_400(body):
     with pytest.raises(Rejected) as info:
         json_object(body)
     assert info.value.status_code == 400
+
+
+def test_to_dict_lists_every_field_as_asdict_would():
+    """``to_dict`` is written out for speed; it must still hold every field, unchanged."""
+    from dataclasses import asdict
+
+    req = ValidationRequest(registry="databricks", model="m", version="2",
+                            trigger="TRANSITION_REQUEST_CREATED", action="check", to_stage="Production",
+                            alias=None, gate=True, delivery_key="databricks:abc", received_at=1700000000.5)
+    assert req.to_dict() == asdict(req)
+    assert list(req.to_dict()) == list(asdict(req))
