@@ -35,15 +35,12 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from listener.admin import ensure_mlflow_webhook
+from listener.registries.webhooks import ensure_mlflow_webhook
 from listener.results import pid_alive
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 WEBHOOK_NAME = "mlflow-version-guard-local"
-# Only the events that trigger a check: every verdict writes several validation.* tags, and subscribing
-# to tag events would only add deliveries the listener answers "ignored".
-WEBHOOK_EVENTS = ("model_version.created", "model_version_alias.created")
 STOP_TIMEOUT_S = 15.0
 
 
@@ -298,8 +295,9 @@ class LocalStack:
         client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
         signing_secret = self.secrets.split(",")[0].strip()
         try:
-            hook, created = ensure_mlflow_webhook(client, url=url, secret=signing_secret, name=WEBHOOK_NAME,
-                                                  events=WEBHOOK_EVENTS)
+            # Only the events that trigger a check (the default): every verdict writes several
+            # validation.* tags, and subscribing to tag events would only add deliveries answered "ignored".
+            hook, created = ensure_mlflow_webhook(client, url=url, secret=signing_secret, name=WEBHOOK_NAME)
         except Exception as exc:  # an existing server may not support webhooks: say so, keep running
             self.webhook_id = None
             log(f"WARNING: could not register the MLflow webhook at {self.tracking_uri}: "

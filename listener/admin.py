@@ -18,24 +18,26 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 import click
 
 from listener.config import ROUTES, SECRET_VARIABLES, Settings
-
-DEFAULT_NAME = "mlflow-version-guard"
-
-# The events that lead to a check (DESIGN.md, "Events -> actions"); anything else would only be ignored.
-MLFLOW_DEFAULT_EVENTS: tuple[str, ...] = ("model_version.created", "model_version_alias.created")
-DATABRICKS_DEFAULT_EVENTS: tuple[str, ...] = (
-    "MODEL_VERSION_CREATED",
-    "MODEL_VERSION_TRANSITIONED_STAGE",
-    "TRANSITION_REQUEST_CREATED",
+from listener.registries.webhooks import (
+    DATABRICKS_DEFAULT_EVENTS,
+    DEFAULT_NAME,
+    MLFLOW_DEFAULT_EVENTS,
+    WebhookInfo,
+    databricks_client,
+    databricks_info,
+    ensure_databricks_webhook,
+    ensure_mlflow_webhook,
+    mlflow_client,
+    mlflow_info,
+    mlflow_webhooks,
 )
+
 # `test` sends a tag event by default: the listener verifies the signature and answers 200 "ignored",
 # so a test proves reachability and the shared secret without queueing a check of an example model.
 MLFLOW_TEST_EVENT = "model_version_tag.set"
@@ -43,27 +45,6 @@ MLFLOW_TEST_EVENT = "model_version_tag.set"
 
 class AdminError(click.ClickException):
     """A webhook operation failed; the message is for the operator and never contains a secret."""
-
-
-@dataclass
-class WebhookInfo:
-    """What ``list`` shows of a webhook (never its secret)."""
-
-    id: str
-    url: str | None
-    events: list[str]
-    status: str | None
-    name: str | None = None
-    model_name: str | None = None
-    description: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        data = asdict(self)
-        if not data["extra"]:
-            data.pop("extra")
-        return data
 
 
 def listener_webhook_url(url: str, registry: str) -> str:
@@ -106,112 +87,6 @@ def _resolve_secret(registry: str, no_secret: bool) -> str | None:
     if not secret:
         raise AdminError("empty secret")
     return secret
-
-
-# --------------------------------------------------------------------------------------------------- MLflow
-
-
-def _mlflow_client(tracking_uri: str | None):
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-
-
-def _mlflow_events(webhook) -> list[str]:
-    return [str(event) for event in webhook.events]
-
-
-def _mlflow_info(webhook) -> WebhookInfo:
-    status = getattr(webhook.status, "value", webhook.status)
-    return WebhookInfo(id=webhook.webhook_id, name=webhook.name, url=webhook.url,
-                       events=_mlflow_events(webhook), status=str(status) if status is not None else None,
-                       description=webhook.description)
-
-
-def mlflow_webhooks(client) -> list:
-    """Every webhook of an MLflow server (all pages)."""
-    found: list = []
-    token = None
-    while True:
-        page = client.list_webhooks(max_results=100, page_token=token)
-        found.extend(page)
-        token = page.token
-        if not token:
-            return found
-
-
-def ensure_mlflow_webhook(client, *, url: str, secret: str | None, name: str = DEFAULT_NAME,
-                          events: Sequence[str] = MLFLOW_DEFAULT_EVENTS, description: str | None = None,
-                          status: str = "ACTIVE") -> tuple[Any, bool]:
-    """Create the listener's webhook on an MLflow server, or bring an existing one up to date.
-
-    A webhook with the same name or the same URL is reused (updated with ``url``, ``events``, ``secret``
-    and ``status``), so starting the stack twice never delivers every event twice.
-    Returns ``(webhook, created)``.
-    """
-    description = description or "Validates new and promoted model versions (mlflow-version-guard)."
-    matches = [w for w in mlflow_webhooks(client) if w.name == name or w.url == url]
-    if matches:
-        # Prefer the exact name; extra matches are left alone and reported by `list`.
-        matches.sort(key=lambda w: (w.name != name, w.creation_timestamp or 0))
-        current = matches[0]
-        updated = client.update_webhook(current.webhook_id, name=name, url=url, events=list(events),
-                                        description=description, secret=secret, status=status)
-        return updated, False
-    created = client.create_webhook(name=name, url=url, events=list(events), description=description,
-                                    secret=secret, status=status)
-    return created, True
-
-
-# ----------------------------------------------------------------------------------------------- Databricks
-
-
-def _databricks_client(profile: str | None):
-    from databricks.sdk import WorkspaceClient
-
-    return WorkspaceClient(profile=profile) if profile else WorkspaceClient()
-
-
-def _databricks_info(webhook) -> WebhookInfo:
-    spec = webhook.http_url_spec
-    events = [getattr(e, "value", str(e)) for e in (webhook.events or [])]
-    status = getattr(webhook.status, "value", webhook.status)
-    extra = {"job_id": webhook.job_spec.job_id} if webhook.job_spec else {}
-    return WebhookInfo(id=webhook.id, url=spec.url if spec else None, events=events,
-                       status=str(status) if status is not None else None, model_name=webhook.model_name,
-                       description=webhook.description, extra=extra)
-
-
-def ensure_databricks_webhook(
-    w, *, url: str, secret: str | None, events: Sequence[str] = DATABRICKS_DEFAULT_EVENTS,
-    model_name: str | None = None, authorization: str | None = None, description: str | None = None,
-    status: str = "ACTIVE", ssl_verification: bool = True,
-) -> tuple[WebhookInfo, bool]:
-    """Create a registry webhook on a Databricks workspace, or update the one with the same URL and model.
-
-    Returns ``(webhook, created)``.
-    """
-    from databricks.sdk.service.ml import HttpUrlSpec, RegistryWebhookEvent, RegistryWebhookStatus
-
-    try:
-        wanted = [RegistryWebhookEvent(e) for e in events]
-    except ValueError as exc:
-        raise AdminError(f"unknown Databricks registry event: {exc}") from exc
-    spec = HttpUrlSpec(url=url, secret=secret, authorization=authorization,
-                       enable_ssl_verification=ssl_verification)
-    description = description or f"{DEFAULT_NAME}: validates new and promoted model versions"
-    for existing in w.model_registry.list_webhooks(model_name=model_name):
-        same_url = existing.http_url_spec is not None and existing.http_url_spec.url == url
-        if same_url and (existing.model_name or None) == (model_name or None):
-            w.model_registry.update_webhook(existing.id, events=wanted, http_url_spec=spec,
-                                            description=description, status=RegistryWebhookStatus(status))
-            existing.events = wanted
-            existing.status = RegistryWebhookStatus(status)
-            existing.description = description
-            return _databricks_info(existing), False
-    response = w.model_registry.create_webhook(events=wanted, http_url_spec=spec, model_name=model_name,
-                                               description=description, status=RegistryWebhookStatus(status))
-    return _databricks_info(response.webhook), True
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
@@ -271,12 +146,12 @@ def register(registry: str, tracking_uri: str | None, profile: str | None, url: 
             if status == "TEST_MODE":
                 raise AdminError("MLflow webhooks are ACTIVE or DISABLED")
             webhook, created = ensure_mlflow_webhook(
-                _mlflow_client(tracking_uri), url=target, secret=secret, name=name,
+                mlflow_client(tracking_uri), url=target, secret=secret, name=name,
                 events=events or MLFLOW_DEFAULT_EVENTS, description=description, status=status)
-            info = _mlflow_info(webhook)
+            info = mlflow_info(webhook)
         else:
             info, created = ensure_databricks_webhook(
-                _databricks_client(profile), url=target, secret=secret,
+                databricks_client(profile), url=target, secret=secret,
                 events=events or DATABRICKS_DEFAULT_EVENTS, model_name=model_name,
                 authorization=Settings.from_env().databricks_authorization,
                 description=description, status=status, ssl_verification=not no_ssl_verification)
@@ -303,10 +178,10 @@ def list_cmd(registry: str, tracking_uri: str | None, profile: str | None, model
     """List the registry's webhooks (secrets are never shown)."""
     try:
         if registry == "mlflow":
-            infos = [_mlflow_info(w) for w in mlflow_webhooks(_mlflow_client(tracking_uri))]
+            infos = [mlflow_info(w) for w in mlflow_webhooks(mlflow_client(tracking_uri))]
         else:
-            infos = [_databricks_info(w)
-                     for w in _databricks_client(profile).model_registry.list_webhooks(model_name=model_name)]
+            infos = [databricks_info(w)
+                     for w in databricks_client(profile).model_registry.list_webhooks(model_name=model_name)]
     except Exception as exc:
         raise AdminError(f"could not list {registry} webhooks: {type(exc).__name__}: {exc}") from exc
     _echo_infos(infos, as_json)
@@ -321,9 +196,9 @@ def delete(registry: str, tracking_uri: str | None, profile: str | None, webhook
     """Delete a webhook by id."""
     try:
         if registry == "mlflow":
-            _mlflow_client(tracking_uri).delete_webhook(webhook_id)
+            mlflow_client(tracking_uri).delete_webhook(webhook_id)
         else:
-            _databricks_client(profile).model_registry.delete_webhook(webhook_id)
+            databricks_client(profile).model_registry.delete_webhook(webhook_id)
     except Exception as exc:
         raise AdminError(f"could not delete {registry} webhook {webhook_id}: {type(exc).__name__}: {exc}") \
             from exc
@@ -342,13 +217,13 @@ def test(registry: str, tracking_uri: str | None, profile: str | None, webhook_i
     """Ask the registry to send a test delivery to the listener and show the listener's answer."""
     try:
         if registry == "mlflow":
-            result = _mlflow_client(tracking_uri).test_webhook(webhook_id, event=event or MLFLOW_TEST_EVENT)
+            result = mlflow_client(tracking_uri).test_webhook(webhook_id, event=event or MLFLOW_TEST_EVENT)
             ok, code, body = bool(result.success), result.response_status, result.response_body
             error = result.error_message
         else:
             from databricks.sdk.service.ml import RegistryWebhookEvent
 
-            response = _databricks_client(profile).model_registry.test_registry_webhook(
+            response = databricks_client(profile).model_registry.test_registry_webhook(
                 webhook_id, event=RegistryWebhookEvent(event) if event else None)
             code, body, error = response.status_code, response.body, None
             ok = code is not None and code < 400

@@ -75,3 +75,12 @@ def rule_for(event: str) -> EventRule | None:
 def job_rule(event: str) -> EventRule:
     """The rule the job entry point follows: the table's, else a plain check (a promotion, a manual run)."""
     return rule_for(event) or _JOB_ONLY.get(event) or EventRule(CHECK)
+
+
+def webhook_events(registry: str) -> tuple[str, ...]:
+    """The events of ``registry`` (``mlflow`` or ``databricks``) a webhook is subscribed to: the table's.
+
+    MLflow names events ``entity.action``; Databricks in capitals. The ``..._TO_<STAGE>`` forms are left
+    out: ``MODEL_VERSION_TRANSITIONED_STAGE`` and ``TRANSITION_REQUEST_CREATED`` already cover every stage.
+    """
+    return tuple(e for e in _EXACT if ("." in e) == (registry == "mlflow"))

@@ -34,3 +34,12 @@ def test_a_version_becoming_ready_is_sealed_by_the_job_but_is_no_webhook_event(e
 def test_other_events_trigger_no_webhook_validation_and_a_plain_check_in_a_job(event):
     assert rule_for(event) is None
     assert (job_rule(event).action, job_rule(event).gate) == (CHECK, False)
+
+
+def test_webhooks_are_subscribed_to_exactly_the_events_that_trigger_a_check():
+    from listener.protocol.events import webhook_events
+
+    assert webhook_events("mlflow") == ("model_version.created", "model_version_alias.created")
+    assert set(webhook_events("databricks")) == {"MODEL_VERSION_CREATED", "MODEL_VERSION_TRANSITIONED_STAGE",
+                                                 "TRANSITION_REQUEST_CREATED"}
+    assert all(rule_for(e) is not None for r in ("mlflow", "databricks") for e in webhook_events(r))
