@@ -109,6 +109,8 @@ class Settings:
     databricks_http_timeout_s: int = DEFAULT_DATABRICKS_HTTP_TIMEOUT_S
     # The job entry point's event when not given on its command line (job runners pass it this way).
     event_message: str | None = None
+    # prometheus-client's multiprocess folder: set, /metrics adds up every process writing into it.
+    metrics_dir: str | None = None
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -183,6 +185,7 @@ class Settings:
             "databricks_http_timeout_s": integer("GUARD_DATABRICKS_HTTP_TIMEOUT",
                                                  DEFAULT_DATABRICKS_HTTP_TIMEOUT_S),
             "event_message": env.get("GUARD_EVENT_MESSAGE") or env.get("EVENT_MESSAGE") or None,
+            "metrics_dir": env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         }
         values.update(overrides)
         return cls(**values)

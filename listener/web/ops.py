@@ -54,7 +54,7 @@ def blueprint(settings: Settings) -> Blueprint:
 
     @bp.get("/metrics")
     def metrics_endpoint() -> Response:
-        body, content_type = metrics.render(lambda: intake.queue_depth(settings))
+        body, content_type = metrics.render(lambda: intake.queue_depth(settings), settings.metrics_dir)
         return Response(body, status=200, content_type=content_type)
 
     return bp
