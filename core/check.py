@@ -215,8 +215,8 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
             exc, f"checking model '{model}' version {spec}")
         transient = isinstance(err, TransientError) or (not isinstance(exc, CheckError) and is_transient(exc))
         summary = f"model '{model}' version {version or spec}: could not check: {err}"
-        result = CheckResult(status=ERROR, exit_code=2, summary=summary, differences=[], seal_differences=[],
-                             manifest=None, report=report, model=model, version=version,
+        result = CheckResult(status=ERROR, exit_code=EXIT_CODES[ERROR], summary=summary, differences=[],
+                             seal_differences=[], manifest=None, report=report, model=model, version=version,
                              elapsed_s=time.perf_counter() - started, error=str(err), transient=transient,
                              exception=exc)
     report["Result"] = {"status": result.status, "exit_code": result.exit_code, "summary": result.summary,
