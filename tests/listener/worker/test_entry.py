@@ -74,3 +74,12 @@ def test_job_exits_2_on_bad_input_and_unknown_versions(mlflow_server, tmp_path):
                        mlflow_server, tmp_path / "guard")
     assert missing.returncode == 2, missing.stderr[-2000:]
     assert missing.stdout.startswith("ERROR no-such-model-xyz version 1")
+
+
+def test_no_publish_stores_the_verdict_and_leaves_the_version_alone(mlflow_server, tmp_path):
+    client = MlflowClient(tracking_uri=mlflow_server.url)
+    name, version = register_model(client, tmp_path)
+    out = _run_job(["--model", name, "--version", version, "--no-publish"], mlflow_server, tmp_path / "guard")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith(f"PASSED {name} version {version}") and "warning" not in out.stderr
+    assert "validation.status" not in client.get_model_version(name, version).tags
