@@ -67,9 +67,9 @@ def blueprint(settings: Settings) -> Blueprint:
     def recent(limit: int, model: str | None) -> list[dict[str, Any]] | None:
         """Rows from the results store, or None when it cannot be read (logged)."""
         try:
-            from listener.results import ResultsStore
+            from listener.results import open_store
 
-            rows = ResultsStore(settings.data_dir / "results.db").recent(limit=limit, model=model)
+            rows = open_store(settings).recent(limit=limit, model=model)
         except Exception:
             log.exception("could not read the results store")
             return None
