@@ -4,12 +4,14 @@ Served by the same gunicorn command line as the listener, so the difference betw
 listener does per delivery (signature check, parsing, durable enqueue, metrics).
 """
 
-from flask import Flask
+from flask import Flask, request
 
 app = Flask(__name__)
 
 
 @app.post("/webhooks/mlflow")
 def ack() -> tuple[str, int]:
-    """Answer at once, without reading or checking anything."""
+    """Read the body (as any receiver must: a threaded worker drains an unread one before reusing the
+    connection) and answer at once, checking nothing."""
+    request.get_data()
     return "", 200

@@ -1,9 +1,10 @@
 """Benchmark: webhook acknowledgement throughput of the listener against a bare Flask app.
 
-Serves, with the same gunicorn command line (``--workers 2``, sync workers, loopback only):
+Serves, with the same gunicorn command line (``--workers 2``, sync workers unless ``--gunicorn-config``
+gives the deployment's threaded ones, loopback only):
 
-* ``bare``     - ``bench/bare_flask_app.py``: ``POST /webhooks/mlflow`` returns 200 and does nothing;
-* ``listener`` - ``listener.app:create_app()`` with a secret (``GUARD_MLFLOW_SECRET``) and its real
+* ``bare``     - ``bench/bare_flask_app.py``: ``POST /webhooks/mlflow`` reads the body and returns 200;
+* ``listener`` - ``listener.web:create_app()`` with a secret (``GUARD_MLFLOW_SECRET``) and its real
                  SQLite queue under a fresh ``GUARD_DATA_DIR``: every delivery is verified and durably
                  enqueued before the 202 goes out (no consumer runs, jobs just pile up).
 
@@ -278,8 +279,8 @@ def render_markdown(result: dict) -> str:
     lines = [
         f"Machine: {mi['cpu']}, {mi['cores']} cores, {mi['os']}; Python {mi['python']}, "
         + ", ".join(f"{k} {v}" for k, v in mi["versions"].items())
-        + f"; {mi['date_utc']}, commit {mi['commit']}. gunicorn --workers {p['workers']} (sync), "
-        f"{'config ' + str(p['gunicorn_config']) if p['gunicorn_config'] else 'no config file'}; "
+        + f"; {mi['date_utc']}, commit {mi['commit']}. gunicorn --workers {p['workers']}, "
+        f"{('workers of ' + str(p['gunicorn_config'])) if p['gunicorn_config'] else 'sync workers'}; "
         f"queue: SQLite, {'fsync=full' if p['fsync_full'] else 'default durability (synchronous=NORMAL)'}; "
         f"load generator: {p['client_procs']} processes of threads on the same machine, "
         f"{p['requests']} signed deliveries per run after {p['warmup']} warm-up requests; "
@@ -349,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     servers = {
         "bare Flask": Gunicorn("bare", "bare_flask_app:app", work, args.workers, args.gunicorn_config,
                                pythonpath=REPO / "bench"),
-        "listener": Gunicorn("listener", "listener.app:create_app()", work, args.workers,
+        "listener": Gunicorn("listener", "listener.web:create_app()", work, args.workers,
                              args.gunicorn_config, env=listener_env, pythonpath=REPO),
     }
     result: dict = {"machine": machine_info(), "params": {**vars(args), "gunicorn_config":

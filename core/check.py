@@ -7,13 +7,13 @@ the reason in ``error``, and ``transient`` telling whether retrying later may he
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 
 from core.errors import CheckError, TransientError
 from core.fetch import FetchRequest, materialize_many
@@ -21,6 +21,7 @@ from core.manifest import Difference, Manifest
 from core.registry import (
     check_reachable,
     is_transient,
+    locations_of,
     make_client,
     redact,
     resolve_locations,
@@ -63,6 +64,10 @@ class CheckResult:
     transient: bool = False
     seal_checked: bool = False
     exception: BaseException | None = field(default=None, repr=False, compare=False)
+    # The seal the verdict stands on: the given seal's tree digest, else that of the manifest read now,
+    # which is then the version's first seal (``new_seal``, for the caller to record).
+    seal_digest: str | None = None
+    new_seal: Manifest | None = None
 
     @property
     def passed(self) -> bool:
@@ -110,7 +115,8 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                         registry_uri: str | None = None, download_dir: Path | str | None = None,
                         keep_downloads: bool = False, seal: Manifest | None = None,
                         client: MlflowClient | None = None, seal_from_tag: bool = False,
-                        report_file: str | None = None) -> CheckResult:
+                        report_file: str | None = None, model_version: ModelVersion | None = None
+                        ) -> CheckResult:
     """Check that a model version's run model and registry model are identical, and match its seal.
 
     ``version_or_stage`` is resolved by :func:`core.registry.resolve_version`. Both models are
@@ -118,7 +124,8 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
     folder under ``download_dir``, removed unless ``keep_downloads``) and compared file by file.
     With ``seal`` given, or ``seal_from_tag`` and the version carrying a ``validation.manifest``
     tag, the registry model is also verified against that seal. ``report_file`` is only recorded
-    in the report's ``Options``; writing it is the caller's business.
+    in the report's ``Options``; writing it is the caller's business. ``model_version``: the version
+    already read by the caller (with ``client``), so it is not read again.
     """
     started = time.perf_counter()
     spec = "" if version_or_stage is None else str(version_or_stage)
@@ -135,7 +142,11 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
         if client is None:
             check_reachable(tracking_uri)
             client = make_client(tracking_uri, registry_uri)
-        mv, run_uri, reg_uri = resolve_locations(client, model, version_or_stage)
+        if model_version is not None:
+            mv = model_version
+            run_uri, reg_uri = locations_of(client, mv)
+        else:
+            mv, run_uri, reg_uri = resolve_locations(client, model, version_or_stage)
         version = str(mv.version)
         report["Version"] = {**version_summary(mv), "download_uri": redact(reg_uri)}
         seal_source = "argument" if seal is not None else None
@@ -196,14 +207,16 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
         result = CheckResult(status=status, exit_code=EXIT_CODES[status], summary=summary,
                              differences=comparison.differences, seal_differences=seal_diffs,
                              manifest=current, report=report, model=model, version=version,
-                             elapsed_s=time.perf_counter() - started, seal_checked=seal is not None)
+                             elapsed_s=time.perf_counter() - started, seal_checked=seal is not None,
+                             seal_digest=(seal if seal is not None else current).tree_digest,
+                             new_seal=current if seal is None else None)
     except Exception as exc:
         err = exc if isinstance(exc, CheckError) else translate(
             exc, f"checking model '{model}' version {spec}")
         transient = isinstance(err, TransientError) or (not isinstance(exc, CheckError) and is_transient(exc))
         summary = f"model '{model}' version {version or spec}: could not check: {err}"
-        result = CheckResult(status=ERROR, exit_code=2, summary=summary, differences=[], seal_differences=[],
-                             manifest=None, report=report, model=model, version=version,
+        result = CheckResult(status=ERROR, exit_code=EXIT_CODES[ERROR], summary=summary, differences=[],
+                             seal_differences=[], manifest=None, report=report, model=model, version=version,
                              elapsed_s=time.perf_counter() - started, error=str(err), transient=transient,
                              exception=exc)
     report["Result"] = {"status": result.status, "exit_code": result.exit_code, "summary": result.summary,
@@ -212,28 +225,3 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
     report["equals"] = result.status == PASSED if result.status != ERROR else None
     return result
 
-
-def manifest_json_for_tag(manifest: Manifest) -> str:
-    """The compact seal JSON to store in the :data:`SEAL_TAG` tag (≤ 100,000 characters)."""
-    return manifest.to_compact_json()
-
-
-def report_json_for_tag(report: dict[str, Any], limit: int = 100_000) -> str:
-    """Compact JSON of a report, shortened to fit a tag value: difference lists are cut first."""
-    text = json.dumps(report, separators=(",", ":"), default=str)
-    if len(text) <= limit:
-        return text
-    slim = json.loads(text)
-    for section in ("Comparison", "Seal", "Run_Model_Comparison", "Reg_Model_Comparison"):
-        sec = slim.get(section)
-        if isinstance(sec, dict) and isinstance(sec.get("differences"), list):
-            total = len(sec["differences"])
-            sec["differences"] = sec["differences"][:20]
-            sec["differences_truncated"] = total > 20
-    slim.get("Version", {}).pop("_tags", None)
-    text = json.dumps(slim, separators=(",", ":"), default=str)
-    if len(text) <= limit:
-        return text
-    result = slim.get("Result", {})
-    return json.dumps({"Result": result, "equals": slim.get("equals"), "truncated": True},
-                      separators=(",", ":"), default=str)

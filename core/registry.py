@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-import urllib.error
 import urllib.parse
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,6 +19,8 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from core.errors import CheckError, NotFoundError, TransientError
+from core.reach import probe
+from core.stages import canonical_stage
 
 # MLflow's own defaults wait up to 120 s per request and retry 7 times with exponential backoff:
 # minutes before an unreachable server is reported. These bound one call to roughly 30 s in the
@@ -32,7 +32,6 @@ HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
 }
 PROBE_TIMEOUT_S = 5.0
-STAGES = ("None", "Staging", "Production", "Archived")
 _TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "RESOURCE_EXHAUSTED", "REQUEST_LIMIT_EXCEEDED",
                     "DEADLINE_EXCEEDED", "ABORTED"}
 _TRANSIENT_TEXT = re.compile(r"max retries exceeded|connection (refused|reset|aborted)|timed? ?out|"
@@ -108,17 +107,9 @@ def check_reachable(tracking_uri: str | None, timeout: float = PROBE_TIMEOUT_S) 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri or not uri.lower().startswith(("http://", "https://")):
         return
-    url = uri.rstrip("/") + "/health"
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout):
-            return
-    except urllib.error.HTTPError:
-        return
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        if isinstance(reason, TimeoutError) or "timed out" in str(reason).lower():
-            reason = f"no answer within {timeout:.0f} s"
-        raise TransientError(f"tracking server {redact(uri)} is unreachable: {reason}") from exc
+    problem = probe(uri.rstrip("/") + "/health", timeout)
+    if problem:
+        raise TransientError(f"tracking server {redact(uri)} is {problem}")
 
 
 def make_client(tracking_uri: str | None = None, registry_uri: str | None = None) -> MlflowClient:
@@ -157,7 +148,7 @@ def latest_in_stage(client: MlflowClient, model: str, stage: str) -> ModelVersio
     Open-source MLflow cannot filter versions by stage on the server, so versions are filtered
     and ordered here (``get_latest_versions`` is deprecated).
     """
-    canonical = next((s for s in STAGES if s.lower() == stage.lower()), stage)
+    canonical = canonical_stage(stage) or stage
     try:
         versions = _search_versions(client, model)
     except Exception as exc:
@@ -193,7 +184,7 @@ def resolve_version(client: MlflowClient, model: str, version_or_stage: str | in
                     _get_registered_model(client, model)
                     raise NotFoundError(f"model '{model}' has no version {int(spec)}") from exc
                 raise
-        if not spec.startswith("@") and spec.lower() in (s.lower() for s in STAGES):
+        if not spec.startswith("@") and canonical_stage(spec) is not None:
             return latest_in_stage(client, model, spec)
         alias = spec[1:] if spec.startswith("@") else spec
         if not alias:
@@ -264,6 +255,19 @@ def _download_uri(client: MlflowClient, name: str, version: str, prompt_checked:
         raise translate(exc, f"reading the download URI of model '{name}' version {version}") from exc
 
 
+def locations_of(client: MlflowClient, mv: ModelVersion) -> tuple[str, str]:
+    """:func:`run_model_uri` and :func:`registry_model_uri` of a version read by number or alias.
+
+    The two calls run concurrently; the version itself is not read again.
+    """
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guard-meta")
+    try:
+        reg = pool.submit(_download_uri, client, mv.name, str(mv.version), True)
+        return run_model_uri(client, mv), reg.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def resolve_locations(client: MlflowClient, model: str,
                       version_or_stage: str | int | None) -> tuple[ModelVersion, str, str]:
     """:func:`resolve_version`, :func:`run_model_uri` and :func:`registry_model_uri` in one go.
@@ -274,7 +278,7 @@ def resolve_locations(client: MlflowClient, model: str,
     """
     spec = "None" if version_or_stage is None else str(version_or_stage).strip()
     # Versions read by number or alias were already refused if they are prompts (see _download_uri).
-    by_stage = not spec.startswith("@") and spec.lower() in (s.lower() for s in STAGES)
+    by_stage = not spec.startswith("@") and canonical_stage(spec) is not None
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guard-meta")
     try:
         early = pool.submit(_download_uri, client, model, str(int(spec)), True) if spec.isdigit() else None

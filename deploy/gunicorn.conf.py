@@ -1,12 +1,21 @@
 """Gunicorn settings for the listener, all from the environment (Procfile / container convention).
 
-Used by the Procfile's ``web`` process: ``gunicorn -c deploy/gunicorn.conf.py 'listener.app:create_app()'``.
+Used by the Procfile's ``web`` process: ``gunicorn -c deploy/gunicorn.conf.py 'listener.web:create_app()'``.
+
+Workers are threaded (gthread): a connection waiting for its first bytes waits in the worker's poller, not
+in a thread, and every read of a request body gives up after ``GUNICORN_BODY_TIMEOUT`` seconds. So clients
+that open connections and hold a body half-sent occupy a thread for that long at most, and with the
+default there are more threads than a burst of such clients: ``/healthz`` and genuine deliveries
+keep being answered meanwhile.
 
 Environment:
     PORT                          listen port (default 8000); bound on 0.0.0.0 like every Procfile platform
     GUNICORN_BIND                 full bind address instead (e.g. ``127.0.0.1:8000`` on a laptop)
     WEB_CONCURRENCY / GUNICORN_WORKERS   worker processes (default 2)
-    GUNICORN_THREADS              threads per worker (default 1; more than 1 selects the gthread worker)
+    GUNICORN_THREADS              threads per worker (default 64: more than the slow clients one worker
+                                  should outlast; each holds a thread for GUNICORN_BODY_TIMEOUT at most)
+    GUNICORN_BODY_TIMEOUT         seconds one read of a request body may wait for the client (default 10);
+                                  a client that stalls longer is answered 400 and nothing is queued
     GUNICORN_TIMEOUT              seconds a request may take before the worker is replaced (default 30)
     GUNICORN_LOG_LEVEL            info by default
     FORWARDED_ALLOW_IPS           read by gunicorn: proxies trusted for X-Forwarded-* (deploy/TLS.md)
@@ -35,7 +44,9 @@ def _int_env(*names: str, default: int) -> int:
 
 bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{_int_env('PORT', default=8000)}"
 workers = _int_env("WEB_CONCURRENCY", "GUNICORN_WORKERS", default=2)
-threads = _int_env("GUNICORN_THREADS", default=1)
+worker_class = "gthread"
+threads = _int_env("GUNICORN_THREADS", default=64)
+body_timeout_s = _int_env("GUNICORN_BODY_TIMEOUT", default=10)
 
 # A webhook must be answered well inside MLflow's 30 s request timeout; the listener only verifies and
 # enqueues, so a request that takes this long means a stuck worker, which gunicorn then replaces.
@@ -68,6 +79,20 @@ else:
     # master before any worker imports prometheus-client, so every worker starts in multiprocess mode.
     _owned_multiproc_dir = tempfile.mkdtemp(prefix="guard-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _owned_multiproc_dir
+
+
+def when_ready(server) -> None:
+    """Say once, in the master, what the webhook routes accept (workers inherit it and stay quiet)."""
+    from listener.config import Settings, announce_routes
+
+    announce_routes(Settings.from_env(), server.log)
+
+
+def pre_request(worker, req) -> None:
+    """Bound every read of this request's body: a client that stops sending mid-body frees the thread."""
+    sock = getattr(req.unreader, "sock", None)
+    if sock is not None:
+        sock.settimeout(body_timeout_s)
 
 
 def child_exit(server, worker) -> None:

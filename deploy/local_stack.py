@@ -35,12 +35,12 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from listener.registries.webhooks import ensure_mlflow_webhook
+from listener.results import pid_alive
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 WEBHOOK_NAME = "mlflow-version-guard-local"
-# Only the events that trigger a check: every verdict writes several validation.* tags, and subscribing
-# to tag events would only add deliveries the listener answers "ignored".
-WEBHOOK_EVENTS = ("model_version.created", "model_version_alias.created")
 STOP_TIMEOUT_S = 15.0
 
 
@@ -137,22 +137,6 @@ def _signal_quietly(pid: int, sig: int, group: bool = False) -> None:
         pass
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    if stat.exists():
-        try:
-            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except OSError:
-            return False
-    return True
-
-
 class Child:
     """A process the launcher started in its own session, stopped with every descendant it has."""
 
@@ -174,14 +158,14 @@ class Child:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=timeout)
         # Descendants that outlived their parent (other sessions, or a parent that ignored SIGTERM).
-        leftovers = [pid for pid in [self.proc.pid, *tree] if _alive(pid)]
+        leftovers = [pid for pid in [self.proc.pid, *tree] if pid_alive(pid)]
         for pid in leftovers:
             _signal_quietly(pid, signal.SIGTERM)
         deadline = time.monotonic() + 5
-        while any(_alive(pid) for pid in leftovers) and time.monotonic() < deadline:
+        while any(pid_alive(pid) for pid in leftovers) and time.monotonic() < deadline:
             time.sleep(0.1)
         for pid in leftovers:
-            if _alive(pid):
+            if pid_alive(pid):
                 _signal_quietly(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
@@ -307,14 +291,13 @@ class LocalStack:
     def _register_webhook(self) -> None:
         from mlflow import MlflowClient
 
-        from listener.webhooks_admin import ensure_mlflow_webhook
-
         url = self.listener_url + "/webhooks/mlflow"
         client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
         signing_secret = self.secrets.split(",")[0].strip()
         try:
-            hook, created = ensure_mlflow_webhook(client, url=url, secret=signing_secret, name=WEBHOOK_NAME,
-                                                  events=WEBHOOK_EVENTS)
+            # Only the events that trigger a check (the default): every verdict writes several
+            # validation.* tags, and subscribing to tag events would only add deliveries answered "ignored".
+            hook, created = ensure_mlflow_webhook(client, url=url, secret=signing_secret, name=WEBHOOK_NAME)
         except Exception as exc:  # an existing server may not support webhooks: say so, keep running
             self.webhook_id = None
             log(f"WARNING: could not register the MLflow webhook at {self.tracking_uri}: "

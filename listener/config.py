@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -10,7 +11,20 @@ from typing import Any
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_TOLERANCE_S = 300
+DEFAULT_READY_TIMEOUT_S = 120.0
+# Retry policy: transient failures wait 2, 4, 8, ... seconds (capped), then the verdict is ERROR.
+DEFAULT_MAX_RETRIES = 6
+DEFAULT_RETRY_BASE_S = 2.0
+DEFAULT_RETRY_MAX_S = 60.0
+# Databricks guarantees model version tag values up to 5000 bytes; larger ones may be refused.
+DEFAULT_DATABRICKS_TAG_LIMIT = 5000
+# The SDK retries 429/503 and connection errors itself for up to 300 s by default; a queued job retries
+# on its own schedule, so each SDK call gives up sooner unless configured otherwise.
+DEFAULT_DATABRICKS_RETRY_TIMEOUT_S = 30
+DEFAULT_DATABRICKS_HTTP_TIMEOUT_S = 30
+# The webhook routes, named after the registry that calls them (``POST /webhooks/<route>``).
 ROUTES = ("mlflow", "databricks")
+SECRET_VARIABLES = {"mlflow": "GUARD_MLFLOW_SECRET", "databricks": "GUARD_DATABRICKS_SECRET"}
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -50,6 +64,18 @@ def _parse_int(name: str, value: str | None, default: int, minimum: int) -> int:
     return number
 
 
+def _parse_float(name: str, value: str | None, default: float, minimum: float) -> float:
+    if value is None or not value.strip():
+        return default
+    try:
+        number = float(value.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {value!r}") from exc
+    if not number >= minimum:  # also refuses NaN
+        raise ConfigError(f"{name} must be at least {minimum:g}, got {value!r}")
+    return number
+
+
 def _registry_kind(tracking_uri: str | None, registry_uri: str | None) -> str:
     uri = registry_uri or tracking_uri or ""
     return "databricks" if uri.startswith("databricks") else "mlflow"
@@ -73,6 +99,18 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     registry_kind: str = "mlflow"
     ui_base_url: str | None = None
+    databricks_host: str | None = None
+    ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S
+    max_retries: int = DEFAULT_MAX_RETRIES
+    retry_base_s: float = DEFAULT_RETRY_BASE_S
+    retry_max_s: float = DEFAULT_RETRY_MAX_S
+    databricks_tag_limit: int = DEFAULT_DATABRICKS_TAG_LIMIT
+    databricks_retry_timeout_s: int = DEFAULT_DATABRICKS_RETRY_TIMEOUT_S
+    databricks_http_timeout_s: int = DEFAULT_DATABRICKS_HTTP_TIMEOUT_S
+    # The job entry point's event when not given on its command line (job runners pass it this way).
+    event_message: str | None = None
+    # prometheus-client's multiprocess folder: set, /metrics adds up every process writing into it.
+    metrics_dir: str | None = None
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -97,6 +135,13 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read the settings from ``env`` (default ``os.environ``); keyword overrides win over the env."""
         env = os.environ if env is None else env
+
+        def integer(name: str, default: int, minimum: int = 1) -> int:
+            return _parse_int(name, env.get(name), default, minimum)
+
+        def number(name: str, default: float) -> float:
+            return _parse_float(name, env.get(name), default, 0)
+
         allow_unsigned = {item.lower() for item in _split_list(env.get("GUARD_ALLOW_UNSIGNED"))}
         unknown = allow_unsigned - set(ROUTES)
         if unknown:
@@ -108,8 +153,9 @@ class Settings:
         if ui_url is None and tracking_uri and tracking_uri.startswith(("http://", "https://")):
             # The MLflow tracking server also serves its UI.
             ui_url = tracking_uri
+        databricks_host = env.get("DATABRICKS_HOST") or None
         if ui_url is None and _registry_kind(tracking_uri, registry_uri) == "databricks":
-            ui_url = env.get("DATABRICKS_HOST") or None
+            ui_url = databricks_host
         values: dict[str, Any] = {
             "tracking_uri": tracking_uri,
             "registry_uri": registry_uri,
@@ -128,6 +174,18 @@ class Settings:
                                          DEFAULT_MAX_BODY_BYTES, 1),
             "registry_kind": _registry_kind(tracking_uri, registry_uri),
             "ui_base_url": ui_url,
+            "databricks_host": databricks_host,
+            "ready_timeout_s": number("GUARD_READY_TIMEOUT", DEFAULT_READY_TIMEOUT_S),
+            "max_retries": integer("GUARD_MAX_RETRIES", DEFAULT_MAX_RETRIES, 0),
+            "retry_base_s": number("GUARD_RETRY_BASE_S", DEFAULT_RETRY_BASE_S),
+            "retry_max_s": number("GUARD_RETRY_MAX_S", DEFAULT_RETRY_MAX_S),
+            "databricks_tag_limit": integer("GUARD_DATABRICKS_TAG_LIMIT", DEFAULT_DATABRICKS_TAG_LIMIT),
+            "databricks_retry_timeout_s": integer("GUARD_DATABRICKS_RETRY_TIMEOUT",
+                                                  DEFAULT_DATABRICKS_RETRY_TIMEOUT_S),
+            "databricks_http_timeout_s": integer("GUARD_DATABRICKS_HTTP_TIMEOUT",
+                                                 DEFAULT_DATABRICKS_HTTP_TIMEOUT_S),
+            "event_message": env.get("GUARD_EVENT_MESSAGE") or env.get("EVENT_MESSAGE") or None,
+            "metrics_dir": env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         }
         values.update(overrides)
         return cls(**values)
@@ -136,8 +194,46 @@ class Settings:
         """The accepted secrets of a webhook route (``mlflow`` or ``databricks``)."""
         return list(self.mlflow_secrets if route == "mlflow" else self.databricks_secrets)
 
+    def retry_delay(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based): exponential, capped."""
+        return float(min(self.retry_max_s, self.retry_base_s * (2 ** max(0, attempt - 1))))
+
     def allows_unsigned(self, route: str) -> bool:
         """True when ``route`` has no secret and was explicitly opened to unsigned deliveries."""
         if route == "mlflow":
             return self.allow_unsigned_mlflow and not self.mlflow_secrets
         return self.allow_unsigned_databricks and not self.databricks_secrets
+
+
+# (data folder, message) pairs already logged by this process. gunicorn's master logs them before it forks
+# its workers (deploy/gunicorn.conf.py), so every worker inherits them and none repeats them.
+_announced: set[tuple[str, str]] = set()
+
+
+def route_notices(settings: Settings) -> list[tuple[int, str]]:
+    """What an operator must know about the webhook routes: (logging level, message) pairs."""
+    notices: list[tuple[int, str]] = []
+    for route in ROUTES:
+        if settings.secrets_for(route):
+            continue
+        if settings.allows_unsigned(route):
+            notices.append((logging.WARNING, f"POST /webhooks/{route} accepts UNSIGNED deliveries "
+                            "(GUARD_ALLOW_UNSIGNED): anyone who can reach it can trigger validations; "
+                            "configure a secret instead"))
+        elif route != settings.registry_kind:
+            notices.append((logging.INFO, f"POST /webhooks/{route} is off: no {SECRET_VARIABLES[route]} is "
+                            f"configured, so its deliveries are refused with 401 (this listener serves the "
+                            f"{settings.registry_kind} registry)"))
+        else:
+            notices.append((logging.WARNING, f"POST /webhooks/{route} has no secret configured "
+                            f"({SECRET_VARIABLES[route]}): every delivery will be refused with 401"))
+    return notices
+
+
+def announce_routes(settings: Settings, logger: Any) -> None:
+    """Log :func:`route_notices` once per process and data folder (``logger``: anything with ``log``)."""
+    for level, message in route_notices(settings):
+        key = (str(settings.data_dir), message)
+        if key not in _announced:
+            _announced.add(key)
+            logger.log(level, message)

@@ -8,7 +8,6 @@ there and ``/metrics`` adds them up across processes. The queue depth is read fr
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -23,11 +22,6 @@ CHECK_DURATION = Histogram("guard_check_duration_seconds", "Time to check one mo
                            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800))
 PUBLISH_FAILURES = Counter("guard_publish_failures_total", "Failed attempts to publish a verdict",
                            ["registry"])
-
-
-def multiprocess_dir() -> str | None:
-    """The multiprocess folder when prometheus-client runs in multiprocess mode, else None."""
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
 # Labelled children of DELIVERIES by (route, code). ``labels()`` validates and looks the labels up under a
@@ -55,14 +49,6 @@ def record_publish_failure(registry: str) -> None:
     PUBLISH_FAILURES.labels(registry=registry).inc()
 
 
-def mark_process_dead(pid: int) -> None:
-    """Drop a dead worker's live-gauge files (call from gunicorn's ``child_exit`` hook)."""
-    if multiprocess_dir():
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(pid)
-
-
 class QueueDepthCollector(Collector):
     """``guard_queue_depth``, read from the queue when scraped (a gauge per process would disagree)."""
 
@@ -79,9 +65,13 @@ class QueueDepthCollector(Collector):
         yield family
 
 
-def render(depth: Callable[[], int]) -> tuple[bytes, str]:
-    """The Prometheus text exposition of every metric: (body, content type)."""
-    if multiprocess_dir():
+def render(depth: Callable[[], int], multiprocess_dir: str | None) -> tuple[bytes, str]:
+    """The Prometheus text exposition of every metric: (body, content type).
+
+    ``multiprocess_dir``: prometheus-client's multiprocess folder (``PROMETHEUS_MULTIPROC_DIR``), whose
+    files are added up across processes; None for this process's own counters.
+    """
+    if multiprocess_dir:
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()

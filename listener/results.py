@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from listener.config import Settings
 from listener.verdict import STATUSES, Verdict
 
 # In-progress states; the final ones are the verdict statuses PASSED / FAILED / ERROR.
@@ -84,14 +85,18 @@ def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while process ``pid`` of this host exists and is not a zombie (exited, not yet reaped)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc (or the process just went): os.kill said it exists
 
 
 def owner_alive(owner: str | None, heartbeat: float | None, now: float,
@@ -106,7 +111,7 @@ def owner_alive(owner: str | None, heartbeat: float | None, now: float,
     host, _, rest = owner.partition(":")
     pid = rest.partition(":")[0]
     if host == socket.gethostname() and pid.isdigit():
-        return _pid_alive(int(pid))
+        return pid_alive(int(pid))
     return True
 
 
@@ -158,17 +163,6 @@ class ResultsStore:
             conn.close()
 
     # ------------------------------------------------------------------------------------- journal
-
-    def record_queued(self, request: dict[str, Any], job_key: str | None = None) -> None:
-        """Journal a job before it is enqueued (optional; makes the enqueue→dequeue gap recoverable)."""
-        key = job_key or request["delivery_key"]
-        now = time.time()
-        with self._connect(immediate=True) as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO validations (job_key, registry, model, version, trigger, action, "
-                "request, status, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                (key, request["registry"], request["model"], str(request["version"]), request.get("trigger"),
-                 request.get("action"), json.dumps(request), QUEUED, now))
 
     def claim(self, request: dict[str, Any], owner: str, *, job_key: str | None = None,
               ui_url: str | None = None, stale_after: float = STALE_AFTER_S) -> Claim:
@@ -287,18 +281,10 @@ class ResultsStore:
                                     (model, limit)).fetchall()
         return [_row_dict(r) for r in rows]
 
-    def counts(self) -> dict[str, int]:
-        """Number of validations per status (PASSED/FAILED/ERROR and in-progress states)."""
-        with self._connect() as conn:
-            rows = conn.execute("SELECT status, COUNT(*) AS n FROM validations GROUP BY status").fetchall()
-        return {r["status"]: int(r["n"]) for r in rows}
 
-    def publish_failures(self) -> int:
-        """Validations whose verdict could not be published (after all retries)."""
-        with self._connect() as conn:
-            row = conn.execute("SELECT COUNT(*) AS n FROM validations WHERE publish_status=?",
-                               (PUBLISH_FAILED,)).fetchone()
-        return int(row["n"])
+def open_store(settings: Settings) -> ResultsStore:
+    """The results store of ``settings``: every caller opens it here, so the store is chosen in one place."""
+    return ResultsStore(Path(settings.data_dir) / "results.db")
 
 
 def _report(verdict: Verdict) -> dict[str, Any]:

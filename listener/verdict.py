@@ -35,6 +35,9 @@ TAG_CHECKED_AT = "validation.checked_at"
 TAG_SEAL = "validation.seal"
 TAG_REPORT = "validation.report"
 TAG_MANIFEST = "validation.manifest"
+# The order tags are written in: the seal first (a version is sealed as early as possible), the status
+# last (whoever sees a fresh status also sees the report and summary that belong to it).
+TAG_ORDER = (TAG_MANIFEST, TAG_SEAL, TAG_REPORT, TAG_SUMMARY, TAG_CHECKED_AT, TAG_STATUS)
 
 _BADGE = {PASSED: "\u2705 PASSED", FAILED: "\u274c FAILED", ERROR: "\u26a0\ufe0f ERROR"}
 
@@ -83,19 +86,6 @@ class Verdict:
         if self.status not in STATUSES:
             raise ValueError(f"unknown verdict status {self.status!r}")
         self.summary = one_line(self.summary)
-
-    @property
-    def exit_code(self) -> int:
-        """0 PASSED, 1 FAILED, 2 ERROR — the same convention as the command-line tools."""
-        return {PASSED: 0, FAILED: 1, ERROR: 2}[self.status]
-
-    @property
-    def differing_paths(self) -> list[str]:
-        """Every path named by a difference, run-vs-registry first, without repeats."""
-        seen: dict[str, None] = {}
-        for d in [*self.differences, *self.seal_differences]:
-            seen.setdefault(str(d.get("path", "")), None)
-        return list(seen)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (the inverse of :meth:`from_dict`)."""
@@ -196,6 +186,11 @@ def render_tags(verdict: Verdict, limit: int = TAG_VALUE_LIMIT) -> dict[str, str
     return tags
 
 
+def ordered_tags(tags: dict[str, str]) -> list[str]:
+    """The keys of ``tags`` in :data:`TAG_ORDER` (keys it does not name first)."""
+    return sorted(tags, key=lambda k: TAG_ORDER.index(k) if k in TAG_ORDER else -1)
+
+
 # ----------------------------------------------------------------------------------------- description
 
 def _md_safe(text: str) -> str:
@@ -245,11 +240,6 @@ def update_description(old: str | None, verdict: Verdict) -> str:
         return section
     sep = "" if old.endswith("\n\n") else ("\n" if old.endswith("\n") else "\n\n")
     return old + sep + section
-
-
-def strip_description_section(text: str | None) -> str:
-    """``text`` without our section (what the user wrote), for tests and display."""
-    return _SECTION_RE.sub("", text or "", count=1)
 
 
 # -------------------------------------------------------------------------------------------- comment

@@ -38,3 +38,14 @@ def mlflow_server_2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mlflow
     srv = MlflowServer(tmp_path_factory.mktemp("mlflow-second")).start()
     yield srv
     srv.stop()
+
+
+# The Databricks stand-in and workspace fake are shared by the Databricks, adapter and e2e tests.
+from tests.support.databricks_fixtures import (  # noqa: E402, F401
+    dbx_env,
+    fake_webhook_receiver,
+    recordings,
+    standin,
+    workspace_fake,
+    workspace_s3,
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 if TYPE_CHECKING:
     from listener.config import Settings
@@ -23,3 +24,16 @@ def get_adapter(registry: str, settings: Settings) -> RegistryAdapter:
 
         return DatabricksAdapter(settings)
     raise ValueError(f"unknown registry {registry!r}; expected one of {', '.join(REGISTRIES)}")
+
+
+def version_url(settings: Settings, registry: str, model: str, version: str) -> str | None:
+    """Link to a version in its registry's UI (``GUARD_UI_URL``; Databricks: else ``DATABRICKS_HOST``).
+
+    Both UIs route in the URL fragment: MLflow ``#/models/…``, Databricks ``#mlflow/models/…`` (the form
+    MLflow itself prints for a workspace). None when no http(s) base is known.
+    """
+    base = settings.ui_base_url or (settings.databricks_host if registry == "databricks" else None)
+    if not base or not base.startswith(("http://", "https://")):
+        return None
+    route = "#mlflow/models" if registry == "databricks" else "#/models"
+    return f"{base.rstrip('/')}/{route}/{quote(model, safe='')}/versions/{quote(str(version), safe='')}"

@@ -1,44 +1,48 @@
-"""The shape every registry adapter has: read a version, load its seal, publish a verdict."""
+"""The shape every registry adapter has, and what adapters reading through ``MlflowClient`` share."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
+from mlflow import MlflowClient
+
+from core.check import seal_from_tags
 from core.errors import CheckError
+from core.registry import translate
 from core.seal import Manifest
-from listener.verdict import TAG_MANIFEST, Verdict
+from listener.config import Settings
+from listener.registries import version_url
+from listener.verdict import Verdict, ordered_tags, update_description
 
 
-@runtime_checkable
 class RegistryAdapter(Protocol):
-    """One registry (open-source MLflow, Databricks) as the worker sees it."""
+    """One registry (open-source MLflow, Databricks) as the worker uses it."""
+
+    registry: str
+    client: MlflowClient  # what the core reads the version's files through
 
     def read_version(self, model: str, version: str) -> Any:
-        """The model version as the registry has it now (has ``.status``, ``.tags`` where supported).
+        """The model version as the registry has it now (``.status``, ``.tags``, ``.description``).
 
         Raises ``core.errors.NotFoundError`` for an unknown model/version and ``TransientError`` when the
         registry cannot be reached.
         """
         ...
 
-    def load_seal(self, model: str, version: str) -> Manifest | None:
-        """The version's seal (the ``validation.manifest`` tag) or None when it has none."""
+    def seal_of(self, mv: Any) -> Manifest | None:
+        """The seal carried by a version already read, or None when it has none."""
         ...
 
-    def publish(self, verdict: Verdict) -> None:
-        """Write ``verdict`` onto the version; ``TransientError`` when retrying may help."""
+    def version_url(self, model: str, version: str) -> str | None:
+        """Link to the version in the registry's UI, when one is known."""
         ...
 
+    def publish(self, verdict: Verdict, current: Any = None) -> None:
+        """Write ``verdict`` onto the version; ``current`` is the version as read for this job.
 
-def classify_exception(exc: BaseException, what: str) -> CheckError:
-    """Turn a client exception into ``TransientError`` / ``NotFoundError`` / ``CheckError``.
-
-    ``what`` names the operation for the user-facing message. Connection failures, timeouts, 429 and
-    5xx answers are transient; everything else is permanent (the core's classification, shared).
-    """
-    from core.registry import translate
-
-    return translate(exc, what)
+        ``TransientError`` when retrying may help.
+        """
+        ...
 
 
 class MlflowClientAdapter:
@@ -49,7 +53,7 @@ class MlflowClientAdapter:
 
     registry = ""
 
-    def __init__(self, settings: Any, client: Any = None) -> None:
+    def __init__(self, settings: Settings, client: MlflowClient | None = None) -> None:
         self.settings = settings
         if client is None:
             from core.registry import make_client
@@ -58,7 +62,7 @@ class MlflowClientAdapter:
         self.client = client
 
     def _classify(self, exc: BaseException, what: str) -> CheckError:
-        return classify_exception(exc, what)
+        return translate(exc, what)
 
     def read_version(self, model: str, version: str) -> Any:
         """The model version as the registry has it now."""
@@ -67,17 +71,40 @@ class MlflowClientAdapter:
         except Exception as exc:  # noqa: BLE001 - mapped to our error classes
             raise self._classify(exc, f"reading {model} version {version}") from exc
 
-    def load_seal(self, model: str, version: str) -> Manifest | None:
-        """The manifest stored in the ``validation.manifest`` tag, or None."""
-        return self.seal_of(self.read_version(model, version))
-
     def seal_of(self, mv: Any) -> Manifest | None:
-        """The seal carried by an already-read version (saves a registry round trip)."""
-        raw = (getattr(mv, "tags", None) or {}).get(TAG_MANIFEST)
-        if not raw:
-            return None
+        """The manifest in the version's ``validation.manifest`` tag, or None."""
         try:
-            return Manifest.from_json(raw)
-        except Exception as exc:  # noqa: BLE001 - a damaged seal is a permanent problem of the version
-            raise CheckError(f"the {TAG_MANIFEST} tag of {mv.name} version {mv.version} is not a valid "
-                             "manifest") from exc
+            return seal_from_tags(getattr(mv, "tags", None))
+        except CheckError as exc:  # a damaged seal is a permanent problem of the version: name it
+            raise CheckError(f"{mv.name} version {mv.version}: {exc}") from exc
+
+    def version_url(self, model: str, version: str) -> str | None:
+        """Link to the version in the registry's UI (``GUARD_UI_URL`` or the registry's own)."""
+        return version_url(self.settings, self.registry, model, version)
+
+    def current(self, verdict: Verdict, current: Any) -> Any:
+        """``current`` or, when a caller publishes without having read the version, a fresh read."""
+        return current if current is not None else self.read_version(verdict.model, str(verdict.version))
+
+
+def write_tags_and_description(client: MlflowClient, current: Any, verdict: Verdict,
+                               tags: dict[str, str]) -> None:
+    """Write the changed ``validation.*`` tags and the description section; the status tag last.
+
+    ``current`` is the version as read for this job: tags that already hold their value are not written
+    again, so a retried publish is cheap and harmless. The user's text around the section is kept as
+    ``current`` has it.
+    """
+    model, version = verdict.model, str(verdict.version)
+    existing = dict(getattr(current, "tags", None) or {})
+    order = ordered_tags(tags)
+    for key in order[:-1]:
+        if existing.get(key) != tags[key]:
+            client.set_model_version_tag(model, version, key, tags[key])
+    description = getattr(current, "description", None) or ""
+    updated = update_description(description, verdict)
+    if updated != description:
+        client.update_model_version(model, version, description=updated)
+    last = order[-1]
+    if existing.get(last) != tags[last]:
+        client.set_model_version_tag(model, version, last, tags[last])

@@ -27,72 +27,30 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+
+from mlflow import MlflowClient
 
 from core.errors import CheckError, NotFoundError, TransientError
+from core.registry import translate
 from core.seal import Manifest
-from listener.registries.base import MlflowClientAdapter, classify_exception
-from listener.verdict import (
-    COMMENT_LIMIT,
-    PASSED,
-    TAG_CHECKED_AT,
-    TAG_MANIFEST,
-    TAG_REPORT,
-    TAG_SEAL,
-    TAG_STATUS,
-    TAG_SUMMARY,
-    Verdict,
-    render_comment,
-    render_tags,
-    update_description,
-)
+from core.stages import canonical_stage
+from listener.config import Settings
+from listener.registries.base import MlflowClientAdapter, write_tags_and_description
+from listener.verdict import COMMENT_LIMIT, PASSED, Verdict, ordered_tags, render_comment, render_tags
 
 log = logging.getLogger(__name__)
 
 # First line of every comment this project writes; a COMMENT_CREATED delivery whose comment starts with
 # it is our own.
 COMMENT_MARKER = "[mlflow-version-guard]"
-# Databricks guarantees model version tag values up to 5000 bytes; larger ones may be refused.
-DEFAULT_TAG_LIMIT_BYTES = 5000
-# The SDK retries 429/503 and connection errors itself for up to 300 s by default; a queued job retries
-# on its own schedule, so each SDK call gives up sooner unless configured otherwise.
-DEFAULT_SDK_RETRY_TIMEOUT_S = 30
-DEFAULT_SDK_HTTP_TIMEOUT_S = 30
-STAGES = ("None", "Staging", "Production", "Archived")
-_TAG_ORDER = (TAG_MANIFEST, TAG_SEAL, TAG_REPORT, TAG_SUMMARY, TAG_CHECKED_AT, TAG_STATUS)
-
-
-def is_own_comment(text: str | None) -> bool:
-    """True when a comment (e.g. a ``COMMENT_CREATED`` payload's ``comment``) was written by us."""
-    return isinstance(text, str) and text.lstrip().startswith(COMMENT_MARKER)
 
 
 def render_databricks_comment(verdict: Verdict, limit: int = COMMENT_LIMIT) -> str:
     """The comment text: our marker line, then the verdict as the shared renderer writes it."""
     head = COMMENT_MARKER + "\n"
     return head + render_comment(verdict, limit=limit - len(head))
-
-
-def normalise_stage(stage: str | None) -> str | None:
-    """A stage name in the API's spelling (``staging`` -> ``Staging``); None when not a stage."""
-    if not stage:
-        return None
-    for s in STAGES:
-        if s.lower() == str(stage).strip().lower():
-            return s
-    return None
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    try:
-        return int(raw) if raw else default
-    except ValueError:
-        log.warning("ignoring %s=%r: not an integer", name, raw)
-        return default
 
 
 def sdk_error(exc: BaseException, what: str) -> CheckError:
@@ -114,13 +72,13 @@ def sdk_error(exc: BaseException, what: str) -> CheckError:
         return NotFoundError(f"{what}: {text}")
     if type(exc) is dbx.DatabricksError:
         # An HTTP status the SDK has no class for (e.g. 502 from a proxy): judge by the text.
-        return classify_exception(exc, what)
+        return translate(exc, what)
     if isinstance(exc, dbx.DatabricksError):
         return CheckError(f"{what}: {text}")
     if isinstance(exc, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)):
         # TimeoutError is also what the SDK raises when its own retries of 429/503 ran out.
         return TransientError(f"{what}: cannot reach Databricks: {text}")
-    return classify_exception(exc, what)
+    return translate(exc, what)
 
 
 class DatabricksAdapter(MlflowClientAdapter):
@@ -128,26 +86,17 @@ class DatabricksAdapter(MlflowClientAdapter):
 
     registry = "databricks"
 
-    def __init__(self, settings: Any, client: Any = None, workspace: Any = None,
+    def __init__(self, settings: Settings, client: MlflowClient | None = None, workspace: Any = None,
                  unity_catalog: bool | None = None) -> None:
         super().__init__(settings, client)
         self._workspace = workspace
-        self.tag_limit = _env_int("GUARD_DATABRICKS_TAG_LIMIT", DEFAULT_TAG_LIMIT_BYTES)
+        self.tag_limit = settings.databricks_tag_limit
         if unity_catalog is None:
-            registry_uri = str(getattr(settings, "registry_uri", None) or "")
-            unity_catalog = registry_uri.startswith("databricks-uc")
+            unity_catalog = str(settings.registry_uri or "").startswith("databricks-uc")
         self.unity_catalog = unity_catalog
 
     def _classify(self, exc: BaseException, what: str) -> CheckError:
         return sdk_error(exc, what)
-
-    def version_url(self, model: str, version: str) -> str | None:
-        """Link to the version in the workspace UI (``GUARD_UI_URL``, else ``DATABRICKS_HOST``)."""
-        base = getattr(self.settings, "ui_base_url", None) or os.environ.get("DATABRICKS_HOST")
-        if not base or not base.startswith(("http://", "https://")):
-            return None
-        return (f"{base.rstrip('/')}/#mlflow/models/{quote(model, safe='')}"
-                f"/versions/{quote(str(version), safe='')}")
 
     # -- writing ---------------------------------------------------------------------------------
     @property
@@ -159,10 +108,8 @@ class DatabricksAdapter(MlflowClientAdapter):
 
             try:
                 # Only timeouts are set here; host and credentials come from the SDK's own resolution.
-                cfg = Config(retry_timeout_seconds=_env_int("GUARD_DATABRICKS_RETRY_TIMEOUT",
-                                                            DEFAULT_SDK_RETRY_TIMEOUT_S),
-                             http_timeout_seconds=_env_int("GUARD_DATABRICKS_HTTP_TIMEOUT",
-                                                           DEFAULT_SDK_HTTP_TIMEOUT_S),
+                cfg = Config(retry_timeout_seconds=self.settings.databricks_retry_timeout_s,
+                             http_timeout_seconds=self.settings.databricks_http_timeout_s,
                              product="mlflow-version-guard", product_version=_version())
                 self._workspace = WorkspaceClient(config=cfg)
             except Exception as exc:  # noqa: BLE001 - e.g. no host/credentials configured
@@ -187,10 +134,14 @@ class DatabricksAdapter(MlflowClientAdapter):
                 return tags
             limit //= 2  # non-ASCII text: characters under the limit, bytes over it
 
-    def publish(self, verdict: Verdict) -> None:
-        """Tags, then one comment, then (gating on, transition request) approve or reject."""
+    def publish(self, verdict: Verdict, current: Any = None) -> None:
+        """Tags, then one comment, then (gating on, transition request) approve or reject.
+
+        ``current`` (the version as read for this job) is only needed in Unity Catalog, for the
+        description.
+        """
         if self.unity_catalog:
-            self._publish_unity_catalog(verdict)
+            self._publish_unity_catalog(verdict, current)
             return
         model, version = verdict.model, str(verdict.version)
         text = render_databricks_comment(verdict)
@@ -200,7 +151,7 @@ class DatabricksAdapter(MlflowClientAdapter):
         what = f"publishing to {model} version {version}"
         try:
             tags = self.render_tags(verdict)
-            for key in sorted(tags, key=lambda k: _TAG_ORDER.index(k) if k in _TAG_ORDER else -1):
+            for key in ordered_tags(tags):
                 reg.set_model_version_tag(name=model, version=version, key=key, value=tags[key])
             if "comment" not in done:
                 reg.create_comment(name=model, version=version, comment=text)
@@ -213,33 +164,26 @@ class DatabricksAdapter(MlflowClientAdapter):
         except Exception as exc:  # noqa: BLE001 - mapped to our error classes
             raise sdk_error(exc, what) from exc
 
-    def _publish_unity_catalog(self, verdict: Verdict) -> None:
-        """Tags, then the marked description section (Unity Catalog has no comments or stages)."""
+    def _publish_unity_catalog(self, verdict: Verdict, current: Any) -> None:
+        """Tags and the marked description section, like open-source MLflow (UC has no comments or stages)."""
         model, version = verdict.model, str(verdict.version)
-        if verdict.gate and getattr(self.settings, "gate_transitions", False):
+        if verdict.gate and self.settings.gate_transitions:
             log.warning("%s version %s: Unity Catalog has no transition requests; nothing to gate", model,
                         version)
         try:
-            tags = self.render_tags(verdict)
-            for key in sorted(tags, key=lambda k: _TAG_ORDER.index(k) if k in _TAG_ORDER else -1):
-                self.client.set_model_version_tag(model, version, key, tags[key])
-            # Re-read right before writing so an edit the user made meanwhile is kept.
-            current = self.client.get_model_version(model, version).description or ""
-            updated = update_description(current, verdict)
-            if updated != current:
-                self.client.update_model_version(model, version, description=updated)
+            write_tags_and_description(self.client, self.current(verdict, current), verdict,
+                                       self.render_tags(verdict))
         except Exception as exc:  # noqa: BLE001 - mapped to our error classes
-            raise classify_exception(exc, f"publishing to {model} version {version}") from exc
+            raise self._classify(exc, f"publishing to {model} version {version}") from exc
 
     def _should_gate(self, verdict: Verdict) -> bool:
-        return bool(getattr(self.settings, "gate_transitions", False) and verdict.gate
-                    and normalise_stage(verdict.to_stage))
+        return bool(self.settings.gate_transitions and verdict.gate and canonical_stage(verdict.to_stage))
 
     def _gate(self, verdict: Verdict, text: str) -> None:
         from databricks.sdk import errors as dbx
 
         model, version = verdict.model, str(verdict.version)
-        stage = normalise_stage(verdict.to_stage)
+        stage = canonical_stage(verdict.to_stage)
         reg = self.workspace.model_registry
         try:
             if verdict.status == PASSED:
@@ -258,8 +202,8 @@ class DatabricksAdapter(MlflowClientAdapter):
 
     # -- progress markers (make a retried publish post the comment and the gate once) ----------------
     def _marker(self, verdict: Verdict) -> Path | None:
-        data_dir = getattr(self.settings, "data_dir", None)
-        if data_dir is None or not verdict.delivery_key:
+        data_dir = self.settings.data_dir
+        if not verdict.delivery_key:
             return None
         ident = hashlib.sha256(f"{verdict.delivery_key}|{verdict.checked_at}".encode()).hexdigest()
         return Path(data_dir) / "databricks-published" / f"{ident}.json"

@@ -21,7 +21,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.deploy.stack import Web, Worker, guard_env, mlflow_delivery, require_tool, version_created_data
-from tests.listener_worker.helpers import register_model
+from tests.listener.worker.helpers import register_model
 from tests.support.procs import MlflowServer
 
 pytestmark = pytest.mark.e2e

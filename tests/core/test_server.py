@@ -265,6 +265,11 @@ def test_tampered_nested_file_fails_against_the_seal_tag(models: Models, tmp_pat
         target.write_bytes(original)
     result = check_model_version(models.tamper, "1", tracking_uri=models.url, seal_from_tag=True)
     assert result.status == "PASSED" and result.seal_checked, result.summary
+    # The verdict stands on the version's seal; without one, the manifest read now becomes its first seal.
+    assert result.seal_digest == result.manifest.tree_digest and result.new_seal is None
+    unsealed = check_model_version(models.tamper, "1", tracking_uri=models.url)
+    assert unsealed.status == "PASSED" and not unsealed.seal_checked
+    assert unsealed.new_seal == unsealed.manifest and unsealed.seal_digest == unsealed.manifest.tree_digest
 
 
 def test_compare_two_versions_lists_the_changed_nested_file(models: Models, tmp_path: Path):

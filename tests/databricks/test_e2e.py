@@ -15,7 +15,7 @@ from databricks.sdk.core import Config
 from databricks.sdk.service.ml import HttpUrlSpec, RegistryWebhookEvent
 from mlflow import MlflowClient
 
-from tests.databricks.conftest import NESTED_FILE, TOKEN, register_model
+from tests.support.databricks_fixtures import NESTED_FILE, TOKEN, register_model
 from tests.support.databricks_standin import REPO_ROOT, DatabricksStandIn
 from tests.support.procs import ManagedProcess, free_port, wait_http
 
@@ -41,10 +41,10 @@ class Listener:
         })
         (root / "prom").mkdir(parents=True, exist_ok=True)
         self.web = ManagedProcess([str(VENV_BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py",
-                                   "listener.app:create_app()"], env=env, cwd=REPO_ROOT,
+                                   "listener.web:create_app()"], env=env, cwd=REPO_ROOT,
                                   log_path=root / "web.log")
-        self.worker = ManagedProcess([str(VENV_BIN / "huey_consumer"), "listener.tasks.huey", "-w", "2",
-                                      "-k", "thread", "-m", "0.5"], env=env, cwd=REPO_ROOT,
+        self.worker = ManagedProcess([str(VENV_BIN / "huey_consumer"), "listener.worker.tasks.huey",
+                                      "-w", "2", "-k", "thread", "-m", "0.5"], env=env, cwd=REPO_ROOT,
                                      log_path=root / "worker.log")
 
     @property

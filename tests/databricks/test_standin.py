@@ -15,7 +15,7 @@ from databricks.sdk.errors import NotFound, PermissionDenied
 from databricks.sdk.service.ml import ActivityType, HttpUrlSpec, RegistryWebhookEvent
 from mlflow import MlflowClient
 
-from tests.databricks.conftest import NESTED_FILE, TOKEN, register_model
+from tests.support.databricks_fixtures import NESTED_FILE, TOKEN, register_model
 from tests.support.databricks_standin import DatabricksStandIn
 from tests.support.receiver import Receiver
 

@@ -24,8 +24,8 @@ def gunicorn_settings(env: dict[str, str]) -> dict:
     """Evaluate deploy/gunicorn.conf.py the way gunicorn does (exec of the file) in a clean process."""
     code = ("import json, runpy; ns = runpy.run_path('deploy/gunicorn.conf.py'); "
             "print(json.dumps({k: ns.get(k) for k in ('bind', 'workers', 'threads', 'timeout', 'accesslog', "
-            "'errorlog', 'control_socket_disable')} | {'multiproc': __import__('os').environ.get("
-            "'PROMETHEUS_MULTIPROC_DIR')}))")
+            "'errorlog', 'control_socket_disable', 'worker_class', 'body_timeout_s')} "
+            "| {'multiproc': __import__('os').environ.get('PROMETHEUS_MULTIPROC_DIR')}))")
     cleared = ("PORT", "WEB_CONCURRENCY", "GUNICORN_WORKERS", "GUNICORN_BIND", "PROMETHEUS_MULTIPROC_DIR")
     base = {k: v for k, v in os.environ.items() if k not in cleared}
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env={**base, **env},
@@ -37,14 +37,15 @@ def test_procfile_runs_the_app_factory_and_the_workers_huey() -> None:
     entries = procfile()
     assert set(entries) == {"web", "worker"}
     web = shlex.split(entries["web"])
-    assert web[:3] == ["gunicorn", "-c", "deploy/gunicorn.conf.py"] and web[3] == "listener.app:create_app()"
+    assert web[:3] == ["gunicorn", "-c", "deploy/gunicorn.conf.py"] and web[3] == "listener.web:create_app()"
     worker = shlex.split(entries["worker"])
-    assert worker[:2] == ["huey_consumer", "listener.tasks.huey"]
+    assert worker[:2] == ["huey_consumer", "listener.worker.tasks.huey"]
     assert worker[worker.index("-k") + 1] == "thread"
     # The module and attribute the consumer loads exist.
-    from listener import app, tasks
+    from listener import web
+    from listener.worker import tasks
 
-    assert callable(app.create_app) and tasks.huey is not None
+    assert callable(web.create_app) and tasks.huey is not None
 
 
 def test_gunicorn_settings_follow_the_environment(tmp_path: Path) -> None:
@@ -52,6 +53,8 @@ def test_gunicorn_settings_follow_the_environment(tmp_path: Path) -> None:
     assert s["bind"] == "0.0.0.0:8123" and s["workers"] == 3
     assert s["accesslog"] == "-" and s["errorlog"] == "-" and s["control_socket_disable"] is True
     assert 0 < s["timeout"] <= 30
+    # Threaded workers with a body-read timeout: clients holding a body half-sent cannot stall the intake.
+    assert s["worker_class"] == "gthread" and s["threads"] >= 8 and 0 < s["body_timeout_s"] <= s["timeout"]
     # Without a configured folder, the workers get a private multiprocess folder of their own.
     assert s["multiproc"] and Path(s["multiproc"]).is_dir()
     Path(s["multiproc"]).rmdir()
@@ -91,7 +94,7 @@ def test_compose_has_mlflow_redis_web_worker_wired_together() -> None:
     assert set(services) == {"mlflow", "redis", "web", "worker"}
     web, worker, mlflow_svc = services["web"], services["worker"], services["mlflow"]
     assert web["command"] == shlex.split(procfile()["web"])
-    assert worker["command"][:2] == ["huey_consumer", "listener.tasks.huey"]
+    assert worker["command"][:2] == ["huey_consumer", "listener.worker.tasks.huey"]
     for svc in (web, worker):
         env = svc["environment"]
         assert env["GUARD_QUEUE"].startswith("redis://redis:")

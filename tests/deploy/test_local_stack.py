@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from deploy.local_stack import _alive, child_pids
+from deploy.local_stack import child_pids
+from listener.results import pid_alive
 from tests.support.procs import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -69,7 +70,7 @@ class Launcher:
             self.out.close()
         assert code == 0, self.output()[-3000:]
         time.sleep(0.2)
-        left = [pid for pid in tree if _alive(pid)]
+        left = [pid for pid in tree if pid_alive(pid)]
         for pid in left:  # never leave strays behind, even when the assertion below fails
             os.kill(pid, signal.SIGKILL)
         assert not left, f"processes still alive after SIGINT: {left}\n{self.output()[-3000:]}"

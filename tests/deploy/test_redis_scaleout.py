@@ -15,10 +15,10 @@ import pytest
 from mlflow import MlflowClient
 
 from listener.config import Settings
-from listener.queue import queue_depth
+from listener.intake import queue_depth
 from listener.results import ResultsStore
 from tests.deploy.stack import RedisServer, Web, Worker, guard_env, mlflow_delivery, version_created_data
-from tests.listener_worker.helpers import register_model
+from tests.listener.worker.helpers import register_model
 from tests.support.procs import MlflowServer
 
 pytestmark = pytest.mark.e2e

@@ -22,10 +22,10 @@ import requests
 from mlflow import MlflowClient
 
 from listener.config import Settings
-from listener.queue import queue_depth
+from listener.intake import queue_depth
 from listener.results import ResultsStore
 from listener.verdict import SECTION_START
-from tests.listener_worker.helpers import local_model_path, register_model, wait_for
+from tests.listener.worker.helpers import local_model_path, register_model, wait_for
 from tests.support.procs import ManagedProcess, MlflowServer, free_port, wait_http
 
 pytestmark = pytest.mark.e2e
@@ -57,10 +57,10 @@ class Stack:
         })
         self.env = env
         self.web = ManagedProcess([str(VENV_BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{self.port}",
-                                   "--access-logfile", "-", "listener.app:create_app()"],
+                                   "--access-logfile", "-", "listener.web:create_app()"],
                                   env=env, cwd=REPO, log_path=root / "web.log")
-        self.worker = ManagedProcess([str(VENV_BIN / "huey_consumer"), "listener.tasks.huey", "-w", "2",
-                                      "-k", "thread", "-m", "0.5"], env=env, cwd=REPO,
+        self.worker = ManagedProcess([str(VENV_BIN / "huey_consumer"), "listener.worker.tasks.huey",
+                                      "-w", "2", "-k", "thread", "-m", "0.5"], env=env, cwd=REPO,
                                      log_path=root / "worker.log")
         self.settings = Settings(tracking_uri=self.server.url, data_dir=self.data_dir)
 

@@ -44,10 +44,10 @@ from urllib.parse import unquote, urlparse
 import requests
 from flask import Flask, Response, request
 
+from core.stages import STAGES, canonical_stage
 from tests.support.procs import ManagedProcess, MlflowServer, free_port, wait_http
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-STAGES = ("None", "Staging", "Production", "Archived")
 # Headers that must not be copied between the two HTTP hops of the forwarder.
 HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "accept-encoding",
                "content-encoding"}
@@ -255,9 +255,9 @@ def create_app(backend: str, root: Path, token: str | None = None,
         return [p[n] for n in names]
 
     def need_stage(stage: str) -> str:
-        for s in STAGES:
-            if s.lower() == str(stage).lower():
-                return s
+        canonical = canonical_stage(stage)
+        if canonical is not None:
+            return canonical
         raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Invalid stage {stage!r}; valid: {', '.join(STAGES)}")
 
     def require_auth() -> None:

@@ -1,0 +1,86 @@
+"""The event table: which registry event leads to which validation (DESIGN.md, "Events -> actions").
+
+One table for the webhook parsers and the job entry point (``guard-job``), so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from core.stages import canonical_stage
+
+SEAL_AND_CHECK = "seal_and_check"
+CHECK = "check"
+# Moving a version out of service needs no proof; gating it would block retiring a bad version.
+UNGUARDED_STAGES = frozenset({"None", "Archived"})
+
+
+@dataclass(frozen=True)
+class EventRule:
+    """What an event asks for: the action, whether a transition request is gated, where its stage is."""
+
+    action: str
+    gate: bool = False
+    stage: str | None = None          # the stage named in the event itself (``..._TO_PRODUCTION``)
+    stage_in_payload: bool = False    # the stage is the payload's ``to_stage``
+
+
+_EXACT = {
+    # open-source MLflow webhooks
+    "model_version.created": EventRule(SEAL_AND_CHECK),
+    "model_version_alias.created": EventRule(CHECK),
+    # Databricks workspace registry webhooks
+    "MODEL_VERSION_CREATED": EventRule(SEAL_AND_CHECK),
+    "MODEL_VERSION_TRANSITIONED_STAGE": EventRule(CHECK, stage_in_payload=True),
+    "TRANSITION_REQUEST_CREATED": EventRule(CHECK, gate=True, stage_in_payload=True),
+}
+# Only the job entry point sees these: Unity Catalog model update triggers and job runners saying a
+# version became ready.
+_JOB_ONLY = {
+    "MODEL_VERSION_READY": EventRule(SEAL_AND_CHECK),
+    "model_version_ready": EventRule(SEAL_AND_CHECK),
+    "version_ready": EventRule(SEAL_AND_CHECK),
+    "created": EventRule(SEAL_AND_CHECK),
+    "ready": EventRule(SEAL_AND_CHECK),
+}
+_TRANSITIONED_TO = re.compile(r"^MODEL_VERSION_TRANSITIONED_TO_([A-Z]+)$")
+_REQUESTED_TO = re.compile(r"^TRANSITION_REQUEST_TO_([A-Z]+)_CREATED$")
+
+# Genuine events that never trigger a validation, with the reason the listener answers.
+IGNORED = {
+    "MODEL_VERSION_TAG_SET": "MODEL_VERSION_TAG_SET does not trigger a validation (our own validation.* "
+                             "tags included)",
+    "COMMENT_CREATED": "COMMENT_CREATED does not trigger a validation (our own comments included)",
+    "REGISTERED_MODEL_CREATED": "REGISTERED_MODEL_CREATED does not trigger a validation",
+}
+
+
+def rule_for(event: str) -> EventRule | None:
+    """The rule of a webhook ``event``, or None for an event that triggers nothing.
+
+    A ``..._TO_<STAGE>`` event names its stage; one that names no stage we know has no rule.
+    """
+    rule = _EXACT.get(event)
+    if rule is not None:
+        return rule
+    for pattern, gate in ((_TRANSITIONED_TO, False), (_REQUESTED_TO, True)):
+        match = pattern.match(event)
+        if match:
+            stage = canonical_stage(match.group(1))
+            return EventRule(CHECK, gate=gate, stage=stage) if stage is not None else None
+    return None
+
+
+def job_rule(event: str) -> EventRule:
+    """The rule the job entry point follows: the table's, else a plain check (a promotion, a manual run)."""
+    return rule_for(event) or _JOB_ONLY.get(event) or EventRule(CHECK)
+
+
+def webhook_events(registry: str) -> tuple[str, ...]:
+    """The events of ``registry`` (``mlflow`` or ``databricks``) a webhook is subscribed to: the table's.
+
+    MLflow names events ``entity.action``; Databricks in capitals. The ``..._TO_<STAGE>`` forms are left
+    out: ``MODEL_VERSION_TRANSITIONED_STAGE`` and ``TRANSITION_REQUEST_CREATED`` already cover every stage.
+    """
+    return tuple(e for e in _EXACT if ("." in e) == (registry == "mlflow"))

@@ -1,0 +1,60 @@
+"""Probes and metrics: ``GET /healthz``, ``GET /readyz``, ``GET /metrics``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response
+
+from core.reach import probe
+from listener import intake, metrics
+from listener.config import Settings
+
+READY_TIMEOUT_S = 2.0
+
+
+def tracking_problem(settings: Settings) -> str | None:
+    """None when the configured tracking server answers a cheap request, else the reason it does not."""
+    uri = settings.tracking_uri
+    if not uri:
+        return "MLFLOW_TRACKING_URI is not set"
+    if uri.startswith("databricks"):
+        if not settings.databricks_host:
+            return "DATABRICKS_HOST is not set"
+        # Any answer below 500 proves a Databricks workspace is up (without credentials it is 401/403).
+        problem = probe(settings.databricks_host.rstrip("/") + "/", READY_TIMEOUT_S, healthy_below=500)
+    elif uri.startswith(("http://", "https://")):
+        problem = probe(uri.rstrip("/") + "/health", READY_TIMEOUT_S, healthy_below=300)
+    else:
+        return None  # a local store: nothing to reach over the network
+    return f"tracking server {problem}" if problem else None
+
+
+def blueprint(settings: Settings) -> Blueprint:
+    """The operations endpoints."""
+    bp = Blueprint("ops", __name__)
+
+    @bp.get("/healthz")
+    def healthz() -> tuple[dict[str, Any], int]:
+        return {"status": "ok"}, 200
+
+    @bp.get("/readyz")
+    def readyz() -> tuple[dict[str, Any], int]:
+        reasons: list[str] = []
+        try:
+            intake.check_writable(settings)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", reported as text
+            reasons.append(f"queue not writable: {type(exc).__name__}: {exc}")
+        tracking = tracking_problem(settings)
+        if tracking:
+            reasons.append(tracking)
+        if reasons:
+            return {"status": "not ready", "reasons": reasons}, 503
+        return {"status": "ready"}, 200
+
+    @bp.get("/metrics")
+    def metrics_endpoint() -> Response:
+        body, content_type = metrics.render(lambda: intake.queue_depth(settings), settings.metrics_dir)
+        return Response(body, status=200, content_type=content_type)
+
+    return bp

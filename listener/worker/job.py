@@ -1,0 +1,287 @@
+"""One validation job, straight through: claim, read the version once, check, store, publish.
+
+Only the model name and version are taken from the request; the registry contacted is always the one
+configured in :class:`listener.config.Settings`, never a host, path or URI named in a payload.
+
+Errors travel one way: as exceptions. A dependency that is down raises ``TransientError`` (from the
+registry adapter, or from the core's "could not check, retrying may help" result); :func:`process_job`
+turns it into :class:`RetryLater` while the retry budget lasts, and into an ERROR verdict after that.
+The caller (the queue task, the job entry point) decides how to wait.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from core.errors import CheckError, TransientError
+from listener import metrics
+from listener.config import Settings
+from listener.protocol.request import ValidationRequest
+from listener.registries import get_adapter
+from listener.registries.base import RegistryAdapter
+from listener.results import ResultsStore, open_store, owner_id
+from listener.verdict import ERROR, Verdict
+from listener.worker.lock import NoLock, RedisVersionLock, version_lock
+
+log = logging.getLogger(__name__)
+
+READY = "READY"
+PENDING = "PENDING_REGISTRATION"
+FAILED_REGISTRATION = "FAILED_REGISTRATION"
+HEARTBEAT_S = 5.0
+LOCK_WAIT_S = 2.0
+
+
+class RetryLater(Exception):
+    """Run this job again in ``delay`` seconds (the queue's retry; the job entry point sleeps)."""
+
+    def __init__(self, message: str, delay: float) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+@dataclass
+class Checked:
+    """A verdict and the model version as read for it (None when it could not be read)."""
+
+    verdict: Verdict
+    version: Any
+
+
+def version_status(mv: Any) -> str:
+    """Normalised registration status of a ModelVersion-like object (MLflow string or SDK enum)."""
+    status = getattr(mv, "status", None)
+    if status is None:
+        return READY
+    status = getattr(status, "value", status)
+    return str(status).rsplit(".", 1)[-1].upper()
+
+
+def wait_until_ready(adapter: RegistryAdapter, model: str, version: str, timeout_s: float,
+                     poll_s: float = 0.5) -> Any:
+    """Read the version; while it is still registering, read it again until it is READY.
+
+    FAILED_REGISTRATION raises ``CheckError``; still pending after ``timeout_s`` raises ``TransientError``
+    (the job is retried later rather than failed). A version that is READY is read exactly once.
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = poll_s
+    while True:
+        mv = adapter.read_version(model, version)
+        status = version_status(mv)
+        if status == READY:
+            return mv
+        if status == FAILED_REGISTRATION:
+            raise CheckError(f"{model} version {version} failed to register (status FAILED_REGISTRATION)")
+        if status != PENDING:
+            raise CheckError(f"{model} version {version} has an unknown status {status!r}")
+        if time.monotonic() >= deadline:
+            raise TransientError(
+                f"{model} version {version} still PENDING_REGISTRATION after {timeout_s:.0f} s")
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 1.5, 5.0)
+
+
+def _fields(request: ValidationRequest) -> dict[str, Any]:
+    return {"model": request.model, "version": str(request.version), "registry": request.registry,
+            "trigger": request.trigger, "action": request.action, "alias": request.alias,
+            "to_stage": request.to_stage, "gate": bool(request.gate), "delivery_key": request.delivery_key}
+
+
+def validate(request: ValidationRequest, settings: Settings, adapter: RegistryAdapter) -> Checked:
+    """Read the version once and check it; the core decides the verdict (seal included).
+
+    ``TransientError`` propagates (retrying may help); any other failure to check is an ERROR verdict.
+    Nothing is stored or published here.
+    """
+    from core.check import check_model_version
+
+    started = time.monotonic()
+    mv = None
+    try:
+        mv = wait_until_ready(adapter, request.model, request.version, settings.ready_timeout_s)
+        # Sealing never overwrites an existing seal: a re-delivered "created" event must not bless
+        # files that changed since the first one.
+        seal = adapter.seal_of(mv)
+        scratch = settings.data_dir / "scratch"
+        scratch.mkdir(parents=True, exist_ok=True)
+        result = check_model_version(request.model, request.version, tracking_uri=settings.tracking_uri,
+                                     registry_uri=settings.registry_uri, download_dir=scratch, seal=seal,
+                                     client=adapter.client, model_version=mv)
+        if result.status == ERROR:
+            reason = result.error or result.summary or "could not check"
+            raise TransientError(reason) if result.transient else CheckError(reason)
+    except TransientError:
+        raise
+    except (CheckError, ValueError) as exc:
+        return Checked(Verdict.error_verdict(reason=str(exc), duration_s=time.monotonic() - started,
+                                             **_fields(request)), mv)
+    new_seal = result.new_seal
+    verdict = Verdict(status=result.status, summary=result.summary,
+                      differences=[d.to_dict() for d in result.differences],
+                      seal_differences=[d.to_dict() for d in result.seal_differences],
+                      seal_digest=result.seal_digest, duration_s=time.monotonic() - started,
+                      new_seal_json=new_seal.to_compact_json() if new_seal is not None else None,
+                      **_fields(request))
+    return Checked(verdict, mv)
+
+
+def run_validation(request: ValidationRequest, settings: Settings,
+                   adapter: RegistryAdapter | None = None) -> Verdict:
+    """The verdict on the version ``request`` names (see :func:`validate`); nothing is stored or published."""
+    return validate(request, settings, adapter or get_adapter(request.registry, settings)).verdict
+
+
+@contextmanager
+def _heartbeat(store: ResultsStore, job_key: str, owner: str,
+               lock: NoLock | RedisVersionLock) -> Iterator[None]:
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            try:
+                store.heartbeat(job_key, owner)
+                lock.refresh()
+            except Exception:  # noqa: BLE001 - a missed beat only makes the job look stale sooner
+                log.warning("heartbeat for %s failed", job_key, exc_info=True)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{job_key[:16]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=HEARTBEAT_S)
+
+
+def process_job(request_dict: dict[str, Any], settings: Settings, adapter: RegistryAdapter | None = None,
+                store: ResultsStore | None = None, publish: bool = True) -> dict[str, Any]:
+    """Run one validation job end to end: claim it, validate, store the verdict, publish it.
+
+    The body of the queue task and of the job entry point. Returns ``{"job_key", "state", "status"}``
+    (state ``finished``, ``done`` or ``busy``). Raises :class:`RetryLater` when the job should run again
+    later (transient failure, publish failure, or another check of the same version in progress).
+    ``publish=False`` stores the verdict without writing it onto the version.
+    """
+    request = ValidationRequest.from_dict(request_dict)
+    job_key = request.delivery_key
+    store = store or open_store(settings)
+    adapter_error: str | None = None
+    if adapter is None:
+        try:
+            adapter = get_adapter(request.registry, settings)
+        except Exception as exc:  # noqa: BLE001 - becomes the verdict's reason
+            adapter_error = f"cannot use the {request.registry} registry: {exc}"
+    owner = owner_id()
+    claim = store.claim(request.to_dict(), owner, job_key=job_key,
+                        ui_url=adapter.version_url(request.model, request.version) if adapter else None)
+    if claim.state in ("done", "busy"):
+        log.info("job %s: %s, nothing to do", job_key, claim.state)
+        return {"job_key": job_key, "state": claim.state, "status": None}
+    if claim.state == "locked":
+        log.info("job %s: another check of %s version %s is running; retrying in %ss",
+                 job_key, request.model, request.version, LOCK_WAIT_S)
+        raise RetryLater("version locked", delay=LOCK_WAIT_S)
+
+    try:
+        lock = version_lock(settings, request.registry, request.model, request.version)
+        acquired = lock.acquire()
+    except Exception as exc:  # noqa: BLE001 - the shared queue's Redis is down: the job waits, unclaimed
+        store.release(job_key, owner)
+        raise RetryLater(f"cannot take the version lock: {exc}", delay=settings.retry_delay(1)) from exc
+    if not acquired:
+        store.release(job_key, owner)
+        log.info("job %s: %s version %s is being checked on another host; retrying in %ss",
+                 job_key, request.model, request.version, LOCK_WAIT_S)
+        raise RetryLater("version locked on another host", delay=LOCK_WAIT_S)
+
+    started = time.monotonic()
+    try:
+        with _heartbeat(store, job_key, owner, lock):
+            checked = Checked(claim.verdict, None) if claim.verdict is not None else _check(
+                request, settings, adapter, adapter_error, store, owner, claim.attempts)
+            verdict = checked.verdict
+            if not publish:
+                store.record_publish(job_key, ok=False, error="not published (--no-publish)", final=True)
+                published = "NOT_PUBLISHED"
+            else:
+                published = _publish(verdict, checked.version, adapter, store, job_key,
+                                     claim.publish_attempts, settings)
+            log_outcome(verdict, published, time.monotonic() - started)
+            return {"job_key": job_key, "state": "finished", "status": verdict.status}
+    finally:
+        # Always give the job up: a retry must be claimable again, even by this same process.
+        store.release(job_key, owner)
+        lock.release()
+
+
+def _check(request: ValidationRequest, settings: Settings, adapter: RegistryAdapter | None,
+           adapter_error: str | None, store: ResultsStore, owner: str, attempts: int) -> Checked:
+    """Validate and store the verdict; :class:`RetryLater` while a transient failure may still pass."""
+    started = time.monotonic()
+    try:
+        if adapter is None:
+            raise CheckError(adapter_error or "no registry adapter")
+        checked = validate(request, settings, adapter)
+    except TransientError as exc:
+        attempts += 1
+        if attempts <= settings.max_retries:
+            delay = settings.retry_delay(attempts)
+            log.warning("job %s: transient failure (attempt %d of %d), retrying in %.0fs: %s",
+                        request.delivery_key, attempts, settings.max_retries + 1, delay, exc)
+            store.release(request.delivery_key, owner, retrying=True, error=str(exc), attempts=attempts)
+            raise RetryLater(str(exc), delay=delay) from exc
+        checked = Checked(Verdict.error_verdict(reason=f"gave up after {attempts} attempts: {exc}",
+                                                duration_s=time.monotonic() - started, **_fields(request)),
+                          None)
+    except Exception as exc:  # noqa: BLE001 - any other failure is a permanent ERROR with its reason
+        if not isinstance(exc, CheckError):
+            log.exception("job %s: validation failed", request.delivery_key)
+        reason = str(exc) if isinstance(exc, CheckError) else f"internal error: {type(exc).__name__}: {exc}"
+        checked = Checked(Verdict.error_verdict(reason=reason, duration_s=time.monotonic() - started,
+                                                **_fields(request)), None)
+    store.record_verdict(request.delivery_key, checked.verdict, attempts=attempts)
+    metrics.record_validation(checked.verdict.status, checked.verdict.duration_s)
+    return checked
+
+
+def _publish(verdict: Verdict, current: Any, adapter: RegistryAdapter | None, store: ResultsStore,
+             job_key: str, publish_attempts: int, settings: Settings) -> str:
+    """Publish a stored verdict; returns the publish status, raises :class:`RetryLater` to try again."""
+    if adapter is None:
+        store.record_publish(job_key, ok=False, error="no registry adapter", final=True)
+        metrics.record_publish_failure(verdict.registry)
+        return "FAILED"
+    try:
+        adapter.publish(verdict, current)
+    except Exception as exc:  # noqa: BLE001 - recorded; retried when it may help
+        attempt = publish_attempts + 1
+        transient = isinstance(exc, TransientError) or not isinstance(exc, CheckError)
+        final = not transient or attempt > settings.max_retries
+        store.record_publish(job_key, ok=False, error=str(exc)[:2000], final=final)
+        metrics.record_publish_failure(verdict.registry)
+        if final:
+            log.error("job %s: verdict %s stored but not published: %s", job_key, verdict.status, exc)
+            return "FAILED"
+        delay = settings.retry_delay(attempt)
+        log.warning("job %s: publish failed (attempt %d), retrying in %.0fs: %s", job_key, attempt, delay,
+                    exc)
+        raise RetryLater(f"publish failed: {exc}", delay=delay) from exc
+    store.record_publish(job_key, ok=True)
+    return "PUBLISHED"
+
+
+def log_outcome(verdict: Verdict, published: str, duration_s: float) -> None:
+    """One structured line per finished job (names, numbers and statuses only: nothing secret)."""
+    log.info("job finished %s", json.dumps({
+        "job": verdict.delivery_key, "registry": verdict.registry, "model": verdict.model,
+        "version": verdict.version, "trigger": verdict.trigger, "verdict": verdict.status,
+        "check_s": round(verdict.duration_s, 3), "duration_s": round(duration_s, 3), "publish": published,
+    }, ensure_ascii=False))

@@ -1,0 +1,140 @@
+"""The worker: huey tasks that validate model versions and publish the verdicts.
+
+Run it with ``huey_consumer listener.worker.tasks.huey`` (same environment as the listener).
+
+Durability. huey removes a job from the queue when a worker takes it, so a worker killed mid-check
+would lose it. Every job therefore gets a row in the results store (the journal) the moment a worker
+claims it, with the worker's identity and a heartbeat (see :func:`listener.worker.job.process_job`). A
+job is finished only when its verdict is stored AND published. At consumer start-up (once per process,
+however many worker threads it runs) and once a minute
+:func:`recover_unfinished` re-enqueues every unfinished job whose worker is gone and which is not
+waiting in the queue or its schedule. Claims are idempotent, so a job enqueued twice still runs once:
+the second copy finds it done, or busy.
+
+Order of writes. The verdict is stored before it is published, so it is never lost; a publish that
+fails is retried (``publish_status`` stays ``PENDING``) and counted in ``guard_publish_failures_total``.
+
+Concurrency. Two checks of the same registry/model/version never run at once: the claim in the results
+store is refused while another live worker holds a job of that version, and the job is re-tried a few
+seconds later without using up its retries.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from huey import crontab
+from huey.exceptions import RetryTask
+
+from listener.config import Settings
+from listener.intake import get_huey
+from listener.results import open_store
+from listener.worker.job import RetryLater, process_job
+
+log = logging.getLogger(__name__)
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The worker's settings, read once from the environment."""
+    global _settings
+    if _settings is None:
+        _settings = Settings.from_env()
+    return _settings
+
+
+huey = get_huey(get_settings())
+
+
+@huey.task()
+def validate_version(request_dict: dict[str, Any]) -> dict[str, Any]:
+    """Validate one model version (a ``ValidationRequest.to_dict()``), store and publish the verdict."""
+    try:
+        return process_job(request_dict, get_settings())
+    except RetryLater as exc:
+        # Re-scheduled by huey without using up a retry count: the attempt budget lives in the journal.
+        raise RetryTask(str(exc), delay=exc.delay) from exc
+
+
+# Jobs stored before the worker had its own package still name the task by its old module.
+huey._registry._registry.setdefault("listener.tasks.validate_version", validate_version.task_class)  # noqa: SLF001
+
+
+def _ensure_registered(instance: Any) -> None:
+    # Another huey instance (tests, tools) must know the task by name to store or read it.
+    registry = instance._registry  # noqa: SLF001 - huey serialises by registered task name
+    task_class = validate_version.task_class
+    if registry.task_to_string(task_class) not in registry._registry:  # noqa: SLF001
+        registry.register(task_class)
+
+
+def _queued_keys(instance: Any) -> set[str]:
+    keys: set[str] = set()
+    for task in [*instance.pending(), *instance.scheduled()]:
+        args = getattr(task, "args", None) or ()
+        if args and isinstance(args[0], dict) and args[0].get("delivery_key"):
+            keys.add(str(args[0]["delivery_key"]))
+    return keys
+
+
+def recover_unfinished(settings: Settings | None = None, instance: Any = None) -> list[str]:
+    """Re-enqueue journaled jobs whose worker died (SIGKILL, crash, lost retry); returns their keys.
+
+    Skips jobs held by a live worker and jobs already waiting in the queue or its schedule. Serialised
+    by a file lock so several workers starting together do not enqueue the same job twice.
+    """
+    settings = settings or get_settings()
+    instance = instance or huey
+    _ensure_registered(instance)
+    store = open_store(settings)
+    lock_path = Path(settings.data_dir) / "recovery.lock"
+    requeued: list[str] = []
+    with open(lock_path, "a+") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            candidates = store.unfinished()
+            if not candidates:
+                return requeued
+            waiting = _queued_keys(instance)
+            for job_key, request_dict in candidates:
+                if job_key in waiting:
+                    continue
+                task = validate_version.s(request_dict)
+                instance.enqueue(task)
+                requeued.append(job_key)
+                log.warning("re-enqueued unfinished job %s (%s version %s)", job_key,
+                            request_dict.get("model"), request_dict.get("version"))
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+    return requeued
+
+
+_started_in: int | None = None  # the pid whose start-up work is done
+_startup_lock = threading.Lock()
+
+
+@huey.on_startup()
+def _start_process() -> None:
+    """Once per consumer process (huey calls its start-up hooks in every worker thread)."""
+    global _started_in
+    with _startup_lock:
+        if _started_in == os.getpid():
+            return
+        _started_in = os.getpid()
+        # Load MLflow here rather than inside the first job: it takes a second or two, which would
+        # otherwise delay the first verdict after a worker starts.
+        import core.check  # noqa: F401
+
+        recover_unfinished()
+
+
+@huey.periodic_task(crontab(minute="*"))
+def recover_periodically() -> list[str]:
+    """Once a minute: pick up jobs of workers that died while other workers stayed up."""
+    return recover_unfinished()

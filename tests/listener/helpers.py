@@ -1,0 +1,48 @@
+"""Helpers for the ingress tests: signed deliveries and queue inspection."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from listener import intake as job_queue
+from listener.config import Settings
+from listener.protocol import databricks_signature, mlflow_signature
+
+MLFLOW_SECRET = "s3cr3t"
+DATABRICKS_SECRET = "dbx-secret"
+
+
+def mlflow_delivery(data: dict[str, Any] | None = None, *, entity: str = "model_version",
+                    action: str = "created", delivery_id: str | None = None, secret: str = MLFLOW_SECRET,
+                    ts: int | None = None, raw: bytes | None = None) -> tuple[dict[str, str], bytes]:
+    """(headers, body) of an MLflow delivery signed the way ``mlflow server`` signs it, stamped now."""
+    if raw is None:
+        payload = {"entity": entity, "action": action, "timestamp": "2026-11-27T21:42:22+00:00",
+                   "data": data if data is not None else {"name": "demo-model", "version": "1"}}
+        raw = json.dumps(payload).encode()
+    delivery_id = delivery_id or str(uuid.uuid4())
+    stamp = str(int(time.time()) if ts is None else ts)
+    return ({"Content-Type": "application/json", "X-MLflow-Delivery-Id": delivery_id,
+             "X-MLflow-Timestamp": stamp,
+             "X-MLflow-Signature": mlflow_signature(secret, delivery_id, stamp, raw)}, raw)
+
+
+def databricks_delivery(event: str = "MODEL_VERSION_CREATED", *, secret: str = DATABRICKS_SECRET,
+                        **fields: Any) -> tuple[dict[str, str], bytes]:
+    """(headers, body) of a Databricks registry delivery signed with ``secret``, stamped now."""
+    payload = {"event": event, "webhook_id": "0123abcd", "event_timestamp": int(time.time() * 1000),
+               "model_name": "Airline_Delay_SparkML", "version": "8", "to_stage": "Production",
+               "from_stage": "None", "text": "example", **fields}
+    raw = json.dumps(payload).encode()
+    signature = databricks_signature(secret, raw)
+    headers = {"Content-Type": "application/json", "X-Databricks-Signature": signature}
+    return headers, raw
+
+
+def queued_messages(settings: Settings) -> list[Any]:
+    """The huey messages waiting in the queue, decoded."""
+    instance = job_queue.get_huey(settings)
+    return [instance.serializer.deserialize(bytes(item)) for item in instance.storage.enqueued_items()]

@@ -1,0 +1,105 @@
+"""Settings from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from listener.config import ConfigError, Settings
+
+
+def test_defaults():
+    s = Settings.from_env({})
+    assert s.data_dir == Path(".guard")
+    assert s.queue_url == "sqlite:///.guard/queue.db"
+    assert s.mlflow_secrets == [] and s.databricks_secrets == []
+    assert not s.allow_unsigned_mlflow and not s.allow_unsigned_databricks
+    assert s.timestamp_tolerance_s == 300 and s.max_body_bytes == 1 << 20
+    assert s.registry_kind == "mlflow" and s.gate_transitions is False
+
+
+def test_everything_from_the_environment(tmp_path):
+    env = {
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000", "MLFLOW_REGISTRY_URI": "http://127.0.0.1:5001",
+        "GUARD_MLFLOW_SECRET": " new , old ,", "GUARD_DATABRICKS_SECRET": "d1",
+        "GUARD_DATABRICKS_AUTHORIZATION": "Bearer t", "GUARD_ALLOW_UNSIGNED": "Databricks",
+        "GUARD_QUEUE": "redis://localhost:6379/2", "GUARD_DATA_DIR": str(tmp_path),
+        "GUARD_GATE_TRANSITIONS": "TRUE", "GUARD_TIMESTAMP_TOLERANCE": "60", "GUARD_MAX_BODY_BYTES": "4096",
+        "GUARD_READY_TIMEOUT": "7.5", "GUARD_MAX_RETRIES": "0", "GUARD_RETRY_BASE_S": "0.5",
+        "GUARD_RETRY_MAX_S": "3", "GUARD_DATABRICKS_TAG_LIMIT": "1000", "GUARD_DATABRICKS_RETRY_TIMEOUT": "5",
+        "GUARD_DATABRICKS_HTTP_TIMEOUT": "6", "DATABRICKS_HOST": "https://w.example", "EVENT_MESSAGE": "{}",
+    }
+    s = Settings.from_env(env)
+    assert s.mlflow_secrets == ["new", "old"] and s.databricks_secrets == ["d1"]
+    assert s.databricks_authorization == "Bearer t"
+    assert s.allow_unsigned_databricks and not s.allow_unsigned_mlflow
+    # A configured secret wins: the route is not unsigned after all.
+    assert not s.allows_unsigned("databricks")
+    assert s.queue_url == "redis://localhost:6379/2" and s.data_dir == tmp_path
+    assert s.gate_transitions and s.timestamp_tolerance_s == 60 and s.max_body_bytes == 4096
+    assert s.ui_base_url == "http://127.0.0.1:5000"
+    assert "new" not in repr(s) and "Bearer t" not in repr(s)
+    assert (s.ready_timeout_s, s.max_retries, s.retry_base_s, s.retry_max_s) == (7.5, 0, 0.5, 3.0)
+    assert [s.retry_delay(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 3.0]
+    assert (s.databricks_tag_limit, s.databricks_retry_timeout_s, s.databricks_http_timeout_s) == (1000, 5, 6)
+    assert s.databricks_host == "https://w.example" and s.event_message == "{}"
+
+
+def test_overrides_win_and_queue_follows_data_dir(tmp_path):
+    s = Settings.from_env({"GUARD_DATA_DIR": "/nowhere"}, data_dir=tmp_path, gate_transitions=True)
+    assert s.queue_url == f"sqlite:///{tmp_path / 'queue.db'}" and s.gate_transitions
+
+
+def test_databricks_registry_kind_and_ui():
+    s = Settings.from_env({"MLFLOW_TRACKING_URI": "databricks", "DATABRICKS_HOST": "https://x.cloud.databricks.com",
+                           "GUARD_UI_URL": ""})
+    assert s.registry_kind == "databricks" and s.ui_base_url == "https://x.cloud.databricks.com"
+    assert Settings.from_env({"GUARD_UI_URL": "https://ui.example"}).ui_base_url == "https://ui.example"
+
+
+@pytest.mark.parametrize("env", [
+    {"GUARD_ALLOW_UNSIGNED": "mlflow,github"}, {"GUARD_GATE_TRANSITIONS": "maybe"},
+    {"GUARD_TIMESTAMP_TOLERANCE": "five"}, {"GUARD_MAX_BODY_BYTES": "0"}, {"GUARD_QUEUE": "amqp://x"},
+    {"GUARD_READY_TIMEOUT": "soon"}, {"GUARD_RETRY_BASE_S": "-1"}, {"GUARD_RETRY_MAX_S": "nan"},
+    {"GUARD_MAX_RETRIES": "-1"}, {"GUARD_DATABRICKS_TAG_LIMIT": "big"},
+    {"GUARD_DATABRICKS_HTTP_TIMEOUT": "0"},
+])
+def test_bad_values_are_named(env):
+    with pytest.raises(ConfigError, match=next(iter(env))):
+        Settings.from_env(env)
+
+
+def test_sqlite_queue_durability_option(tmp_path):
+    from listener import intake as job_queue
+
+    assert job_queue.sqlite_path("sqlite:///a/b.db?fsync=full") == Path("a/b.db")
+    try:
+        for suffix, expected in (("", 1), ("?fsync=full", 2)):
+            s = Settings(data_dir=tmp_path, queue_url=f"sqlite:///{tmp_path}/q{len(suffix)}.db{suffix}")
+            conn = job_queue.get_huey(s).storage.conn
+            assert conn.execute("pragma synchronous").fetchone()[0] == expected
+            assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
+        with pytest.raises(ValueError, match="fsync"):
+            job_queue.get_huey(Settings(data_dir=tmp_path, queue_url=f"sqlite:///{tmp_path}/x.db?fsync=maybe"))
+    finally:
+        job_queue.close_all()
+
+
+def test_an_mlflow_only_listener_says_its_databricks_route_is_off_once(tmp_path, caplog):
+    import logging
+
+    from listener.config import announce_routes, route_notices
+
+    settings = Settings(data_dir=tmp_path, mlflow_secrets=["s"])
+    [(level, message)] = route_notices(settings)
+    assert level == logging.INFO and message.startswith("POST /webhooks/databricks is off")
+    assert "GUARD_DATABRICKS_SECRET" in message
+    unsigned = Settings(data_dir=tmp_path, allow_unsigned_mlflow=True, registry_kind="databricks")
+    assert [(lvl, m.split(" ", 2)[1]) for lvl, m in route_notices(unsigned)] == [
+        (logging.WARNING, "/webhooks/mlflow"), (logging.WARNING, "/webhooks/databricks")]
+    logger = logging.getLogger("test.notices")
+    with caplog.at_level("INFO", logger="test.notices"):
+        announce_routes(settings, logger)
+        announce_routes(Settings(data_dir=tmp_path, mlflow_secrets=["s"]), logger)
+    assert caplog.text.count("is off") == 1

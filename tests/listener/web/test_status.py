@@ -1,0 +1,66 @@
+"""The status page and /api/validations on a real results store: listing, filtering, escaping, links."""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import quote
+
+import pytest
+
+
+def test_status_page_and_api_empty_state(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "No validations yet" in page.get_data(as_text=True)
+    assert client.get("/api/validations").json == {"validations": []}
+
+
+@pytest.mark.parametrize("query", ["?limit=0", "?limit=abc", "?limit=100000", "?model=a%00b"])
+def test_listing_rejects_bad_parameters(client, query):
+    assert client.get("/api/validations" + query).status_code == 400
+    assert client.get("/" + query).status_code == 400
+
+
+def test_status_page_and_api_show_results_escaped(client, settings):
+    from listener.results import ResultsStore, owner_id
+
+    store = ResultsStore(settings.data_dir / "results.db")
+    hostile = "<script>alert(1)<\\script>"
+    for model, version in (("fraud-model", "1"), (hostile, "2"), ("fraud-model", "3")):
+        key, owner = str(uuid.uuid4()), owner_id()
+        store.claim({"registry": "mlflow", "model": model, "version": version,
+                     "trigger": "model_version.created", "action": "seal_and_check", "delivery_key": key},
+                    owner)
+        store.release(key, owner)
+    rows = client.get("/api/validations").json["validations"]
+    assert [r["version"] for r in rows] == ["3", "2", "1"]  # newest first
+    assert rows[0]["ui_url"] == "http://mlflow.example:5000/#/models/fraud-model/versions/3"
+    only = client.get("/api/validations?model=fraud-model&limit=1").json["validations"]
+    assert [(r["model"], r["version"]) for r in only] == [("fraud-model", "3")]
+
+    html = client.get("/").get_data(as_text=True)
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(1)" in html
+    assert "fraud-model" in html and "model_version.created" in html
+    assert 'href="http://mlflow.example:5000/#/models/fraud-model/versions/3"' in html
+    filtered = client.get("/?model=" + quote(hostile)).get_data(as_text=True)
+    assert "<script>alert" not in filtered and "fraud-model/versions" not in filtered
+
+
+@pytest.mark.parametrize("seconds, shown", [(0.0312, "0.03 s"), (0.004, "0.004 s"), (1.234, "1.23 s"),
+                                            (42.0, "42.0 s"), (600.0, "10.0 min"), (None, "")])
+def test_durations_keep_a_useful_precision(seconds, shown):
+    from listener.web.status import duration
+
+    assert duration(seconds) == shown
+
+
+def test_page_rows_do_not_break_names_mid_word_nor_wrap_times(client, settings):
+    from listener.results import ResultsStore, owner_id
+
+    key, owner = "k-1", owner_id()
+    ResultsStore(settings.data_dir / "results.db").claim(
+        {"registry": "mlflow", "model": "churn-model", "version": "1", "trigger": "model_version.created",
+         "action": "seal_and_check", "delivery_key": key}, owner)
+    html = client.get("/").get_data(as_text=True)
+    assert "break-all" not in html
+    assert '<td class="when">' in html and "td.when, td.took { white-space: nowrap; }" in html
