@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -42,6 +43,7 @@ WEBHOOK_NAME = "mlflow-version-guard-local"
 # to tag events would only add deliveries the listener answers "ignored".
 WEBHOOK_EVENTS = ("model_version.created", "model_version_alias.created")
 STOP_TIMEOUT_S = 15.0
+STACK_FILE = "stack.json"  # the running stack's addresses, read by `make demo` (deploy/demo.py)
 
 
 class StackError(RuntimeError):
@@ -326,6 +328,25 @@ class LocalStack:
         self.webhook_id = hook.webhook_id
         log(f"{'registered' if created else 'reusing'} MLflow webhook {hook.webhook_id} -> {url}")
 
+    def remember_addresses(self) -> None:
+        """Write the addresses this stack runs at to ``stack.json`` under the data folder.
+
+        ``make demo`` (deploy/demo.py) reads them, so a stack started with other ports
+        (``MLFLOW_PORT=5001 PORT=8001 make run``) needs no variables repeated. Removed on stop.
+        """
+        stack = {"tracking_uri": self.tracking_uri, "listener_url": self.listener_url, "pid": os.getpid()}
+        path = self.data_dir / STACK_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(stack, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+    def forget_addresses(self) -> None:
+        """Remove ``stack.json`` if it is this process's (a second launcher may have written its own)."""
+        path = self.data_dir / STACK_FILE
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
+                path.unlink()
+
     def banner(self) -> str:
         """What a person needs to start using the stack."""
         lines = [
@@ -358,6 +379,7 @@ class LocalStack:
                 log(f"stopping {child.name} (pid {child.proc.pid})")
             child.stop()
         self.children.clear()
+        self.forget_addresses()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -387,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     try:
         stack.start()
+        stack.remember_addresses()
         print(stack.banner(), flush=True)
         status = stack.watch()
     except KeyboardInterrupt:
