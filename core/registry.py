@@ -330,8 +330,9 @@ def _shorten(text: str, limit: int) -> str:
 
 
 def _is_repeated(value: Any) -> bool:
+    # upb's RepeatedScalarContainer has no __iter__ (it iterates by __getitem__) and is no Sequence.
     return (not isinstance(value, (str, bytes, dict)) and hasattr(value, "__len__")
-            and hasattr(value, "__iter__") and hasattr(value, "__getitem__"))
+            and hasattr(value, "__getitem__"))
 
 
 def version_summary(mv: ModelVersion, max_tag_chars: int = 1000) -> dict[str, Any]:
