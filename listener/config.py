@@ -55,6 +55,15 @@ def _registry_kind(tracking_uri: str | None, registry_uri: str | None) -> str:
     return "databricks" if uri.startswith("databricks") else "mlflow"
 
 
+def _exclude_patterns(value: str | None) -> list[str]:
+    from core.exclude import validate_patterns
+
+    try:
+        return validate_patterns(_split_list(value))
+    except ValueError as exc:
+        raise ConfigError(f"GUARD_EXCLUDE: {exc}") from exc
+
+
 @dataclass
 class Settings:
     """Everything the listener and its queue need; built by :meth:`from_env`."""
@@ -73,6 +82,8 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     registry_kind: str = "mlflow"
     ui_base_url: str | None = None
+    # GUARD_EXCLUDE: comma-separated globs (core/exclude.py) left out of every check, reported as excluded.
+    exclude: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -128,6 +139,7 @@ class Settings:
                                          DEFAULT_MAX_BODY_BYTES, 1),
             "registry_kind": _registry_kind(tracking_uri, registry_uri),
             "ui_base_url": ui_url,
+            "exclude": _exclude_patterns(env.get("GUARD_EXCLUDE")),
         }
         values.update(overrides)
         return cls(**values)

@@ -99,7 +99,8 @@ def run_validation(request: Any, settings: Any, adapter: Any = None) -> Verdict:
         os.makedirs(scratch, exist_ok=True)
         result = check_model_version(request.model, str(request.version), tracking_uri=settings.tracking_uri,
                                      registry_uri=settings.registry_uri, download_dir=scratch, seal=seal,
-                                     client=getattr(adapter, "client", None))
+                                     client=getattr(adapter, "client", None),
+                                     exclude=getattr(settings, "exclude", ()))
     except TransientError:
         raise
     except (CheckError, ValueError) as exc:

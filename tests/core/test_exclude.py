@@ -132,3 +132,27 @@ def test_exclude_on_both_clis_and_in_the_config_is_reported(twice_logged, tmp_pa
         assert r["Seal"]["equals"] is True and "1 path(s) excluded" in r["Result"]["summary"]
     finally:
         skops.write_bytes(original)
+
+
+def test_listener_policy_guard_exclude_reaches_the_check(mlflow_server, tmp_path: Path):
+    from listener.config import ConfigError, Settings
+    from listener.pipeline import process_job
+    from tests.listener_worker.helpers import local_model_path, register_model
+    from tests.listener_worker.test_pipeline import _request
+
+    with pytest.raises(ConfigError, match="GUARD_EXCLUDE"):
+        Settings.from_env({"GUARD_EXCLUDE": "../outside"})
+    env = {"MLFLOW_TRACKING_URI": mlflow_server.url, "GUARD_DATA_DIR": str(tmp_path / "guard")}
+    policy = Settings.from_env({**env, "GUARD_EXCLUDE": "data/deep/**, *.log"})
+    assert policy.exclude == ["data/deep/**", "*.log"]
+    client = MlflowClient(mlflow_server.url)
+    name, version = register_model(client, tmp_path)
+    assert process_job(_request(name, version), policy)["status"] == "PASSED"
+    target = local_model_path(client, name, version) / "data" / "deep" / "nested" / "layer.bin"
+    target.write_bytes(b"changed, but left out by the policy")
+    check = _request(name, version, action="check", alias="champion")
+    assert process_job(check, policy)["status"] == "PASSED"
+    assert "path(s) excluded" in client.get_model_version(name, version).tags["validation.summary"]
+    # Without the policy the same files fail: the exclusion is what made the difference.
+    plain = Settings.from_env(env)
+    assert process_job({**check, "delivery_key": "again"}, plain)["status"] == "FAILED"
