@@ -70,7 +70,9 @@ def test_seal_and_check_passes_and_publishes_tags_and_section(settings, client, 
     report = json.loads(tags["validation.report"])
     assert report["sealed_now"] is True and report["status"] == "PASSED"
     assert tags["validation.checked_at"].endswith("Z")
-    assert mv.description.startswith("Owner's notes: *keep me*.")
+    # The verdict first (what the model page's versions list shows), the owner's text after it, intact.
+    assert mv.description.startswith("PASSED \u00b7 validation ")
+    assert mv.description.endswith("\n\nOwner's notes: *keep me*.")
     assert mv.description.count(SECTION_START) == 1 and "PASSED" in mv.description
 
     row = ResultsStore(settings.data_dir / "results.db").get(req["delivery_key"])
