@@ -169,9 +169,9 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                     raise CheckError(f"cannot apply --exclude to the seal: {exc}") from exc
             seal_diffs = verify_manifest(current, seal, SEAL_LABELS) if seal is not None else []
             report["Comparison"] = {
-                # The verdict, as the original tool's users read it; the run-vs-registry part alone
-                # is run_vs_registry_equals (set below, with the verdict).
-                "equals": False,
+                # The verdict, as the original tool's users read it (set at the end, with the final
+                # status); the run-vs-registry part alone is run_vs_registry_equals.
+                "equals": None,
                 "run_vs_registry_equals": comparison.equal,
                 "run_model": _side(mv.source, run_uri, run_f, comparison.left),
                 "reg_model": _side(reg_uri, reg_uri, reg_f, comparison.right),
@@ -196,7 +196,6 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
         }
         ok = comparison.equal and not seal_diffs
         status = PASSED if ok else FAILED
-        report["Comparison"]["equals"] = ok
         where = f"model '{model}' version {version}"
         size = f"{current.file_count} files, {human_bytes(current.total_bytes)}"
         if ok:
@@ -232,6 +231,8 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                         "error": result.error, "transient": result.transient,
                         "elapsed_s": round(result.elapsed_s, 4)}
     report["equals"] = result.status == PASSED if result.status != ERROR else None
+    if isinstance(report.get("Comparison"), dict):
+        report["Comparison"]["equals"] = result.status == PASSED  # never true unless the verdict is PASSED
     return result
 
 
