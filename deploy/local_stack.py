@@ -9,8 +9,9 @@
 3. Starts the Procfile's ``web`` (gunicorn, ``PORT``, default 8000) and ``worker`` (huey consumer) through
    honcho, with the listener's environment.
 4. Registers the MLflow webhook (idempotent: a second start updates the same webhook).
-5. Prints the MLflow UI, listener and status page URLs and runs until Ctrl-C (SIGINT) or SIGTERM, then
-   stops everything it started, children included.
+5. Prints the MLflow UI, listener and status page URLs (and keeps them in ``stack.json`` under the data
+   folder, for ``make demo``) and runs until Ctrl-C (SIGINT) or SIGTERM, then stops everything it
+   started, children included, and removes ``stack.json``.
 
 Environment: ``GUARD_DATA_DIR``, ``MLFLOW_TRACKING_URI``, ``MLFLOW_PORT``, ``PORT``, ``GUARD_MLFLOW_SECRET``
 (use this secret instead of the generated one), ``GUARD_LISTENER_URL`` (the URL an existing MLflow server
