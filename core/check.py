@@ -8,6 +8,7 @@ the reason in ``error``, and ``transient`` telling whether retrying later may he
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
 from core.errors import CheckError, TransientError
+from core.exclude import excluded_paths, validate_patterns, without_excluded
 from core.fetch import FetchRequest, materialize_many
 from core.manifest import Difference, Manifest
 from core.registry import (
@@ -24,6 +26,7 @@ from core.registry import (
     locations_of,
     make_client,
     redact,
+    registry_uri_for,
     resolve_locations,
     translate,
     version_summary,
@@ -115,8 +118,8 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                         registry_uri: str | None = None, download_dir: Path | str | None = None,
                         keep_downloads: bool = False, seal: Manifest | None = None,
                         client: MlflowClient | None = None, seal_from_tag: bool = False,
-                        report_file: str | None = None, model_version: ModelVersion | None = None
-                        ) -> CheckResult:
+                        report_file: str | None = None, model_version: ModelVersion | None = None,
+                        exclude: Sequence[str] = ()) -> CheckResult:
     """Check that a model version's run model and registry model are identical, and match its seal.
 
     ``version_or_stage`` is resolved by :func:`core.registry.resolve_version`. Both models are
@@ -125,7 +128,9 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
     With ``seal`` given, or ``seal_from_tag`` and the version carrying a ``validation.manifest``
     tag, the registry model is also verified against that seal. ``report_file`` is only recorded
     in the report's ``Options``; writing it is the caller's business. ``model_version``: the version
-    already read by the caller (with ``client``), so it is not read again.
+    already read by the caller (with ``client``), so it is not read again. Paths matching an
+    ``exclude`` glob (:mod:`core.exclude`) are left out of both models and of the seal, and listed
+    in the report's ``Comparison.excluded``.
     """
     started = time.perf_counter()
     spec = "" if version_or_stage is None else str(version_or_stage)
@@ -135,10 +140,15 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                     "registry_uri": redact(registry_uri),
                     "download_dir": str(download_dir) if download_dir is not None else None,
                     "report_file": report_file, "keep_downloads": keep_downloads,
-                    "seal": "given" if seal is not None else ("from tag" if seal_from_tag else None)},
+                    "seal": "given" if seal is not None else ("from tag" if seal_from_tag else None),
+                    "exclude": list(exclude)},
     }
     version = spec
     try:
+        try:
+            exclude = validate_patterns(exclude)
+        except ValueError as exc:
+            raise CheckError(str(exc)) from exc
         if client is None:
             check_reachable(tracking_uri)
             client = make_client(tracking_uri, registry_uri)
@@ -154,24 +164,33 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
             seal = seal_from_tags(mv.tags)
             seal_source = f"tag {SEAL_TAG}" if seal is not None else None
 
-        # A models:/ URI must be resolved against this registry, not whatever is set globally.
-        reg_for_fetch = registry_uri or tracking_uri
+        # A models:/ URI must be resolved against this client's registry, never the process-wide one.
+        reg_for_fetch = getattr(client, "_registry_uri", None) or registry_uri_for(tracking_uri, registry_uri)
         requests = [FetchRequest(run_uri, tracking_uri, reg_for_fetch, "run model"),
                     FetchRequest(reg_uri, tracking_uri, reg_for_fetch, "registry model")]
         with materialize_many(requests, download_dir, keep_downloads) as (run_f, reg_f):
             cmp_started = time.perf_counter()
-            run_scan, reg_scan = scan_trees([run_f.path, reg_f.path])
+            run_scan, reg_scan = scan_trees([run_f.path, reg_f.path], exclude=exclude)
             comparison = comparison_from_scans(run_scan, reg_scan, LABELS, time.perf_counter() - cmp_started)
             current = reg_scan.manifest
+            if seal is not None and exclude:
+                try:
+                    seal = without_excluded(seal, exclude)
+                except ValueError as exc:
+                    raise CheckError(f"cannot apply --exclude to the seal: {exc}") from exc
             seal_diffs = verify_manifest(current, seal, SEAL_LABELS) if seal is not None else []
             report["Comparison"] = {
-                "equals": comparison.equal,
+                # The verdict, as the original tool's users read it (set at the end, with the final
+                # status); the run-vs-registry part alone is run_vs_registry_equals.
+                "equals": None,
+                "run_vs_registry_equals": comparison.equal,
                 "run_model": _side(mv.source, run_uri, run_f, comparison.left),
                 "reg_model": _side(reg_uri, reg_uri, reg_f, comparison.right),
                 "same_location": comparison.same_location,
                 "differences": [d.to_dict() for d in comparison.differences],
                 "difference_count": len(comparison.differences),
                 "ignored": comparison.ignored,
+                "excluded": excluded_paths(comparison.ignored, exclude),
                 "bytes_compared": comparison.bytes_compared,
                 "elapsed_s": round(comparison.elapsed_s, 4),
             }
@@ -196,6 +215,8 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                 summary += ", same storage"
             if seal is not None:
                 summary += "; seal verified"
+            if report["Comparison"]["excluded"]:
+                summary += f"; {len(report['Comparison']['excluded'])} path(s) excluded"
         else:
             parts = []
             if comparison.differences:
@@ -223,5 +244,7 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                         "error": result.error, "transient": result.transient,
                         "elapsed_s": round(result.elapsed_s, 4)}
     report["equals"] = result.status == PASSED if result.status != ERROR else None
+    if isinstance(report.get("Comparison"), dict):
+        report["Comparison"]["equals"] = result.status == PASSED  # never true unless the verdict is PASSED
     return result
 

@@ -104,6 +104,11 @@ def _headline(result: Any, verbose: bool) -> None:
         click.echo(f"{result.status}: {result.summary}")
 
 
+_EXCLUDE_HELP = ("Leave out paths matching this glob, relative to the model root ('*' within a folder, "
+                 "'**' across folders, a folder = everything in it; e.g. '**/model.skops'). Repeatable. "
+                 "Excluded paths are listed in the report ('excluded').")
+
+
 def _finish(result: Any, report_file: str | None, verbose: bool) -> None:
     if not _write(result.report, report_file, verbose) and result.exit_code == 0:
         sys.exit(2)
@@ -137,11 +142,12 @@ def _finish(result: Any, report_file: str | None, verbose: bool) -> None:
               help="Also verify the registry model against this manifest (JSON, as stored in the "
                    "validation.manifest tag); replaces the tag's seal.")
 @click.option("--no-seal-tag", is_flag=True, help="Do not verify against the validation.manifest tag.")
+@click.option("--exclude", "exclude", multiple=True, metavar="GLOB", help=_EXCLUDE_HELP)
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks and MLflow's log messages.")
 def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str | None,
                             registry_uri: str | None, download_dir: str | None, report_file: str | None,
                             keep_downloads: bool, seal_file: str | None, no_seal_tag: bool,
-                            verbose: bool) -> None:
+                            exclude: tuple[str, ...], verbose: bool) -> None:
     """Check that a model version's run model and registry model are identical.
 
     The run model (the version's source) and the registry model (its download URI) are compared
@@ -170,7 +176,7 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
     result = check_model_version(model, version_or_stage, tracking_uri=tracking_uri,
                                  registry_uri=registry_uri, download_dir=download_dir,
                                  keep_downloads=keep_downloads, seal=seal, seal_from_tag=not no_seal_tag,
-                                 report_file=report_file)
+                                 report_file=report_file, exclude=exclude)
     _headline(result, verbose)
     if result.status != "ERROR":
         _print_differences("Differences between run model and registry model", result.differences)
@@ -194,18 +200,27 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
                    "[default: the system temp folder]. Local models are compared in place.")
 @click.option("--report-file", type=click.Path(dir_okay=False), metavar="FILE",
               help="Write the full report here: JSON, or YAML for .yaml/.yml. Written for every exit status.")
+@click.option("--compare-run-models", is_flag=True,
+              help="Compare the two run models (as the original tool; with neither --compare-* flag, both "
+                   "comparisons are made).")
+@click.option("--compare-reg-models", is_flag=True,
+              help="Compare the two registry models (as the original tool; see --compare-run-models).")
 @click.option("--skip-compare-run-models", is_flag=True, help="Do not compare the two run models.")
 @click.option("--skip-compare-reg-models", is_flag=True, help="Do not compare the two registry models.")
+@click.option("--exclude", "exclude", multiple=True, metavar="GLOB",
+              help=_EXCLUDE_HELP + " Applies to both sides, as does each side's 'exclude' in the config.")
 @click.option("--keep-downloads", is_flag=True, help="Keep the downloaded copies (default: removed).")
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks and MLflow's log messages.")
 def compare_model_versions_cli(config_file: str, download_dir: str | None, report_file: str | None,
+                               compare_run_models: bool, compare_reg_models: bool,
                                skip_compare_run_models: bool, skip_compare_reg_models: bool,
-                               keep_downloads: bool, verbose: bool) -> None:
+                               exclude: tuple[str, ...], keep_downloads: bool, verbose: bool) -> None:
     """Compare two model versions, possibly on two tracking servers or workspaces.
 
     The run models of the two versions are compared with each other, and so are their registry
     models: every file in every sub-folder, by content. Differences are listed by path as
-    changed, only_in_1, only_in_2 or type_mismatch.
+    changed, only_in_1, only_in_2 or type_mismatch. --compare-run-models and --compare-reg-models
+    select comparisons as in the original tool; with neither, both are made; --skip-* remove one.
 
     \b
     Config file (YAML or JSON):
@@ -215,6 +230,7 @@ def compare_model_versions_cli(config_file: str, download_dir: str | None, repor
         model: wine
         version_or_stage: production   # number, @alias, stage or alias
         native_model: model.pkl     # optional: compare only this path inside the model
+        exclude: ["**/*.log"]       # optional: globs left out (of both sides)
       tracking_server_2:            # or tracking_server_02
         host: databricks://prod
         model: wine
@@ -222,7 +238,8 @@ def compare_model_versions_cli(config_file: str, download_dir: str | None, repor
 
     \b
     Example:
-      compare-model-versions --config-file config.yaml --report-file compare.json
+      compare-model-versions --config-file config.yaml --download-dir /tmp/scratch \\
+          --report-file compare.json --compare-run-models --compare-reg-models
     """
     _quiet(verbose)
     from core.compare_versions import compare_model_versions
@@ -239,8 +256,15 @@ def compare_model_versions_cli(config_file: str, download_dir: str | None, repor
         _fail_early(f"cannot read config file {config_file}: {exc}", report_file, verbose)
     except Exception as exc:  # yaml.YAMLError and friends
         _fail_early(f"cannot parse config file {config_file}: {exc}", report_file, verbose)
-    result = compare_model_versions(config, download_dir=download_dir, skip_run=skip_compare_run_models,
-                                    skip_reg=skip_compare_reg_models, keep_downloads=keep_downloads)
+    # The original tool's flags select comparisons; with neither, both are made (as before).
+    selected = compare_run_models or compare_reg_models
+    skip_run = skip_compare_run_models or (selected and not compare_run_models)
+    skip_reg = skip_compare_reg_models or (selected and not compare_reg_models)
+    result = compare_model_versions(config, download_dir=download_dir, skip_run=skip_run, skip_reg=skip_reg,
+                                    keep_downloads=keep_downloads, exclude=exclude,
+                                    default_host=os.environ.get("MLFLOW_TRACKING_URI") or None)
+    result.report["Options"].update({"compare_run_models": compare_run_models,
+                                     "compare_reg_models": compare_reg_models})
     _headline(result, verbose)
     if result.status != "ERROR":
         _print_differences("Differences between the run models", result.run_differences)
@@ -257,7 +281,8 @@ def _fail_early(message: str, report_file: str | None, verbose: bool) -> None:
     click.echo(f"error: {message}", err=True)
     if verbose:
         traceback.print_exc()
-    _write(report, report_file, verbose)
+    if _write(report, report_file, verbose) and report_file:
+        click.echo(f"report: {report_file}", err=True)
     sys.exit(2)
 
 

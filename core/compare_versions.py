@@ -9,12 +9,14 @@ what to do when two versions wrap the same native model in different MLflow meta
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from core.errors import CheckError, TransientError
+from core.exclude import excluded_paths, validate_patterns
 from core.fetch import FetchRequest, materialize_many
 from core.manifest import Difference
 from core.registry import (
@@ -22,6 +24,7 @@ from core.registry import (
     is_transient,
     make_client,
     redact,
+    registry_uri_for,
     resolve_locations,
     translate,
     version_summary,
@@ -56,11 +59,13 @@ class CompareResult:
         return self.run_differences + self.reg_differences
 
 
-def normalize_config(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def normalize_config(config: dict[str, Any], default_host: str | None = None) -> dict[str, dict[str, Any]]:
     """The two sides of a config, under ``tracking_server_1``/``_2`` (``_01``/``_02`` accepted).
 
-    Each side needs ``model`` and ``version_or_stage``; ``host`` (tracking URI) defaults to the
-    environment's ``MLFLOW_TRACKING_URI``; ``registry_uri`` and ``native_model`` are optional.
+    Each side needs ``model`` and ``version_or_stage``; ``host`` (tracking URI) defaults to
+    ``default_host`` (the CLI passes ``$MLFLOW_TRACKING_URI``); ``registry_uri``, ``native_model``
+    and ``exclude`` (a glob or a list of globs, see :mod:`core.exclude`) are optional. A side's
+    registry is its ``registry_uri``, else what MLflow derives from its ``host`` alone.
     """
     if not isinstance(config, dict):
         raise CheckError("config must be a mapping with tracking_server_1 and tracking_server_2")
@@ -77,7 +82,7 @@ def normalize_config(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         for key in ("model", "version_or_stage"):
             if sec.get(key) in (None, ""):
                 raise CheckError(f"config section '{found[0]}' needs '{key}'")
-        unknown = set(sec) - {"host", "registry_uri", "model", "version_or_stage", "native_model"}
+        unknown = set(sec) - {"host", "registry_uri", "model", "version_or_stage", "native_model", "exclude"}
         if unknown:
             raise CheckError(f"config section '{found[0]}' has unknown key(s): {', '.join(sorted(unknown))}")
         native = sec.get("native_model")
@@ -86,9 +91,19 @@ def normalize_config(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
             if p.is_absolute() or ".." in p.parts:
                 raise CheckError(f"native_model in '{found[0]}' must be a relative path inside the model: "
                                  f"{native}")
-        out[side] = {"host": sec.get("host"), "registry_uri": sec.get("registry_uri"),
+        host = sec.get("host") or default_host
+        if not host:
+            raise CheckError(f"config section '{found[0]}' has no 'host' and MLFLOW_TRACKING_URI is not set: "
+                             "no tracking server given")
+        raw_exclude = sec.get("exclude") or []
+        try:
+            exclude = validate_patterns([raw_exclude] if isinstance(raw_exclude, str) else raw_exclude)
+        except (ValueError, TypeError) as exc:
+            raise CheckError(f"exclude in '{found[0]}': {exc}") from exc
+        out[side] = {"host": str(host), "registry_uri": registry_uri_for(str(host), sec.get("registry_uri")),
                      "model": str(sec["model"]), "version_or_stage": str(sec["version_or_stage"]),
-                     "native_model": str(native) if native not in (None, "") else None}
+                     "native_model": str(native) if native not in (None, "") else None,
+                     "exclude": exclude}
     return out
 
 
@@ -129,8 +144,13 @@ def _section(cmp: TreeComparison, uris: tuple[str, str]) -> dict[str, Any]:
 
 def compare_model_versions(config: dict[str, Any], *, download_dir: Path | str | None = None,
                            skip_run: bool = False, skip_reg: bool = False,
-                           keep_downloads: bool = False) -> CompareResult:
+                           keep_downloads: bool = False, exclude: Sequence[str] = (),
+                           default_host: str | None = None) -> CompareResult:
     """Compare the run models and the registry models of the two versions named in ``config``.
+
+    ``exclude`` globs apply to both sides, on top of each side's own ``exclude`` in the config;
+    what they leave out is listed in each comparison's ``excluded``. ``default_host`` is the
+    tracking URI of a side without ``host``.
 
     Returns PASSED (exit 0) when every comparison made is equal, FAILED (exit 1) with the
     differences, or ERROR (exit 2) when the comparison could not be made. Never raises for
@@ -141,11 +161,15 @@ def compare_model_versions(config: dict[str, Any], *, download_dir: Path | str |
                               "Options": {"download_dir": str(download_dir) if download_dir else None,
                                           "skip_compare_run_models": skip_run,
                                           "skip_compare_reg_models": skip_reg,
-                                          "keep_downloads": keep_downloads}}
+                                          "keep_downloads": keep_downloads, "exclude": list(exclude)}}
     try:
         if skip_run and skip_reg:
             raise CheckError("nothing to compare: both run-model and registry-model comparisons are skipped")
-        cfg = normalize_config(config)
+        try:
+            exclude = validate_patterns(exclude)
+        except ValueError as exc:
+            raise CheckError(str(exc)) from exc
+        cfg = normalize_config(config, default_host)
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="guard-resolve") as pool:
             futures = [pool.submit(_resolve_side, side, cfg[side]) for side in SIDES]
             resolved = [f.result() for f in futures]
@@ -159,7 +183,7 @@ def compare_model_versions(config: dict[str, Any], *, download_dir: Path | str |
         for kind in kinds:
             for side, r in zip(SIDES, resolved, strict=True):
                 c = cfg[side]
-                requests.append(FetchRequest(r[f"{kind}_uri"], c["host"], c["registry_uri"] or c["host"],
+                requests.append(FetchRequest(r[f"{kind}_uri"], c["host"], c["registry_uri"],
                                              f"{kind} model {side[-1]}"))
         with materialize_many(requests, download_dir, keep_downloads) as fetched:
             paths = []
@@ -167,7 +191,9 @@ def compare_model_versions(config: dict[str, Any], *, download_dir: Path | str |
                 what = "run model" if kind == "run" else "registry model"
                 paths.append(_sub(f.path, cfg[side]["native_model"], side, what))
             scan_started = time.perf_counter()
-            scans = scan_trees(paths)
+            # One list for both sides: a file left out of one side only would be reported as missing.
+            patterns = list(dict.fromkeys([*exclude, *cfg[SIDES[0]]["exclude"], *cfg[SIDES[1]]["exclude"]]))
+            scans = scan_trees(paths, exclude=patterns)
             elapsed = time.perf_counter() - scan_started
             comparisons: dict[str, TreeComparison] = {}
             for i, kind in enumerate(kinds):
@@ -178,6 +204,7 @@ def compare_model_versions(config: dict[str, Any], *, download_dir: Path | str |
             if kind in comparisons:
                 uris = tuple(r[f"{kind}_uri"] for r in resolved)
                 report[key] = _section(comparisons[kind], uris)  # type: ignore[arg-type]
+                report[key]["excluded"] = excluded_paths(comparisons[kind].ignored, patterns)
             else:
                 report[key] = {"equals": None, "skipped": True}
         report["Comparison_Summary"] = {
@@ -195,6 +222,10 @@ def compare_model_versions(config: dict[str, Any], *, download_dir: Path | str |
             parts = [f"{len(d)} difference(s) between the {n} (first: {d[0].kind} {d[0].path})"
                      for n, d in (("run models", run_d), ("registry models", reg_d)) if d]
             summary = f"{names}: " + "; ".join(parts)
+        excluded = sorted({p for c in comparisons.values() for p in excluded_paths(c.ignored, patterns)})
+        if excluded:
+            more = ", …" if len(excluded) > 3 else ""
+            summary += f"; {len(excluded)} path(s) excluded ({', '.join(excluded[:3])}{more})"
         status = "PASSED" if equal else "FAILED"
         result = CompareResult(status, 0 if equal else 1, summary, run_d, reg_d, report,
                                time.perf_counter() - started)

@@ -19,7 +19,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from core.errors import CheckError, NotFoundError, TransientError
-from core.reach import probe
+from core.reach import get
 from core.stages import canonical_stage
 
 # MLflow's own defaults wait up to 120 s per request and retry 7 times with exponential backoff:
@@ -98,24 +98,59 @@ def apply_http_defaults(env: dict[str, str] | os._Environ[str] = os.environ) -> 
 
 
 def check_reachable(tracking_uri: str | None, timeout: float = PROBE_TIMEOUT_S) -> None:
-    """Raise :class:`TransientError` quickly when an HTTP tracking server does not answer.
+    """Raise quickly when an HTTP tracking server does not answer, or is not an MLflow server.
 
-    Any HTTP answer counts as reachable (a proxy may well say 401 or 404 to the bare URL); only
-    a refused connection, a timeout or a name that does not resolve fail. Non-HTTP URIs
-    (``databricks://…``, ``sqlite://…``, paths) are not probed.
+    A refused connection, a timeout or a name that does not resolve raise :class:`TransientError`.
+    MLflow servers answer ``GET /health`` with ``OK``; a server that answers it with something else
+    (a 404, a JSON error page: another service on that port) raises :class:`CheckError` saying it is
+    not an MLflow tracking server. Authentication or server errors (401, 403, 5xx) count as
+    reachable: a proxy may well guard ``/health``, and the API call that follows says what is wrong.
+    Non-HTTP URIs (``databricks://…``, ``sqlite://…``, paths) and no URI at all are not probed.
     """
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    uri = tracking_uri
     if not uri or not uri.lower().startswith(("http://", "https://")):
         return
-    problem = probe(uri.rstrip("/") + "/health", timeout)
-    if problem:
-        raise TransientError(f"tracking server {redact(uri)} is {problem}")
+    answer = get(uri.rstrip("/") + "/health", timeout)
+    if answer.code is None:
+        raise TransientError(f"tracking server {redact(uri)} is {answer.reason}")
+    if answer.code in (404, 405) or (200 <= answer.code < 300 and answer.body != "OK"):
+        raise CheckError(_not_mlflow(uri, f"GET /health answered {answer.code} {answer.body[:40]!r}"))
+
+
+def _not_mlflow(uri: str, why: str) -> str:
+    return (f"{redact(uri)} is not an MLflow tracking server ({why}; an MLflow server answers 'OK'): "
+            "check the tracking URI and its port")
+
+
+NO_TRACKING_SERVER = ("no tracking server given: pass --tracking-uri (or set MLFLOW_TRACKING_URI), "
+                      "or a 'host:' for each side of the config file")
+
+
+def registry_uri_for(tracking_uri: str, registry_uri: str | None = None) -> str:
+    """The registry to read for ``tracking_uri``: ``registry_uri`` if given, else what MLflow derives
+    from the tracking URI alone (itself; ``databricks-uc`` for a Databricks workspace).
+
+    The process environment (``MLFLOW_REGISTRY_URI``, ``mlflow.set_registry_uri``) is never
+    consulted: with two servers in one process it would make both sides read the same registry.
+    """
+    if registry_uri:
+        return registry_uri
+    from mlflow.tracking._model_registry.utils import _get_default_registry_uri_for_tracking_uri
+
+    return _get_default_registry_uri_for_tracking_uri(tracking_uri) or tracking_uri
 
 
 def make_client(tracking_uri: str | None = None, registry_uri: str | None = None) -> MlflowClient:
-    """An :class:`MlflowClient` whose HTTP calls give up after a bounded time."""
+    """An :class:`MlflowClient` for exactly these servers, whose HTTP calls give up after a bounded time.
+
+    The registry is :func:`registry_uri_for` (never taken from the environment). Without a
+    tracking URI this raises :class:`CheckError` instead of letting MLflow fall back to a local
+    ``mlflow.db`` it would create in the working folder.
+    """
+    if not tracking_uri:
+        raise CheckError(NO_TRACKING_SERVER)
     apply_http_defaults()
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri_for(tracking_uri, registry_uri))
 
 
 def _get_registered_model(client: MlflowClient, model: str) -> Any:
@@ -295,6 +330,12 @@ def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} chars)"
 
 
+def _is_repeated(value: Any) -> bool:
+    # upb's RepeatedScalarContainer has no __iter__ (it iterates by __getitem__) and is no Sequence.
+    return (not isinstance(value, (str, bytes, dict)) and hasattr(value, "__len__")
+            and hasattr(value, "__getitem__"))
+
+
 def version_summary(mv: ModelVersion, max_tag_chars: int = 1000) -> dict[str, Any]:
     """The version's fields as the original tool reported them (``_name``, ``_version``, …).
 
@@ -306,7 +347,8 @@ def version_summary(mv: ModelVersion, max_tag_chars: int = 1000) -> dict[str, An
             value = {k: _shorten(str(v), max_tag_chars) for k, v in value.items()}
         if value is None or isinstance(value, (str, int, float, bool)):
             out[key] = value
-        elif isinstance(value, (list, tuple)):
+        elif isinstance(value, (list, tuple)) or _is_repeated(value):
+            # Read over REST, aliases are a protobuf repeated field, not a list: report a real list.
             out[key] = [v if isinstance(v, (str, int, float, bool)) else str(v) for v in value]
         elif isinstance(value, dict):
             out[key] = {str(k): (v if isinstance(v, (str, int, float, bool)) or v is None else str(v))

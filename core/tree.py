@@ -14,13 +14,14 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.errors import CheckError
+from core.exclude import is_excluded
 from core.manifest import Difference, FileDigest, Manifest, diff_manifests
 
 __all__ = ["CHUNK_SIZE", "IGNORED_FILES", "Difference", "FileDigest", "ScanResult", "TreeComparison",
@@ -59,7 +60,7 @@ def _hash_file(path: str, buf: bytearray, view: memoryview) -> FileDigest:
 
 
 def scan_tree(root: Path | str, *, ignore: Iterable[str] = IGNORED_FILES,
-              chunk_size: int = CHUNK_SIZE, workers: int = 1) -> ScanResult:
+              chunk_size: int = CHUNK_SIZE, workers: int = 1, exclude: Sequence[str] = ()) -> ScanResult:
     """Read the tree under ``root`` (every file, every sub-folder) into a :class:`Manifest`.
 
     Symbolic links are recorded with their target and never followed. A ``root`` that is a
@@ -67,6 +68,8 @@ def scan_tree(root: Path | str, *, ignore: Iterable[str] = IGNORED_FILES,
     ``ignore`` are left out and listed in ``Manifest.ignored``. Any entry that cannot be read is
     an error: nothing is skipped silently. With ``workers`` > 1 the files are hashed by that many
     threads (largest first, so that they finish together), each file still read once by one thread.
+    Entries whose relative path matches an ``exclude`` glob (:func:`core.exclude.is_excluded`; a
+    folder with everything under it) are left out the same way and listed in ``Manifest.ignored``.
     """
     started = time.perf_counter()
     root = Path(root)
@@ -93,6 +96,9 @@ def scan_tree(root: Path | str, *, ignore: Iterable[str] = IGNORED_FILES,
                 with os.scandir(abs_dir) as it:
                     for entry in it:
                         rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                        if exclude and is_excluded(rel, exclude):
+                            ignored.append(rel)
+                            continue
                         if entry.is_symlink():
                             symlinks[rel] = os.readlink(entry.path)
                         elif entry.is_dir(follow_symlinks=False):
@@ -142,7 +148,8 @@ def _same_location(a: Path, b: Path) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
-def scan_trees(paths: Iterable[Path | str], *, max_workers: int = 2) -> list[ScanResult]:
+def scan_trees(paths: Iterable[Path | str], *, max_workers: int = 2,
+               exclude: Sequence[str] = ()) -> list[ScanResult]:
     """Scan several trees concurrently; a location given twice (same file system object) is read once.
 
     Returns one :class:`ScanResult` per given path, in order.
@@ -161,11 +168,11 @@ def scan_trees(paths: Iterable[Path | str], *, max_workers: int = 2) -> list[Sca
     if len(distinct) == 1:
         # One tree (run and registry model are one folder in open-source MLflow): hash its files
         # on every worker instead of one.
-        results = [scan_tree(distinct[0], workers=max_workers)]
+        results = [scan_tree(distinct[0], workers=max_workers, exclude=exclude)]
     else:
         with ThreadPoolExecutor(max_workers=min(max_workers, len(distinct)),
                                 thread_name_prefix="guard-scan") as pool:
-            results = list(pool.map(scan_tree, distinct))
+            results = list(pool.map(lambda p: scan_tree(p, exclude=exclude), distinct))
     return [results[i] for i in index]
 
 

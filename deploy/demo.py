@@ -1,12 +1,14 @@
 """`make demo`: watch the guard pass an honest model version and catch a tampered one.
 
-Run it while `make run` is up (or point ``MLFLOW_TRACKING_URI`` at any MLflow server whose webhook calls
-the listener). It needs scikit-learn (in requirements-dev.txt) and a tracking server whose artifact store is
-a local folder (the local stack's is), because step 2 edits a stored model file the way an attacker or an
-accident would.
+Run it while `make run` is up: it reads the addresses that stack was started with from
+``$GUARD_DATA_DIR/stack.json`` (``MLFLOW_PORT``/``PORT`` need not be repeated). ``MLFLOW_TRACKING_URI`` and
+``GUARD_LISTENER_URL`` override them (any MLflow server whose webhook calls the listener). It needs
+scikit-learn (in requirements-dev.txt) and a tracking server whose artifact store is a local folder (the
+local stack's is), because step 2 edits a stored model file the way an attacker or an accident would.
 
 1. Trains a small scikit-learn model, logs and registers it, sets the alias ``champion`` and waits for the
-   verdict the listener writes onto the version (tag ``validation.status``): PASSED.
+   verdict of that alias event the listener writes onto the version (tag ``validation.status``; the
+   ``model_version.created`` verdict that may land meanwhile is not the one shown): PASSED.
 2. Registers a second version that carries a nested file (``code/demo_assets/preprocessing/vocabulary.txt``),
    waits for it to be sealed, changes that file in the artifact store, sets the alias ``challenger`` and
    waits again: FAILED, naming the file.
@@ -29,6 +31,8 @@ from typing import Any
 from urllib.parse import quote, unquote, urlparse
 
 NESTED_FILE = "code/demo_assets/preprocessing/vocabulary.txt"
+STACK_FILE = "stack.json"  # written by deploy/local_stack.py while `make run` is up
+ALIAS_EVENT = "model_version_alias.created"
 VERDICT_TIMEOUT_S = float(os.environ.get("GUARD_DEMO_TIMEOUT", "180"))
 
 
@@ -55,11 +59,22 @@ def _parse_time(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def wait_for_verdict(client: Any, name: str, version: str, since: datetime,
-                     want: str | None = None) -> dict[str, str]:
-    """Poll the version's tags until a verdict checked at or after ``since`` (and equal to ``want``) is there.
+def verdict_trigger(tags: dict[str, str]) -> str | None:
+    """The event a verdict answers (``trigger`` in its ``validation.report`` tag), or None."""
+    try:
+        report = json.loads(tags.get("validation.report") or "")
+    except ValueError:
+        return None
+    return report.get("trigger") if isinstance(report, dict) else None
 
-    ``validation.checked_at`` has one-second resolution, so ``since`` is compared to the second.
+
+def wait_for_verdict(client: Any, name: str, version: str, since: datetime,
+                     want: str | None = None, trigger: str | None = None) -> dict[str, str]:
+    """Poll the version's tags until a verdict checked at or after ``since`` (and equal to ``want``, and
+    answering the event ``trigger``) is there.
+
+    ``validation.checked_at`` has one-second resolution, so ``since`` is compared to the second; that is
+    why the event is matched too: a verdict of an earlier event can land in the same second.
     """
     since = since.replace(microsecond=0)
     deadline = time.monotonic() + VERDICT_TIMEOUT_S
@@ -68,7 +83,8 @@ def wait_for_verdict(client: Any, name: str, version: str, since: datetime,
         tags = dict(client.get_model_version(name, version).tags)
         checked = _parse_time(tags.get("validation.checked_at"))
         status = tags.get("validation.status")
-        if status and checked and checked >= since and (want is None or status == want):
+        if (status and checked and checked >= since and (want is None or status == want)
+                and (trigger is None or verdict_trigger(tags) == trigger)):
             return tags
         time.sleep(0.5)
     shown = {k: v for k, v in tags.items() if k != "validation.report"}
@@ -105,6 +121,7 @@ def show(tags: dict[str, str], name: str, version: str, ui: str) -> None:
     """Print a verdict the way the registry shows it."""
     say(f"  verdict:  {tags.get('validation.status')}")
     say(f"  summary:  {tags.get('validation.summary', '')}")
+    say(f"  event:    {verdict_trigger(tags) or '?'}")
     if tags.get("validation.seal"):
         say(f"  seal:     sha256 {tags['validation.seal'][:16]}…")
     say(f"  see it:   {ui}/#/models/{quote(name)}/versions/{version}")
@@ -119,15 +136,40 @@ def local_path(uri: str) -> Path | None:
     return None
 
 
+def running_stack(data_dir: Path) -> dict[str, Any]:
+    """The addresses the running `make run` stack wrote (``stack.json`` under its data folder), or {}."""
+    try:
+        stack = json.loads((data_dir / STACK_FILE).read_text(encoding="utf-8"))
+        pid = int(stack.get("pid") or 0)
+        if pid > 0:
+            os.kill(pid, 0)  # a stack that is gone (killed, machine restarted) left stale addresses
+        return stack
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
+
+
+def addresses(env: dict[str, str] | os._Environ[str] = os.environ) -> tuple[str, str, str]:
+    """Tracking server and listener to use, and where they came from (for the error message)."""
+    stack = running_stack(Path(env.get("GUARD_DATA_DIR") or ".guard"))
+    tracking = env.get("MLFLOW_TRACKING_URI") or stack.get("tracking_uri")
+    listener = env.get("GUARD_LISTENER_URL") or stack.get("listener_url")
+    origin = "MLFLOW_TRACKING_URI" if env.get("MLFLOW_TRACKING_URI") else (
+        f"{Path(env.get('GUARD_DATA_DIR') or '.guard') / STACK_FILE}" if stack else "MLFLOW_PORT / PORT")
+    tracking = tracking or f"http://127.0.0.1:{env.get('MLFLOW_PORT', '5000')}"
+    listener = listener or f"http://127.0.0.1:{env.get('PORT', '8000')}"
+    return str(tracking), str(listener).rstrip("/"), origin
+
+
 def main() -> int:
     """Run both acts of the demo; returns the exit status."""
-    tracking = (os.environ.get("MLFLOW_TRACKING_URI")
-                or f"http://127.0.0.1:{os.environ.get('MLFLOW_PORT', '5000')}")
-    listener = os.environ.get("GUARD_LISTENER_URL") or f"http://127.0.0.1:{os.environ.get('PORT', '8000')}"
+    tracking, listener, origin = addresses()
     name = os.environ.get("GUARD_DEMO_MODEL", "guard-demo")
     if tracking.startswith("http") and not _reachable(tracking.rstrip("/") + "/health"):
-        say(f"No MLflow server answers at {tracking}. Start `make run` first (or set MLFLOW_TRACKING_URI).")
+        say(f"No MLflow server answers at {tracking} (from {origin}). Start `make run` first; if it runs "
+            "with another GUARD_DATA_DIR, set the same GUARD_DATA_DIR here (or MLFLOW_TRACKING_URI and "
+            "GUARD_LISTENER_URL).")
         return 1
+    say(f"MLflow server: {tracking}   listener: {listener}   (from {origin})")
     try:
         import sklearn  # noqa: F401 - fail early with a clear message
     except ImportError:
@@ -155,7 +197,7 @@ def main() -> int:
     say(f"registered {name} v{v1}; setting alias 'champion' ...")
     since = datetime.now(timezone.utc)
     client.set_registered_model_alias(name, "champion", v1)
-    tags = wait_for_verdict(client, name, v1, since)
+    tags = wait_for_verdict(client, name, v1, since, trigger=ALIAS_EVENT)
     show(tags, name, v1, ui)
     ok &= tags.get("validation.status") == "PASSED"
 
@@ -188,7 +230,7 @@ def main() -> int:
     since = datetime.now(timezone.utc)
     client.set_registered_model_alias(name, "challenger", v2)
     try:
-        tags = wait_for_verdict(client, name, v2, since, want="FAILED")
+        tags = wait_for_verdict(client, name, v2, since, want="FAILED", trigger=ALIAS_EVENT)
     except TimeoutError as exc:
         say(str(exc))
         return 1

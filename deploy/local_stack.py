@@ -9,8 +9,9 @@
 3. Starts the Procfile's ``web`` (gunicorn, ``PORT``, default 8000) and ``worker`` (huey consumer) through
    honcho, with the listener's environment.
 4. Registers the MLflow webhook (idempotent: a second start updates the same webhook).
-5. Prints the MLflow UI, listener and status page URLs and runs until Ctrl-C (SIGINT) or SIGTERM, then
-   stops everything it started, children included.
+5. Prints the MLflow UI, listener and status page URLs (and keeps them in ``stack.json`` under the data
+   folder, for ``make demo``) and runs until Ctrl-C (SIGINT) or SIGTERM, then stops everything it
+   started, children included, and removes ``stack.json``.
 
 Environment: ``GUARD_DATA_DIR``, ``MLFLOW_TRACKING_URI``, ``MLFLOW_PORT``, ``PORT``, ``GUARD_MLFLOW_SECRET``
 (use this secret instead of the generated one), ``GUARD_LISTENER_URL`` (the URL an existing MLflow server
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -42,6 +44,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 WEBHOOK_NAME = "mlflow-version-guard-local"
 STOP_TIMEOUT_S = 15.0
+STACK_FILE = "stack.json"  # the running stack's addresses, read by `make demo` (deploy/demo.py)
 
 
 class StackError(RuntimeError):
@@ -309,6 +312,25 @@ class LocalStack:
         self.webhook_id = hook.webhook_id
         log(f"{'registered' if created else 'reusing'} MLflow webhook {hook.webhook_id} -> {url}")
 
+    def remember_addresses(self) -> None:
+        """Write the addresses this stack runs at to ``stack.json`` under the data folder.
+
+        ``make demo`` (deploy/demo.py) reads them, so a stack started with other ports
+        (``MLFLOW_PORT=5001 PORT=8001 make run``) needs no variables repeated. Removed on stop.
+        """
+        stack = {"tracking_uri": self.tracking_uri, "listener_url": self.listener_url, "pid": os.getpid()}
+        path = self.data_dir / STACK_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(stack, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+    def forget_addresses(self) -> None:
+        """Remove ``stack.json`` if it is this process's (a second launcher may have written its own)."""
+        path = self.data_dir / STACK_FILE
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
+                path.unlink()
+
     def banner(self) -> str:
         """What a person needs to start using the stack."""
         lines = [
@@ -341,6 +363,7 @@ class LocalStack:
                 log(f"stopping {child.name} (pid {child.proc.pid})")
             child.stop()
         self.children.clear()
+        self.forget_addresses()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -370,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     try:
         stack.start()
+        stack.remember_addresses()
         print(stack.banner(), flush=True)
         status = stack.watch()
     except KeyboardInterrupt:

@@ -81,6 +81,15 @@ def _registry_kind(tracking_uri: str | None, registry_uri: str | None) -> str:
     return "databricks" if uri.startswith("databricks") else "mlflow"
 
 
+def _exclude_patterns(value: str | None) -> list[str]:
+    from core.exclude import validate_patterns
+
+    try:
+        return validate_patterns(_split_list(value))
+    except ValueError as exc:
+        raise ConfigError(f"GUARD_EXCLUDE: {exc}") from exc
+
+
 @dataclass
 class Settings:
     """Everything the listener and its queue need; built by :meth:`from_env`."""
@@ -111,6 +120,8 @@ class Settings:
     event_message: str | None = None
     # prometheus-client's multiprocess folder: set, /metrics adds up every process writing into it.
     metrics_dir: str | None = None
+    # GUARD_EXCLUDE: comma-separated globs (core/exclude.py) left out of every check, reported as excluded.
+    exclude: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -186,6 +197,7 @@ class Settings:
                                                  DEFAULT_DATABRICKS_HTTP_TIMEOUT_S),
             "event_message": env.get("GUARD_EVENT_MESSAGE") or env.get("EVENT_MESSAGE") or None,
             "metrics_dir": env.get("PROMETHEUS_MULTIPROC_DIR") or None,
+            "exclude": _exclude_patterns(env.get("GUARD_EXCLUDE")),
         }
         values.update(overrides)
         return cls(**values)

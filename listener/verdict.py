@@ -19,7 +19,9 @@ STATUSES = (PASSED, FAILED, ERROR)
 
 SECTION_START = "<!-- validation:start -->"
 SECTION_END = "<!-- validation:end -->"
-_SECTION_RE = re.compile(re.escape(SECTION_START) + r".*?" + re.escape(SECTION_END), re.DOTALL)
+# Our section: the verdict line that opens the description, then the marked details.
+_SECTION_RE = re.compile(r"(?:(?:PASSED|FAILED|ERROR) \u00b7 validation [^\n]*\n)?" + re.escape(SECTION_START)
+                         + r".*?" + re.escape(SECTION_END), re.DOTALL)
 
 # Registry limits (MLflow model version tag values: 100,000 characters; Databricks comments: 65,535).
 TAG_VALUE_LIMIT = 100_000
@@ -199,14 +201,23 @@ def _md_safe(text: str) -> str:
 
 
 def render_description_section(verdict: Verdict) -> str:
-    """The markdown section (markers included) describing ``verdict``."""
+    """The markdown section describing ``verdict``: a verdict line, then the details between the markers.
+
+    The verdict line comes before the start marker because the model page's list of versions shows
+    only the first dozen characters of a description, raw: they must be the status itself
+    (``PASSED · validation <time>``), not a marker. (In Markdown the marker is an HTML comment: the
+    version page does not show it.)
+    """
+    when = verdict.checked_at
+    if re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", when):
+        when = when[:10] + " " + when[11:16] + "Z"  # to the minute: the line stays short
     lines = [
+        f"{verdict.status} \u00b7 validation {_md_safe(when)}",
         SECTION_START,
-        f"**Validation: {_BADGE[verdict.status]}** \u00b7 {verdict.checked_at}",
+        f"**{_BADGE[verdict.status]}**: {_md_safe(verdict.summary)}",
         "",
-        _md_safe(verdict.summary),
-        "",
-        f"- Trigger: {_md_safe(verdict.trigger)} ({verdict.action.replace('_', ' ')})",
+        f"- Trigger: {_md_safe(verdict.trigger)} ({verdict.action.replace('_', ' ')}), "
+        f"checked at {_md_safe(verdict.checked_at)}",
     ]
     if verdict.seal_digest:
         sealed = " (sealed by this validation)" if verdict.new_seal_json is not None else ""
@@ -226,20 +237,27 @@ def render_description_section(verdict: Verdict) -> str:
 
 
 def update_description(old: str | None, verdict: Verdict) -> str:
-    """Return ``old`` with the validation section replaced (or appended), the rest byte for byte intact.
+    """Return ``old`` with the validation section at its start, replaced on every run; the user's own
+    text follows it byte for byte intact.
 
+    The section goes first, so that the first visible characters of the description are the verdict.
     Only the first complete ``start … end`` pair is ours; any later pairs are left alone so a user's
-    pasted text is never deleted.
+    pasted text is never deleted. A section found elsewhere (written below the user's text by an
+    earlier version of this tool) is moved to the top, with the blank line it was appended after.
     """
     section = render_description_section(verdict)
     old = old or ""
     match = _SECTION_RE.search(old)
+    if match and match.start() == 0:
+        return section + old[match.end():]
     if match:
-        return old[: match.start()] + section + old[match.end():]
-    if not old:
+        before, after = old[: match.start()], old[match.end():]
+        if not after.strip() and before.endswith("\n\n"):
+            before, after = before[:-2], ""  # it was appended below the user's text with a blank line
+        old = before + after
+    if not old.strip():
         return section
-    sep = "" if old.endswith("\n\n") else ("\n" if old.endswith("\n") else "\n\n")
-    return old + sep + section
+    return section + "\n\n" + old
 
 
 # -------------------------------------------------------------------------------------------- comment

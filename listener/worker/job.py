@@ -114,7 +114,7 @@ def validate(request: ValidationRequest, settings: Settings, adapter: RegistryAd
         scratch.mkdir(parents=True, exist_ok=True)
         result = check_model_version(request.model, request.version, tracking_uri=settings.tracking_uri,
                                      registry_uri=settings.registry_uri, download_dir=scratch, seal=seal,
-                                     client=adapter.client, model_version=mv)
+                                     client=adapter.client, model_version=mv, exclude=settings.exclude)
         if result.status == ERROR:
             reason = result.error or result.summary or "could not check"
             raise TransientError(reason) if result.transient else CheckError(reason)

@@ -29,6 +29,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 SECRET = "browser-test-webhook-secret"
+VERDICT_LINE = ".//*[starts-with(normalize-space(.), 'PASSED \u00b7')]"
+OWNER_TEXT = "Owner's notes: trained on the 2026 data."
 CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage", "--window-size=1400,1000"]
@@ -64,6 +66,20 @@ def wait_until(check: Callable[[], object], timeout: float, what: str, page: Cal
     pytest.fail(f"{what} not visible within {timeout}s; page text:\n{page()[:3000]}")
 
 
+def _description_cell(browser, by) -> tuple[str, str] | None:
+    """(row text, description cell text) of the first version row showing a verdict line, or None."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:  # the table re-renders while it loads: look again rather than hold on to old elements
+        for row in browser.find_elements(by.CSS_SELECTOR, "[role=row], tr"):
+            cells = [e for e in row.find_elements(by.XPATH, VERDICT_LINE) if e.is_displayed()]
+            if cells:
+                return row.text, cells[-1].text.strip()
+    except StaleElementReferenceException:
+        return None
+    return None
+
+
 def test_verdict_visible_on_status_page_and_in_mlflow_ui(tmp_path: Path, mlflow_server: MlflowServer,
                                                         browser) -> None:
     from selenium.webdriver.common.by import By
@@ -77,6 +93,7 @@ def test_verdict_visible_on_status_page_and_in_mlflow_ui(tmp_path: Path, mlflow_
         worker.start()
         client = MlflowClient(tracking_uri=mlflow_server.url)
         name, version = register_model(client, tmp_path, name=f"browser-{uuid.uuid4().hex[:6]}")
+        client.update_model_version(name, version, description=OWNER_TEXT)
         headers, body = mlflow_delivery(SECRET, "created", version_created_data(client, name, version))
         req = urllib.request.Request(web.url + "/webhooks/mlflow", data=body, headers=headers, method="POST")
         with urllib.request.urlopen(req, timeout=30) as resp:
@@ -113,9 +130,23 @@ def test_verdict_visible_on_status_page_and_in_mlflow_ui(tmp_path: Path, mlflow_
         assert browser.current_url == expected
         text = page_text()
         assert "validation.status\nPASSED" in text, text[:3000]
-        # The marked description section, rendered as Markdown.
-        assert "Validation:" in text and "PASSED" in text.split("Validation:", 1)[1].split("\n", 1)[0]
+        # The description, rendered as Markdown: the verdict line first (the marker is not shown), the
+        # owner's own text after the section.
+        description = wait_until(lambda: [e for e in browser.find_elements(By.XPATH, VERDICT_LINE[1:])
+                                          if e.is_displayed()], 30, "the verdict line of the description",
+                                 page_text)[-1]
+        assert re.match(r"PASSED \u00b7 validation \d{4}-\d\d-\d\d \d\d:\d\dZ", description.text.strip())
+        assert "validation:start" not in text and text.index("PASSED \u00b7") < text.index(OWNER_TEXT)
         browser.save_screenshot(str(SCREENSHOTS / "mlflow-model-version.png"))
+
+        # 3. The model page's list of versions shows the start of each description: the verdict.
+        browser.get(f"{mlflow_server.url}/#/models/{quote(name)}")
+        row_text, cell_text = wait_until(lambda: _description_cell(browser, By), 60,
+                                         "the version's description in the model page", page_text)
+        # The column is a dozen characters wide: the status comes first, so it is what shows.
+        assert cell_text.startswith("PASSED \u00b7 valid"), cell_text
+        assert "validation:" not in row_text.split("Add\n", 1)[-1], row_text  # no raw marker in the column
+        browser.save_screenshot(str(SCREENSHOTS / "mlflow-model-versions-list.png"))
     finally:
         worker.stop()
         web.stop()

@@ -141,12 +141,23 @@ def test_local_stack_runs_the_loop_reuses_its_webhook_and_stops_everything(tmp_p
         secret = secret_file.read_text().strip()
         fernet_key = key_file.read_text().strip()
 
-        # `make demo` against this stack: PASSED for an honest version, FAILED naming the changed file.
-        demo_env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
-        demo_env.update(MLFLOW_TRACKING_URI=tracking, GUARD_LISTENER_URL=listener, GUARD_DEMO_MODEL=name)
+        # The stack remembers the (non-default) addresses it was started with, for `make demo`.
+        remembered = json.loads((data_dir / "stack.json").read_text())
+        assert (remembered["tracking_uri"], remembered["listener_url"]) == (tracking, listener)
+
+        # `make demo` against this stack, given only GUARD_DATA_DIR (no ports, no URLs): PASSED for an
+        # honest version, FAILED naming the changed file.
+        demo_env = {k: v for k, v in os.environ.items() if k not in (*CLEARED_ENV, "MLFLOW_PORT", "PORT")}
+        demo_env.update(GUARD_DATA_DIR=str(data_dir), GUARD_DEMO_MODEL=name)
         demo = subprocess.run([sys.executable, "deploy/demo.py"], cwd=REPO_ROOT, env=demo_env,
                               capture_output=True, text=True, timeout=300)
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+        assert f"MLflow server: {tracking}   listener: {listener}   (from {data_dir / 'stack.json'})" \
+            in demo.stdout
+        # Act 1 shows the verdict of the event it triggered (the alias), not the creation's.
+        act_1 = demo.stdout.split("== 2.", 1)[0]
+        assert "verdict:  PASSED" in act_1 and "event:    model_version_alias.created" in act_1, act_1
+        assert "seal verified" in act_1.split("summary:", 1)[1].split("\n", 1)[0], act_1
         assert "verdict:  PASSED" in demo.stdout
         assert "verdict:  FAILED" in demo.stdout
         assert "files:    code/demo_assets/preprocessing/vocabulary.txt" in demo.stdout
@@ -162,6 +173,7 @@ def test_local_stack_runs_the_loop_reuses_its_webhook_and_stops_everything(tmp_p
         first_hook_id = hooks[0].webhook_id
 
         first.interrupt_and_check_all_gone()
+        assert not (data_dir / "stack.json").exists()  # a stopped stack leaves no addresses behind
     finally:
         first.kill()
 

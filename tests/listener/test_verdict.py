@@ -72,10 +72,12 @@ def test_report_tag_cuts_a_huge_error_message():
     assert json.loads(text)["status"] == "ERROR"
 
 
-def test_description_section_appended_to_user_text_untouched():
+def test_description_section_first_then_user_text_untouched():
     user = "My model.\n\nTrained on **2024** data.\n"
     new = update_description(user, _verdict())
-    assert new.startswith(user)
+    # The first visible characters are the verdict (the model page's versions list shows only those).
+    assert new.startswith("FAILED \u00b7 validation ") and new.endswith("\n\n" + user)
+    assert new.index("FAILED \u00b7 validation") < new.index(SECTION_START)
     assert new.count(SECTION_START) == 1 and new.count(SECTION_END) == 1
     assert "data/deep/file_000000.bin" in new
     assert new[len(user):].lstrip("\n").startswith(SECTION_START) and new.rstrip().endswith(SECTION_END)
@@ -86,16 +88,19 @@ def test_description_section_replaced_not_duplicated_and_surroundings_kept():
     after = "\n\nFooter the user wrote later.\n"
     edited = before + render_description_section(_verdict()) + after
     second = update_description(edited, _verdict(status="PASSED", n_diffs=0, summary="all good"))
-    assert second.count(SECTION_START) == 1
+    assert second.count(SECTION_START) == 1 and second.count(" \u00b7 validation ") == 1
     assert "all good" in second and "data/deep/file_000000.bin" not in second
-    assert second.startswith(before) and second.endswith(after)
-    assert update_description(second, _verdict(status="PASSED", n_diffs=0, summary="all good",
-                                                checked_at="x")).endswith(after)
+    # Moved to the top; the user's text around it is kept, in order.
+    assert second.startswith("PASSED \u00b7 validation ") and second.endswith(before + after)
+    third = update_description(second, _verdict(status="FAILED", summary="bad now", checked_at="x"))
+    assert third.startswith("FAILED \u00b7 validation x\n" + SECTION_START) and third.endswith(before + after)
+    assert third.count(SECTION_START) == 1 and "all good" not in third
 
 
 def test_description_of_empty_description_is_just_the_section():
     new = update_description(None, _verdict(status="PASSED", n_diffs=0))
-    assert new.startswith(SECTION_START) and new.endswith(SECTION_END)
+    assert new.startswith("PASSED \u00b7 validation ") and new.endswith(SECTION_END)
+    assert new.splitlines()[1] == SECTION_START
 
 
 def test_hostile_paths_cannot_break_out_of_the_section():
@@ -106,7 +111,8 @@ def test_hostile_paths_cannot_break_out_of_the_section():
     assert "<script>" not in section
     # Replacing it again still finds exactly our section.
     again = update_description("user\n" + section, _verdict(status="PASSED", n_diffs=0))
-    assert again.startswith("user\n") and again.count(SECTION_START) == 1
+    assert again.startswith("PASSED \u00b7 validation ") and again.endswith("user\n")
+    assert again.count(SECTION_START) == 1
 
 
 def test_description_section_lists_a_bounded_number_of_paths():

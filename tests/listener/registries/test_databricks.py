@@ -216,7 +216,8 @@ def test_unity_catalog_gets_tags_and_description(standin: DatabricksStandIn, set
     adapter.publish(verdict)
     mv = client.get_model_version(model, v)
     assert mv.tags["validation.status"] == PASSED
-    assert mv.description.startswith("Owner's notes.") and "<!-- validation:start -->" in mv.description
+    assert mv.description.endswith("\n\nOwner's notes.") and "<!-- validation:start -->" in mv.description
+    assert mv.description.split(" ", 1)[0] in ("PASSED", "FAILED", "ERROR")  # the verdict comes first
     assert comments(standin, model, v) == []  # no comments API for Unity Catalog models
     assert DatabricksAdapter(Settings(tracking_uri="databricks", registry_uri="databricks-uc",
                                       data_dir=tmp_path), client=client).unity_catalog

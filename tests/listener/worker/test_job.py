@@ -69,7 +69,9 @@ def test_seal_and_check_passes_and_publishes_tags_and_section(settings, client, 
     report = json.loads(tags["validation.report"])
     assert report["sealed_now"] is True and report["status"] == "PASSED"
     assert tags["validation.checked_at"].endswith("Z")
-    assert mv.description.startswith("Owner's notes: *keep me*.")
+    # The verdict first (what the model page's versions list shows), the owner's text after it, intact.
+    assert mv.description.startswith("PASSED \u00b7 validation ")
+    assert mv.description.endswith("\n\nOwner's notes: *keep me*.")
     assert mv.description.count(SECTION_START) == 1 and "PASSED" in mv.description
 
     row = ResultsStore(settings.data_dir / "results.db").get(req["delivery_key"])
@@ -200,3 +202,24 @@ def test_one_structured_log_line_per_finished_job_without_secrets(settings, clie
         name, version, "model_version.created", "PASSED", "PUBLISHED")
     assert line["duration_s"] >= line["check_s"] > 0 and line["job"] == req["delivery_key"]
     assert SECRET not in caplog.text
+
+
+def test_listener_policy_guard_exclude_reaches_the_check(mlflow_server, tmp_path: Path):
+    from listener.config import ConfigError
+
+    with pytest.raises(ConfigError, match="GUARD_EXCLUDE"):
+        Settings.from_env({"GUARD_EXCLUDE": "../outside"})
+    env = {"MLFLOW_TRACKING_URI": mlflow_server.url, "GUARD_DATA_DIR": str(tmp_path / "guard")}
+    policy = Settings.from_env({**env, "GUARD_EXCLUDE": "data/deep/**, *.log"})
+    assert policy.exclude == ["data/deep/**", "*.log"]
+    client = MlflowClient(mlflow_server.url)
+    name, version = register_model(client, tmp_path)
+    assert process_job(_request(name, version), policy)["status"] == "PASSED"
+    target = local_model_path(client, name, version) / "data" / "deep" / "nested" / "layer.bin"
+    target.write_bytes(b"changed, but left out by the policy")
+    check = _request(name, version, action="check", alias="champion")
+    assert process_job(check, policy)["status"] == "PASSED"
+    assert "path(s) excluded" in client.get_model_version(name, version).tags["validation.summary"]
+    # Without the policy the same files fail: the exclusion is what made the difference.
+    plain = Settings.from_env(env)
+    assert process_job({**check, "delivery_key": "again"}, plain)["status"] == "FAILED"
