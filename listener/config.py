@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from listener.store.engine import StoreConfigError, default_store_url, normalise_url, redacted
+
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_TOLERANCE_S = 300
 ROUTES = ("mlflow", "databricks")
@@ -73,11 +75,19 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     registry_kind: str = "mlflow"
     ui_base_url: str | None = None
+    # GUARD_STORE: results, journal, alias history, sweep marks (sqlite:///PATH or postgresql://…).
+    store_url: str = ""
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
         if not self.queue_url:
             self.queue_url = f"sqlite:///{self.data_dir / 'queue.db'}"
+        if not self.store_url:
+            self.store_url = default_store_url(self.data_dir)
+        try:
+            self.store_url = normalise_url(self.store_url)
+        except StoreConfigError as exc:
+            raise ConfigError(str(exc)) from exc
         if self.registry_kind not in ("mlflow", "databricks"):
             raise ConfigError(f"registry_kind must be 'mlflow' or 'databricks', got {self.registry_kind!r}")
         if not (self.queue_url.startswith("sqlite:///") or self.queue_url.startswith("redis://")
@@ -89,6 +99,7 @@ class Settings:
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in ("mlflow_secrets", "databricks_secrets"):
             shown[name] = f"<{len(shown[name])} secret(s)>"
+        shown["store_url"] = redacted(self.store_url)
         if shown["databricks_authorization"]:
             shown["databricks_authorization"] = "<set>"
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
@@ -128,6 +139,7 @@ class Settings:
                                          DEFAULT_MAX_BODY_BYTES, 1),
             "registry_kind": _registry_kind(tracking_uri, registry_uri),
             "ui_base_url": ui_url,
+            "store_url": env.get("GUARD_STORE") or "",
         }
         values.update(overrides)
         return cls(**values)

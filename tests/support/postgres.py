@@ -131,6 +131,13 @@ class PostgresServer(ManagedProcess):
         if made.returncode != 0:
             raise RuntimeError(f"CREATE DATABASE failed: {made.stderr}")
 
+    def new_database(self, name: str) -> str:
+        """Create an empty database ``name`` on this server; returns its URL."""
+        made = self._psql(f"CREATE DATABASE {name}", database="postgres")
+        if made.returncode != 0:
+            raise RuntimeError(f"CREATE DATABASE {name} failed: {made.stderr}")
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{name}"
+
     def accepting(self) -> bool:
         """True when something listens on the server's port."""
         try:
