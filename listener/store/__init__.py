@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 
 from listener.store.aliases import SOURCE_GUARD, SOURCE_SWEEP, SOURCE_WEBHOOK, Aliases, AliasEvent, Marks
-from listener.store.database import is_transient
+from listener.store.database import is_transient, short_reason
 from listener.store.engine import StoreConfigError, default_store_url, normalise_url, redacted
 from listener.store.journal import (
     PUBLISH_DONE,
@@ -36,8 +36,8 @@ from listener.store.results import Results
 __all__ = [
     "LOCK_TTL_S", "PUBLISH_DONE", "PUBLISH_FAILED", "PUBLISH_PENDING", "QUEUED", "RETRYING", "RUNNING",
     "SOURCE_GUARD", "SOURCE_SWEEP", "SOURCE_WEBHOOK", "STALE_AFTER_S", "AliasEvent", "Claim", "Store",
-    "StoreConfigError", "StoreVersionLock", "default_store_url", "get_store", "is_transient",
-    "normalise_url", "owner_alive", "owner_id", "redacted", "version_lock_key",
+    "StoreConfigError", "StoreVersionLock", "close_all", "default_store_url", "get_store", "is_transient",
+    "normalise_url", "owner_alive", "owner_id", "redacted", "short_reason", "version_lock_key",
 ]
 
 
@@ -61,3 +61,11 @@ def get_store(url: str) -> Store:
         if store is None:
             store = _stores[key] = Store(url)
         return store
+
+
+def close_all() -> None:
+    """Close the connections of every store this process opened (tests, shutdown)."""
+    with _stores_lock:
+        for store in _stores.values():
+            store.dispose()
+        _stores.clear()
