@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from listener.store.engine import StoreConfigError, default_store_url, normalise_url, redacted
+
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_TOLERANCE_S = 300
 DEFAULT_READY_TIMEOUT_S = 120.0
@@ -122,11 +124,19 @@ class Settings:
     metrics_dir: str | None = None
     # GUARD_EXCLUDE: comma-separated globs (core/exclude.py) left out of every check, reported as excluded.
     exclude: list[str] = field(default_factory=list)
+    # GUARD_STORE: results, journal, alias history, sweep marks (sqlite:///PATH or postgresql://…).
+    store_url: str = ""
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
         if not self.queue_url:
             self.queue_url = f"sqlite:///{self.data_dir / 'queue.db'}"
+        if not self.store_url:
+            self.store_url = default_store_url(self.data_dir)
+        try:
+            self.store_url = normalise_url(self.store_url)
+        except StoreConfigError as exc:
+            raise ConfigError(str(exc)) from exc
         if self.registry_kind not in ("mlflow", "databricks"):
             raise ConfigError(f"registry_kind must be 'mlflow' or 'databricks', got {self.registry_kind!r}")
         if not (self.queue_url.startswith("sqlite:///") or self.queue_url.startswith("redis://")
@@ -138,6 +148,7 @@ class Settings:
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in ("mlflow_secrets", "databricks_secrets"):
             shown[name] = f"<{len(shown[name])} secret(s)>"
+        shown["store_url"] = redacted(self.store_url)
         if shown["databricks_authorization"]:
             shown["databricks_authorization"] = "<set>"
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
@@ -198,6 +209,7 @@ class Settings:
             "event_message": env.get("GUARD_EVENT_MESSAGE") or env.get("EVENT_MESSAGE") or None,
             "metrics_dir": env.get("PROMETHEUS_MULTIPROC_DIR") or None,
             "exclude": _exclude_patterns(env.get("GUARD_EXCLUDE")),
+            "store_url": env.get("GUARD_STORE") or "",
         }
         values.update(overrides)
         return cls(**values)

@@ -88,10 +88,12 @@ def test_dockerfile_is_slim_non_root_with_a_healthcheck_and_runs_the_procfile_we
                 assert f"!{src.rstrip('/')}" in ignore, src
 
 
-def test_compose_has_mlflow_redis_web_worker_wired_together() -> None:
+def test_compose_has_mlflow_redis_postgres_web_worker_wired_together() -> None:
+    from listener.config import Settings
+
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"mlflow", "redis", "web", "worker"}
+    assert set(services) == {"mlflow", "redis", "postgres", "web", "worker"}
     web, worker, mlflow_svc = services["web"], services["worker"], services["mlflow"]
     assert web["command"] == shlex.split(procfile()["web"])
     assert worker["command"][:2] == ["huey_consumer", "listener.worker.tasks.huey"]
@@ -100,7 +102,17 @@ def test_compose_has_mlflow_redis_web_worker_wired_together() -> None:
         assert env["GUARD_QUEUE"].startswith("redis://redis:")
         assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
         assert "GUARD_MLFLOW_SECRET" in env
-        assert "guard-data:/data" in svc["volumes"]  # the status page reads what the worker writes
+        assert "guard-data:/data" in svc["volumes"]
+        # One store for every container: each status page shows what every worker wrote.
+        store = env["GUARD_STORE"].replace("${GUARD_POSTGRES_PASSWORD:?set GUARD_POSTGRES_PASSWORD in "
+                                           "deploy/.env}", "pw")
+        assert store == "postgresql://guard:pw@postgres:5432/guard"
+        assert Settings.from_env({"GUARD_STORE": store}).store_url.startswith("postgresql+psycopg://")
+        assert svc["depends_on"]["postgres"] == {"condition": "service_healthy"}
+    postgres = services["postgres"]
+    pg_env = postgres["environment"]
+    assert (pg_env["POSTGRES_USER"], pg_env["POSTGRES_DB"]) == ("guard", "guard")
+    assert "pg_isready" in postgres["healthcheck"]["test"]
     server_env = mlflow_svc["environment"]
     assert server_env["MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS"] == "true"
     assert "http" in server_env["MLFLOW_WEBHOOK_ALLOWED_SCHEMES"].split(",")
