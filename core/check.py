@@ -16,7 +16,7 @@ from typing import Any
 from mlflow import MlflowClient
 
 from core.errors import CheckError, TransientError
-from core.fetch import FetchRequest, materialize_many
+from core.fetch import FetchRequest, read_trees
 from core.manifest import Difference, Manifest
 from core.registry import (
     check_reachable,
@@ -29,7 +29,7 @@ from core.registry import (
 )
 from core.report import human_bytes, system_info
 from core.seal import verify_manifest
-from core.tree import comparison_from_scans, scan_trees
+from core.tree import comparison_from_scans
 
 SEAL_TAG = "validation.manifest"  # compact JSON manifest of the registry model, set by the listener
 LABELS = ("run", "registry")
@@ -102,6 +102,7 @@ def _side(uri: str, resolved: str, fetched: Any, scan_manifest: Manifest) -> dic
     return {"download_uri": redact(uri), "resolved_uri": redact(resolved),
             "downloaded": fetched.downloaded,
             "local_path": {"path": str(fetched.path), "hash": scan_manifest.tree_digest},
+            "transfer": fetched.scan.transfer,
             "file_count": scan_manifest.file_count, "total_bytes": scan_manifest.total_bytes,
             "ignored": list(scan_manifest.ignored)}
 
@@ -110,7 +111,8 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                         registry_uri: str | None = None, download_dir: Path | str | None = None,
                         keep_downloads: bool = False, seal: Manifest | None = None,
                         client: MlflowClient | None = None, seal_from_tag: bool = False,
-                        report_file: str | None = None) -> CheckResult:
+                        report_file: str | None = None, transfer_concurrency: int | None = None,
+                        progress: Any = None) -> CheckResult:
     """Check that a model version's run model and registry model are identical, and match its seal.
 
     ``version_or_stage`` is resolved by :func:`core.registry.resolve_version`. Both models are
@@ -118,7 +120,9 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
     folder under ``download_dir``, removed unless ``keep_downloads``) and compared file by file.
     With ``seal`` given, or ``seal_from_tag`` and the version carrying a ``validation.manifest``
     tag, the registry model is also verified against that seal. ``report_file`` is only recorded
-    in the report's ``Options``; writing it is the caller's business.
+    in the report's ``Options``; writing it is the caller's business. Remote models are streamed
+    with ``transfer_concurrency`` transfers (default per store kind) and report to ``progress``
+    (a :class:`core.remote.progress.TransferProgress`).
     """
     started = time.perf_counter()
     spec = "" if version_or_stage is None else str(version_or_stage)
@@ -147,9 +151,10 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
         reg_for_fetch = registry_uri or tracking_uri
         requests = [FetchRequest(run_uri, tracking_uri, reg_for_fetch, "run model"),
                     FetchRequest(reg_uri, tracking_uri, reg_for_fetch, "registry model")]
-        with materialize_many(requests, download_dir, keep_downloads) as (run_f, reg_f):
+        with read_trees(requests, download_dir, keep_downloads, concurrency=transfer_concurrency,
+                        progress=progress) as (run_f, reg_f):
             cmp_started = time.perf_counter()
-            run_scan, reg_scan = scan_trees([run_f.path, reg_f.path])
+            run_scan, reg_scan = run_f.scan, reg_f.scan
             comparison = comparison_from_scans(run_scan, reg_scan, LABELS, time.perf_counter() - cmp_started)
             current = reg_scan.manifest
             seal_diffs = verify_manifest(current, seal, SEAL_LABELS) if seal is not None else []

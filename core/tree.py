@@ -33,12 +33,19 @@ IGNORED_FILES = frozenset({"registered_model_meta"})
 
 @dataclass
 class ScanResult:
-    """A tree read from disk: its manifest and how many content bytes were read."""
+    """A tree read: its manifest and how many content bytes were read.
 
-    path: Path
+    ``path`` is the folder read, or for a tree streamed from a remote store its (redacted) URI.
+    ``excluded`` names paths left out by exclude patterns; ``transfer`` describes a remote read
+    (concurrency, peak scratch bytes, where a kept copy is), None for a local one.
+    """
+
+    path: Path | str
     manifest: Manifest
     bytes_read: int
     elapsed_s: float
+    excluded: list[str] = field(default_factory=list)
+    transfer: dict[str, Any] | None = None
 
 
 def _hash_file(path: str, buf: bytearray, view: memoryview) -> FileDigest:
@@ -183,6 +190,8 @@ class TreeComparison:
     labels: tuple[str, str]
     same_location: bool = False
     paths: tuple[str, str] = field(default=("", ""))
+    #: how each side was read when streamed from a remote store (see ``ScanResult.transfer``)
+    transfers: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict summary for reports (no per-file manifest)."""
@@ -211,7 +220,8 @@ def comparison_from_scans(left: ScanResult, right: ScanResult, labels: tuple[str
     return TreeComparison(
         equal=not diffs, differences=diffs, left=left.manifest, right=right.manifest,
         bytes_compared=left.bytes_read + (0 if same else right.bytes_read), elapsed_s=elapsed_s,
-        ignored=ignored, labels=labels, same_location=same, paths=(str(left.path), str(right.path)))
+        ignored=ignored, labels=labels, same_location=same, paths=(str(left.path), str(right.path)),
+        transfers=(left.transfer, right.transfer))
 
 
 def compare_trees(left: Path | str, right: Path | str,
