@@ -6,10 +6,12 @@ only with ``--verbose``). A report file, when asked for, is written in all three
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -137,11 +139,14 @@ def _finish(result: Any, report_file: str | None, verbose: bool) -> None:
               help="Also verify the registry model against this manifest (JSON, as stored in the "
                    "validation.manifest tag); replaces the tag's seal.")
 @click.option("--no-seal-tag", is_flag=True, help="Do not verify against the validation.manifest tag.")
+@click.option("--transfer-concurrency", type=click.IntRange(min=1), metavar="N",
+              help="Concurrent transfers when streaming remote models [default: per store kind: 8 for the "
+                   "tracking server's artifact proxy, 16 for S3, 4 otherwise].")
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks and MLflow's log messages.")
 def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str | None,
                             registry_uri: str | None, download_dir: str | None, report_file: str | None,
                             keep_downloads: bool, seal_file: str | None, no_seal_tag: bool,
-                            verbose: bool) -> None:
+                            transfer_concurrency: int | None, verbose: bool) -> None:
     """Check that a model version's run model and registry model are identical.
 
     The run model (the version's source) and the registry model (its download URI) are compared
@@ -167,10 +172,12 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
         except (OSError, ValueError, KeyError, TypeError) as exc:
             click.echo(f"error: {seal_file} is not a valid manifest: {exc}", err=True)
             sys.exit(2)
-    result = check_model_version(model, version_or_stage, tracking_uri=tracking_uri,
-                                 registry_uri=registry_uri, download_dir=download_dir,
-                                 keep_downloads=keep_downloads, seal=seal, seal_from_tag=not no_seal_tag,
-                                 report_file=report_file)
+    with _progress() as progress:
+        result = check_model_version(model, version_or_stage, tracking_uri=tracking_uri,
+                                     registry_uri=registry_uri, download_dir=download_dir,
+                                     keep_downloads=keep_downloads, seal=seal, seal_from_tag=not no_seal_tag,
+                                     report_file=report_file, transfer_concurrency=transfer_concurrency,
+                                     progress=progress)
     _headline(result, verbose)
     if result.status != "ERROR":
         _print_differences("Differences between run model and registry model", result.differences)
@@ -197,10 +204,14 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
 @click.option("--skip-compare-run-models", is_flag=True, help="Do not compare the two run models.")
 @click.option("--skip-compare-reg-models", is_flag=True, help="Do not compare the two registry models.")
 @click.option("--keep-downloads", is_flag=True, help="Keep the downloaded copies (default: removed).")
+@click.option("--transfer-concurrency", type=click.IntRange(min=1), metavar="N",
+              help="Concurrent transfers when streaming remote models [default: per store kind: 8 for the "
+                   "tracking server's artifact proxy, 16 for S3, 4 otherwise].")
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks and MLflow's log messages.")
 def compare_model_versions_cli(config_file: str, download_dir: str | None, report_file: str | None,
                                skip_compare_run_models: bool, skip_compare_reg_models: bool,
-                               keep_downloads: bool, verbose: bool) -> None:
+                               keep_downloads: bool, transfer_concurrency: int | None,
+                               verbose: bool) -> None:
     """Compare two model versions, possibly on two tracking servers or workspaces.
 
     The run models of the two versions are compared with each other, and so are their registry
@@ -239,8 +250,10 @@ def compare_model_versions_cli(config_file: str, download_dir: str | None, repor
         _fail_early(f"cannot read config file {config_file}: {exc}", report_file, verbose)
     except Exception as exc:  # yaml.YAMLError and friends
         _fail_early(f"cannot parse config file {config_file}: {exc}", report_file, verbose)
-    result = compare_model_versions(config, download_dir=download_dir, skip_run=skip_compare_run_models,
-                                    skip_reg=skip_compare_reg_models, keep_downloads=keep_downloads)
+    with _progress() as progress:
+        result = compare_model_versions(config, download_dir=download_dir, skip_run=skip_compare_run_models,
+                                        skip_reg=skip_compare_reg_models, keep_downloads=keep_downloads,
+                                        transfer_concurrency=transfer_concurrency, progress=progress)
     _headline(result, verbose)
     if result.status != "ERROR":
         _print_differences("Differences between the run models", result.run_differences)
@@ -259,6 +272,19 @@ def _fail_early(message: str, report_file: str | None, verbose: bool) -> None:
         traceback.print_exc()
     _write(report, report_file, verbose)
     sys.exit(2)
+
+
+@contextlib.contextmanager
+def _progress() -> Iterator[Any]:
+    """Progress of remote transfers on stderr when it is a terminal (None otherwise)."""
+    from core.remote.terminal import terminal_progress
+
+    progress = terminal_progress()
+    try:
+        yield progress
+    finally:
+        if progress is not None:
+            progress.close()
 
 
 def _quiet(verbose: bool) -> None:
