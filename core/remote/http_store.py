@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from core.errors import CheckError, NotFoundError
-from core.registry import redact
+from core.registry import is_transient, redact, translate
 from core.remote.source import BrokenTransfer, Listing, RemoteFile, RetryPolicy
 from core.remote.walk import Entries, walk_folders
 
@@ -54,15 +54,16 @@ class HttpArtifactSource:
         self._creds = get_default_host_creds(self._api)
 
     def _get(self, endpoint: str, retry: RetryPolicy, **kwargs: Any) -> Any:
-        import requests
         from mlflow.utils.rest_utils import http_request
 
         try:
             resp = http_request(self._creds, endpoint, "GET", max_retries=0, backoff_factor=0,
                                 raise_on_status=False,
                                 timeout=(retry.connect_timeout_s, retry.read_timeout_s), **kwargs)
-        except (requests.RequestException, OSError) as exc:
-            raise BrokenTransfer(f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # MLflow wraps connection failures in MlflowException
+            if is_transient(exc):
+                raise BrokenTransfer(_first_line(exc)) from exc
+            raise translate(exc, f"reading {self.display}") from exc
         if resp.status_code in _RETRY_STATUS:
             resp.close()
             raise BrokenTransfer(f"HTTP {resp.status_code} from {redact(self._api)}")
@@ -135,3 +136,8 @@ def _body(resp: Any) -> Iterator[bytes]:
         raise BrokenTransfer(f"{type(exc).__name__} after {got} bytes: {exc}") from exc
     if exact and got != int(expected):
         raise BrokenTransfer(f"short read: {got} of {expected} bytes")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= 300 else text[:300] + "…"

@@ -76,6 +76,11 @@ class RetryPolicy:
         base = min(self.max_backoff_s, self.backoff_s * (2 ** attempt))
         return base * (1 + random.random() / 4)
 
+    def refused_bound_s(self) -> float:
+        """The longest this policy waits in all when every try fails at once (connection refused)."""
+        return sum(min(self.max_backoff_s, self.backoff_s * (2 ** i)) * 1.25
+                   for i in range(self.attempts - 1))
+
     def call(self, fn: Callable[[], T], what: str, should_stop: Callable[[], bool] = lambda: False) -> T:
         """Run ``fn`` until it does not raise :class:`BrokenTransfer`; then a transient error."""
         from core.errors import TransientError
