@@ -13,8 +13,8 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from core.errors import CheckError, TransientError
@@ -38,15 +38,29 @@ class RemoteTree:
     exclude: ExcludePredicate | None = None
 
 
-@dataclass
-class _Plan:
-    tree: RemoteTree
-    listing: Listing
-    files: list[RemoteFile]
-    ignored: list[str]
-    excluded: list[str]
-    digests: dict[str, FileDigest] = field(default_factory=dict)
-    started: float = 0.0
+class _TreeRead:
+    """One tree while it is being read: what was listed, left out, and handed to the pool."""
+
+    def __init__(self, tree: RemoteTree) -> None:
+        self.tree = tree
+        self.started = time.perf_counter()
+        self.ignored: list[str] = []
+        self.excluded: list[str] = []
+        self.futures: dict[str, Future] = {}
+        self.listing: Listing | None = None
+
+    def accept(self, items: list[RemoteFile], single_file: bool = False) -> list[RemoteFile]:
+        """The files of ``items`` to read: names checked, ignored and excluded ones set aside."""
+        keep = []
+        for item in items:
+            rel = _safe_relpath(item.relpath, self.tree.source.display)
+            if "/" not in rel and rel in self.tree.ignore and not single_file:
+                self.ignored.append(rel)
+            elif self.tree.exclude is not None and self.tree.exclude(rel):
+                self.excluded.append(rel)
+            else:
+                keep.append(item)
+        return keep
 
 
 def _safe_relpath(rel: str, display: str) -> str:
@@ -54,23 +68,6 @@ def _safe_relpath(rel: str, display: str) -> str:
     if not rel or p.is_absolute() or ".." in p.parts or "\\" in rel or "\0" in rel:
         raise CheckError(f"{display}: the store lists an unsafe file name: {rel!r}")
     return rel
-
-
-def _plan(tree: RemoteTree, retry: RetryPolicy) -> _Plan:
-    started = time.perf_counter()
-    listing = tree.source.list_files(retry)
-    files, ignored, excluded = [], [], []
-    for item in listing.files:
-        rel = _safe_relpath(item.relpath, tree.source.display)
-        if "/" not in rel and rel in tree.ignore and not listing.single_file:
-            ignored.append(rel)
-        elif tree.exclude is not None and tree.exclude(rel):
-            excluded.append(rel)
-        else:
-            files.append(item)
-    if not files and not listing.dirs and not ignored and not excluded:
-        raise CheckError(f"no model files found at {tree.source.display}")
-    return _Plan(tree, listing, files, ignored, excluded, started=started)
 
 
 def _hash_one(source: Source, item: RemoteFile, retry: RetryPolicy, progress: TransferProgress,
@@ -125,10 +122,11 @@ def read_remote_trees(trees: Sequence[RemoteTree], *, concurrency: int | None = 
     """Read every file of every tree once, streaming; one :class:`ScanResult` per tree, in order.
 
     ``concurrency`` (default: the largest default of the trees' store kinds) bounds the transfers
-    in flight across all trees. The trees are listed concurrently first, so ``progress`` learns the
-    totals before the first byte. Top-level files in a tree's ``ignore`` are left out and named in
-    ``Manifest.ignored``; paths its ``exclude`` predicate accepts are left out and named in
-    ``ScanResult.excluded``. The first failure stops the other transfers and is raised.
+    in flight across all trees. The trees are listed concurrently, and each listed batch (a folder,
+    a page) goes to the transfer pool at once, largest files first, so that transfers overlap the
+    listing. Top-level files in a tree's ``ignore`` are left out and named in ``Manifest.ignored``;
+    paths its ``exclude`` predicate accepts are left out and named in ``ScanResult.excluded``. The
+    first failure stops the other transfers and is raised.
     """
     if not trees:
         return []
@@ -139,32 +137,59 @@ def read_remote_trees(trees: Sequence[RemoteTree], *, concurrency: int | None = 
     if workers < 1:
         raise CheckError(f"transfer concurrency must be at least 1, not {workers}")
     stop = threading.Event()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="guard-transfer") as pool:
-        plans = [f.result() for f in [pool.submit(_plan, t, retry) for t in trees]]
-        for p in plans:
-            progress.planned(len(p.files), sum(f.size or 0 for f in p.files))
-        jobs = sorted(((f.size or 0, i, f) for i, p in enumerate(plans) for f in p.files),
-                      key=lambda j: (-j[0], j[1], j[2].relpath))
-        futures = {pool.submit(_hash_one, plans[i].tree.source, f, retry, progress, plans[i].tree.sink, stop):
-                   (i, f.relpath) for _, i, f in jobs}
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = [f for f in done if f.exception() is not None]
-        if failed:
-            stop.set()
+    lock = threading.Lock()
+    reads = [_TreeRead(t) for t in trees]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="guard-transfer") as pool, \
+            ThreadPoolExecutor(max_workers=len(reads), thread_name_prefix="guard-list") as lister:
+
+        def found(read: _TreeRead, items: list[RemoteFile], single_file: bool = False) -> None:
+            batch = sorted(read.accept(items, single_file), key=lambda f: -(f.size or 0))
+            progress.planned(len(batch), sum(f.size or 0 for f in batch))
+            with lock:
+                if stop.is_set():
+                    return
+                for item in batch:
+                    read.futures[item.relpath] = pool.submit(
+                        _hash_one, read.tree.source, item, retry, progress, read.tree.sink, stop)
+
+        def list_tree(read: _TreeRead) -> None:
+            read.listing = read.tree.source.list_files(retry, lambda items: found(read, items))
+            if read.listing.single_file:
+                found(read, read.listing.files, single_file=True)
+            if not read.futures and not read.listing.dirs and not read.ignored and not read.excluded:
+                raise CheckError(f"no model files found at {read.tree.source.display}")
+
+        try:
+            for job in [lister.submit(list_tree, r) for r in reads]:
+                job.result()
+            with lock:
+                futures = [f for r in reads for f in r.futures.values()]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            errors = [f.exception() for f in done if f.exception() is not None]
+            if errors:
+                raise _first_real(errors)
+        except BaseException as exc:
+            with lock:
+                stop.set()
+                futures = [f for r in reads for f in r.futures.values()]
             for f in futures:
                 f.cancel()
             wait(futures)
-            # The first real failure, not the "stopped" of the transfers it interrupted.
-            errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
-            raise next((e for e in errors if "stopped after another" not in str(e)), errors[0])
-        for fut, (i, rel) in futures.items():
-            plans[i].digests[rel] = fut.result()
+            others = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
+            raise _first_real([exc, *others]) from None
     results = []
-    for p in plans:
-        manifest = Manifest.build(p.digests, dirs=set(p.listing.dirs), ignored=p.ignored)
+    for r in reads:
+        digests = {rel: fut.result() for rel, fut in r.futures.items()}
+        dirs = set(r.listing.dirs) if r.listing is not None else set()
+        manifest = Manifest.build(digests, dirs=dirs, ignored=r.ignored)
         results.append(ScanResult(
-            p.tree.source.display, manifest, manifest.total_bytes, time.perf_counter() - p.started,
-            excluded=sorted(p.excluded),
+            r.tree.source.display, manifest, manifest.total_bytes, time.perf_counter() - r.started,
+            excluded=sorted(r.excluded),
             transfer={"streamed": True, "concurrency": workers, "peak_scratch_bytes": meter.peak,
-                      "kept_in": str(p.tree.sink) if p.tree.sink is not None else None}))
+                      "kept_in": str(r.tree.sink) if r.tree.sink is not None else None}))
     return results
+
+
+def _first_real(errors: list[BaseException]) -> BaseException:
+    """The failure that stopped the check, not the "stopped" of the transfers it interrupted."""
+    return next((e for e in errors if "stopped after another" not in str(e)), errors[0])

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from core.errors import CheckError
 from core.registry import is_transient, redact, translate
-from core.remote.source import BrokenTransfer, Listing, RemoteFile, RetryPolicy, ScratchMeter
+from core.remote.source import BrokenTransfer, Found, Listing, RemoteFile, RetryPolicy, ScratchMeter
 from core.remote.walk import Entries, walk_folders
 
 CHUNK_SIZE = 1 << 20
@@ -66,9 +66,9 @@ class MlflowRepositorySource:
             out.append((path, bool(info.is_dir), info.file_size))
         return out
 
-    def list_files(self, retry: RetryPolicy) -> Listing:
+    def list_files(self, retry: RetryPolicy, found: Found | None = None) -> Listing:
         """Every file under the tree, folders listed concurrently; one file when the URI names a file."""
-        listing = walk_folders(self._list_folder, retry, 8, self.display)
+        listing = walk_folders(self._list_folder, retry, 8, self.display, found)
         if listing.files or listing.dirs:
             return listing
         # Repositories list a file URI as empty: it may be one file. Try to read it as such.

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from core.errors import CheckError, NotFoundError
-from core.remote.source import BrokenTransfer, Listing, RemoteFile, RetryPolicy
+from core.remote.source import BrokenTransfer, Found, Listing, RemoteFile, RetryPolicy
 
 CHUNK_SIZE = 1 << 20
 DEFAULT_CONCURRENCY = 16
@@ -88,7 +88,7 @@ class S3Source:
         except (BotoCoreError, OSError) as exc:
             raise BrokenTransfer(f"{what}: {type(exc).__name__}: {exc}") from exc
 
-    def list_files(self, retry: RetryPolicy) -> Listing:
+    def list_files(self, retry: RetryPolicy, found: Found | None = None) -> Listing:
         """One flat, paginated ``ListObjectsV2`` of the prefix; a prefix naming one object gives it alone."""
         base = self.prefix + "/" if self.prefix else ""
         files: list[RemoteFile] = []
@@ -100,6 +100,7 @@ class S3Source:
                 kwargs["ContinuationToken"] = token
             page = retry.call(lambda kw=kwargs: self._call("listing", self._client.list_objects_v2, **kw),
                               f"{self.display}: listing")
+            batch = []
             for obj in page.get("Contents", []):
                 rel = obj["Key"][len(base):]
                 if not rel:
@@ -107,7 +108,10 @@ class S3Source:
                 if rel.endswith("/") and obj.get("Size", 0) == 0:  # a folder marker, as MLflow reads it
                     dirs.add(rel.rstrip("/"))
                 else:
-                    files.append(RemoteFile(rel, int(obj["Size"]), key=obj["Key"]))
+                    batch.append(RemoteFile(rel, int(obj["Size"]), key=obj["Key"]))
+            files += batch
+            if found is not None and batch:
+                found(batch)
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 break

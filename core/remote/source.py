@@ -51,6 +51,10 @@ class Listing:
     single_file: bool = False
 
 
+#: receives files as soon as they are listed (see :meth:`Source.list_files`)
+Found = Callable[[list[RemoteFile]], None]
+
+
 class BrokenTransfer(Exception):
     """A transfer that did not complete (connection reset, short read, 5xx, timeout): retry it."""
 
@@ -106,8 +110,13 @@ class Source(Protocol):
     #: concurrent transfers this store kind serves well when the caller does not say
     default_concurrency: int
 
-    def list_files(self, retry: RetryPolicy) -> Listing:
-        """Every file under the tree (flat, or folders listed concurrently), with sizes."""
+    def list_files(self, retry: RetryPolicy, found: Found | None = None) -> Listing:
+        """Every file under the tree (flat, or folders listed concurrently), with sizes.
+
+        ``found``, when given, receives the files in batches as they are listed (one folder, one
+        page), so that transfers start while the listing goes on; every file of the returned
+        listing has then been passed to it, except the one file of a ``single_file`` listing.
+        """
         ...
 
     def open(self, item: RemoteFile, retry: RetryPolicy) -> AbstractContextManager[Iterator[bytes]]:

@@ -10,20 +10,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from core.remote.source import Listing, RemoteFile, RetryPolicy
+from core.remote.source import Found, Listing, RemoteFile, RetryPolicy
 
 #: (path relative to the tree root, is_dir, size or None) for each entry of one folder
 Entries = list[tuple[str, bool, int | None]]
 
 
 def walk_folders(list_folder: Callable[[str], Entries], retry: RetryPolicy, workers: int,
-                 what: str) -> Listing:
+                 what: str, found: Found | None = None) -> Listing:
     """Every file under the root, listing up to ``workers`` folders at a time.
 
     ``list_folder(rel)`` lists the folder ``rel`` ("" is the root) and returns its entries with
     paths relative to the root; it raises :class:`core.remote.source.BrokenTransfer` for a
     listing that may succeed when tried again. A folder with nothing in it is kept in ``dirs``,
-    as a local read would.
+    as a local read would. ``found`` is given each folder's files as soon as it is listed.
     """
     files: list[RemoteFile] = []
     dirs: set[str] = set()
@@ -44,10 +44,14 @@ def walk_folders(list_folder: Callable[[str], Entries], retry: RetryPolicy, work
                     for other in pending:
                         other.cancel()
                     raise
+                batch = []
                 for rel, is_dir, size in entries:
                     if is_dir:
                         dirs.add(rel)
                         submit(rel)
                     else:
-                        files.append(RemoteFile(rel, size))
+                        batch.append(RemoteFile(rel, size))
+                files += batch
+                if found is not None and batch:
+                    found(batch)
     return Listing(files=files, dirs=dirs)

@@ -114,13 +114,14 @@ class MlflowServer(ManagedProcess):
     """
 
     def __init__(self, root: Path, *, serve_artifacts: bool = False, port: int | None = None,
-                 env: dict[str, str] | None = None, artifact_root: str | None = None) -> None:
+                 env: dict[str, str] | None = None, artifact_root: str | None = None,
+                 workers: int = 1) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.port = port or free_port()
         self.artifacts = root / "artifacts"
         argv = [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
-                "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--workers", "1"]
+                "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--workers", str(workers)]
         if serve_artifacts:
             argv += ["--serve-artifacts", "--artifacts-destination", artifact_root or str(self.artifacts)]
         else:
