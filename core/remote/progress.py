@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 
 class TransferProgress(Protocol):
@@ -85,3 +86,36 @@ class NoProgress:
 
     def verified(self, nbytes: int) -> None:
         pass
+
+
+class LoggingProgress(ProgressCounter):
+    """Progress for unattended checks (the worker): a log line at most every ``every_s`` seconds.
+
+    ``on_verified`` (for example a Prometheus counter's ``inc``) receives the size of each file as
+    soon as it is completely read and hashed; ``what`` names the check in the log lines.
+    """
+
+    def __init__(self, what: str, *, every_s: float = 30.0, logger: Any = None,
+                 on_verified: Callable[[int], None] | None = None) -> None:
+        super().__init__()
+        import logging
+
+        self._what = what
+        self._every = every_s
+        self._next = time.monotonic() + every_s
+        self._log = logger or logging.getLogger("core.remote")
+        self._on_verified = on_verified
+
+    def verified(self, nbytes: int) -> None:
+        super().verified(nbytes)
+        if self._on_verified is not None:
+            self._on_verified(nbytes)
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self._every
+        s = self.snapshot()
+        mib = 2**20
+        self._log.info("%s: %d/%d files, %.0f/%.0f MiB read, %.1f MiB/s", self._what,
+                       s["files_done"], s["files_total"], s["bytes_done"] / mib, s["bytes_total"] / mib,
+                       s["bytes_per_s"] / mib)

@@ -53,3 +53,22 @@ def test_short_checks_draw_nothing():
         p.planned(1, 10)
         p.verified(10)
     assert out.getvalue() == ""
+
+
+def test_logging_progress_counts_every_verified_byte_and_logs_at_a_low_rate(caplog):
+    import logging
+
+    from core.remote.progress import LoggingProgress
+
+    for every_s, lines in ((3600, 0), (0, 3)):
+        seen: list[int] = []
+        p = LoggingProgress("model 'm' version 1", every_s=every_s, on_verified=seen.append)
+        p.planned(3, 30)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="core.remote"):
+            for _ in range(3):
+                p.transferred(10)
+                p.verified(10)
+        assert seen == [10, 10, 10]
+        assert len(caplog.records) == lines
+    assert "model 'm' version 1: 3/3 files" in caplog.records[-1].getMessage()
