@@ -116,8 +116,9 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
     """Check that a model version's run model and registry model are identical, and match its seal.
 
     ``version_or_stage`` is resolved by :func:`core.registry.resolve_version`. Both models are
-    fetched concurrently (local ones compared in place, remote ones downloaded into a fresh
-    folder under ``download_dir``, removed unless ``keep_downloads``) and compared file by file.
+    read concurrently (local ones in place, remote ones streamed and hashed without a copy, or
+    also written into a fresh folder under ``download_dir`` with ``keep_downloads``) and compared
+    file by file.
     With ``seal`` given, or ``seal_from_tag`` and the version carrying a ``validation.manifest``
     tag, the registry model is also verified against that seal. ``report_file`` is only recorded
     in the report's ``Options``; writing it is the caller's business. Remote models are streamed

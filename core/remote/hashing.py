@@ -1,8 +1,9 @@
 """Read remote model trees by streaming: each file's SHA-256 is computed while its bytes arrive.
 
 Nothing is written to disk unless the caller asks to keep a copy (``sink``). All files of all the
-trees of one check share one pool of ``concurrency`` transfers, largest files first, so that the
-big shards of both copies run side by side and the small files fill in behind them. A transfer
+trees of one check share one pool of ``concurrency`` transfers. Files join the pool as soon as
+their folder (or listing page) is listed, largest first within each batch, so transfers overlap
+the listing and the big shards of both copies run side by side. A transfer
 that breaks is started again from the first byte of that file with a fresh hash, never
 continued; one that cannot complete ends the check with a :class:`core.errors.TransientError`.
 """
