@@ -1,4 +1,4 @@
-"""Benchmark: comparing two model versions on remote artifact stores, against the floor and the original method.
+"""Benchmark: two model versions on remote artifact stores, against the read-and-hash floor and the original.
 
 Stores: the tracking server's artifact proxy (``mlflow server --serve-artifacts``, versions stored as
 ``mlflow-artifacts:/…``) and S3 (``moto_server`` on loopback, an ``mlflow server`` with an ``s3://``
@@ -56,8 +56,8 @@ DEFAULT_CONCURRENCY = {"proxy": 8, "s3": 16}  # core.remote's defaults per store
 
 
 def _files(root: Path) -> list[tuple[str, int]]:
-    return sorted(((p.relative_to(root).as_posix(), p.stat().st_size) for p in root.rglob("*") if p.is_file()),
-                  key=lambda f: -f[1])
+    files = [(p.relative_to(root).as_posix(), p.stat().st_size) for p in root.rglob("*") if p.is_file()]
+    return sorted(files, key=lambda f: -f[1])
 
 
 def _child_argv(method: str, *args: object) -> list[str]:
@@ -169,8 +169,8 @@ print(json.dumps([r.artifact_uri.rstrip("/") + "/model" for r in runs]))
 
 def _register(url: str, model: str, n: int, env: dict[str, str]) -> list[str]:
     """Register ``n`` versions of ``model``, each with its own run; their sources (files added later)."""
-    out = subprocess.run([sys.executable, "-c", _REGISTER, url, model, str(n)], check=True, capture_output=True,
-                         text=True, env={**os.environ, **bc.CHILD_ENV, **env}).stdout
+    out = subprocess.run([sys.executable, "-c", _REGISTER, url, model, str(n)], check=True,
+                         capture_output=True, text=True, env={**os.environ, **bc.CHILD_ENV, **env}).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -216,8 +216,9 @@ def bench_store(kind: str, args: argparse.Namespace, work: Path, log) -> dict:
         if kind == "s3":
             import boto3
 
-            boto3.client("s3", endpoint_url=moto.endpoint_url, aws_access_key_id="testing",
-                         aws_secret_access_key="testing", region_name="us-east-1").create_bucket(Bucket=BUCKET)
+            s3 = boto3.client("s3", endpoint_url=moto.endpoint_url, aws_access_key_id="testing",
+                              aws_secret_access_key="testing", region_name="us-east-1")
+            s3.create_bucket(Bucket=BUCKET)
         sources = _register(server.url, "bench", 2, env)
         copies = {_key(s): _local_copy(s, server, data) for s in sources}
         log(f"[{kind}] building two copies of {size} MiB ...")
@@ -233,8 +234,9 @@ def bench_store(kind: str, args: argparse.Namespace, work: Path, log) -> dict:
                                    "tracking_server_2": {**side, "version_or_stage": "2"}}))
         scratch, report = data / "scratch", data / "report.json"
         floor_args = (["floor-http", server.url] if kind == "proxy" else ["floor-s3"])
-        cli = [*bc.cli_argv("compare-model-versions", "compare_model_versions_cli"), "--config-file", str(cfg),
-               "--skip-compare-reg-models", "--download-dir", str(scratch), "--report-file", str(report),
+        cli = [*bc.cli_argv("compare-model-versions", "compare_model_versions_cli"),
+               "--config-file", str(cfg), "--skip-compare-reg-models", "--download-dir", str(scratch),
+               "--report-file", str(report),
                "--transfer-concurrency", str(concurrency)]
         rows: dict[str, dict] = {}
         rows["import mlflow"] = bc.measure([sys.executable, "-c", "import mlflow"])
@@ -274,19 +276,22 @@ def bench_store(kind: str, args: argparse.Namespace, work: Path, log) -> dict:
 
 
 def markdown(results: list[dict], info: dict) -> str:
-    lines = [f"Machine: {info['cpu']}, {info['cores']} cores, load {info['loadavg_before']}, {info['date_utc']}",
-             "", "| store | method | wall s | peak RSS MiB | peak scratch MiB |", "| --- | --- | ---: | ---: | ---: |"]
+    lines = [f"Machine: {info['cpu']}, {info['cores']} cores, load {info['loadavg_before']}, "
+             f"{info['date_utc']}", "",
+             "| store | method | wall s | CPU s | peak RSS MiB | peak scratch MiB |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
     for r in results:
         for name, row in r["rows"].items():
-            lines.append(f"| {r['store']} ({r['concurrency']} transfers) | {name} | {row.get('wall_s', 0):.1f} | "
+            lines.append(f"| {r['store']} ({r['concurrency']} transfers) | {name} | "
+                         f"{row.get('wall_s', 0):.1f} | {row.get('cpu_s', 0):.1f} | "
                          f"{row.get('rss_mib', 0):.0f} | {row.get('scratch_peak_mib', 0)} |")
     lines += ["", "| store | CLI / floor (≤ 1.15) | original / CLI (≥ 2.2) | CLI RSS − import (≤ 64 MiB) |",
               "| --- | ---: | ---: | ---: |"]
     for r in results:
         rows = r["rows"]
         cli, floor, orig, imp = rows["cli"], rows["floor"], rows["original"], rows["import mlflow"]
-        lines.append(f"| {r['store']} | {cli['wall_s'] / floor['wall_s']:.2f} | {orig['wall_s'] / cli['wall_s']:.2f} | "
-                     f"{cli['rss_mib'] - imp['rss_mib']:.0f} |")
+        lines.append(f"| {r['store']} | {cli['wall_s'] / floor['wall_s']:.2f} | "
+                     f"{orig['wall_s'] / cli['wall_s']:.2f} | {cli['rss_mib'] - imp['rss_mib']:.0f} |")
     return "\n".join(lines)
 
 
@@ -324,7 +329,8 @@ def main() -> None:
     print(text)
     bc.OUT_DIR.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    (bc.OUT_DIR / f"remote-{stamp}.json").write_text(json.dumps({"machine": info, "results": results}, indent=2))
+    result = {"machine": info, "results": results}
+    (bc.OUT_DIR / f"remote-{stamp}.json").write_text(json.dumps(result, indent=2))
     (bc.OUT_DIR / f"remote-{stamp}.md").write_text(text + "\n")
 
 
