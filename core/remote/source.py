@@ -20,8 +20,6 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from core.errors import CheckError
-
 T = TypeVar("T")
 
 
@@ -85,7 +83,7 @@ class RetryPolicy:
         return sum(min(self.max_backoff_s, self.backoff_s * (2 ** i)) * 1.25
                    for i in range(self.attempts - 1))
 
-    def call(self, fn: Callable[[], T], what: str, should_stop: Callable[[], bool] = lambda: False) -> T:
+    def call(self, fn: Callable[[], T], what: str) -> T:
         """Run ``fn`` until it does not raise :class:`BrokenTransfer`; then a transient error."""
         from core.errors import TransientError
 
@@ -93,8 +91,6 @@ class RetryPolicy:
         for attempt in range(self.attempts):
             if attempt:
                 time.sleep(self.delay(attempt - 1))
-            if should_stop():
-                raise CheckError(f"{what}: stopped")
             try:
                 return fn()
             except BrokenTransfer as exc:
