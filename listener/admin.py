@@ -41,6 +41,9 @@ from listener.registries.webhooks import (
 # `test` sends a tag event by default: the listener verifies the signature and answers 200 "ignored",
 # so a test proves reachability and the shared secret without queueing a check of an example model.
 MLFLOW_TEST_EVENT = "model_version_tag.set"
+# Databricks would otherwise pick one of the webhook's own events, which may queue a check or gate a
+# request of an example model: a comment event is always ignored by the listener (see the event table).
+DATABRICKS_TEST_EVENT = "COMMENT_CREATED"
 
 
 class AdminError(click.ClickException):
@@ -211,7 +214,8 @@ def delete(registry: str, tracking_uri: str | None, profile: str | None, webhook
 @profile_option
 @click.argument("webhook_id")
 @click.option("--event", default=None,
-              help=f"Event to send (MLflow default {MLFLOW_TEST_EVENT}: checks the signature only).")
+              help=f"Event to send (default {MLFLOW_TEST_EVENT} / {DATABRICKS_TEST_EVENT}: checks the "
+                   "signature only, never queues a check).")
 def test(registry: str, tracking_uri: str | None, profile: str | None, webhook_id: str,
          event: str | None) -> None:
     """Ask the registry to send a test delivery to the listener and show the listener's answer."""
@@ -224,7 +228,7 @@ def test(registry: str, tracking_uri: str | None, profile: str | None, webhook_i
             from databricks.sdk.service.ml import RegistryWebhookEvent
 
             response = databricks_client(profile).model_registry.test_registry_webhook(
-                webhook_id, event=RegistryWebhookEvent(event) if event else None)
+                webhook_id, event=RegistryWebhookEvent(event or DATABRICKS_TEST_EVENT))
             code, body, error = response.status_code, response.body, None
             ok = code is not None and code < 400
     except Exception as exc:
