@@ -27,7 +27,7 @@ NESTED_KERNEL = "artifacts/nested/weights/layer1/kernel.bin"
 MARKER = "[mlflow-version-guard]"
 
 
-def guard_job(fake: WorkspaceFake, registry_uri: str, *args: str, gate: bool = False,
+def guard_job(fake: WorkspaceFake, registry_uri: str, args: list[str], gate: bool = False,
               data_dir: Path | None = None) -> subprocess.CompletedProcess:
     """The ``guard-job`` console script, with the README's environment for ``registry_uri``."""
     env = production_env(fake, registry_uri)
@@ -40,9 +40,10 @@ def guard_job(fake: WorkspaceFake, registry_uri: str, *args: str, gate: bool = F
 
 
 def webhook_payload(event: str, version: str, **extra: Any) -> str:
-    """A registry webhook payload as a Databricks job webhook passes it (``event_message``)."""
-    return json.dumps({"event": event, "webhook_id": "wh-1", "event_timestamp": int(time.time() * 1000),
-                       "model_name": WORKSPACE_MODEL, "version": version, **extra})
+    """A registry webhook payload as a Databricks job webhook passes it (``--event_message=``)."""
+    payload = {"event": event, "webhook_id": "wh-1", "event_timestamp": int(time.time() * 1000),
+               "model_name": WORKSPACE_MODEL, "version": version, **extra}
+    return "--event_message=" + json.dumps(payload)
 
 
 def own_comments(fake: WorkspaceFake, name: str, version: str) -> list[str]:
@@ -57,8 +58,9 @@ def workspace_tags(fake: WorkspaceFake, name: str, version: str) -> dict[str, st
 
 
 def open_request_stages(fake: WorkspaceFake, version: str) -> list[dict[str, Any]]:
+    kinds = ("APPROVED_REQUEST", "REJECTED_REQUEST")
     return [a for a in fake.state()["activities"] if a["model_name"] == WORKSPACE_MODEL
-            and a["version"] == str(version) and a["activity_type"] in ("APPROVED_REQUEST", "REJECTED_REQUEST")]
+            and a["version"] == str(version) and a["activity_type"] in kinds]
 
 
 def request_transition(fake: WorkspaceFake, version: str, stage: str = "Production") -> None:
@@ -81,8 +83,7 @@ def uc_version(recordings: dict[str, dict[str, Any]]) -> str:
 
 def test_created_event_posts_passed_comment_and_tags(workspace_fake: WorkspaceFake, ws_version: str) -> None:
     before = len(own_comments(workspace_fake, WORKSPACE_MODEL, ws_version))
-    run = guard_job(workspace_fake, "databricks",
-                    f"--event_message={webhook_payload('MODEL_VERSION_CREATED', ws_version)}")
+    run = guard_job(workspace_fake, "databricks", [webhook_payload("MODEL_VERSION_CREATED", ws_version)])
     assert run.returncode == 0, run.stderr[-3000:]
     comments = own_comments(workspace_fake, WORKSPACE_MODEL, ws_version)
     assert len(comments) == before + 1 and "PASSED" in comments[-1]
@@ -94,11 +95,11 @@ def test_tampered_copy_rejects_the_request_intact_copy_approves_it(workspace_fak
     kernel = workspace_fake.registry_copy(WORKSPACE_MODEL, ws_version) / NESTED_KERNEL
     original = kernel.read_bytes()
     request_transition(workspace_fake, ws_version)
+    request_event = webhook_payload("TRANSITION_REQUEST_CREATED", ws_version, to_stage="Production")
     kernel.write_bytes(bytes([original[0] ^ 0xFF]) + original[1:])
     before = len(own_comments(workspace_fake, WORKSPACE_MODEL, ws_version))
     try:
-        run = guard_job(workspace_fake, "databricks", gate=True, *[
-            f"--event_message={webhook_payload('TRANSITION_REQUEST_CREATED', ws_version, to_stage='Production')}"])
+        run = guard_job(workspace_fake, "databricks", [request_event], gate=True)
     finally:
         kernel.write_bytes(original)
     assert run.returncode == 1, run.stderr[-3000:]
@@ -107,8 +108,7 @@ def test_tampered_copy_rejects_the_request_intact_copy_approves_it(workspace_fak
     assert open_request_stages(workspace_fake, ws_version)[-1]["activity_type"] == "REJECTED_REQUEST"
 
     request_transition(workspace_fake, ws_version)
-    run = guard_job(workspace_fake, "databricks", gate=True, *[
-        f"--event_message={webhook_payload('TRANSITION_REQUEST_CREATED', ws_version, to_stage='Production')}"])
+    run = guard_job(workspace_fake, "databricks", [request_event], gate=True)
     assert run.returncode == 0, run.stderr[-3000:]
     comments = own_comments(workspace_fake, WORKSPACE_MODEL, ws_version)
     assert len(comments) == before + 2 and "PASSED" in comments[-1]
@@ -124,8 +124,7 @@ def test_tampered_copy_rejects_the_request_intact_copy_approves_it(workspace_fak
 def test_job_ignores_what_the_listener_ignores(workspace_fake: WorkspaceFake, ws_version: str, event: str,
                                                extra: dict[str, Any]) -> None:
     before = len(own_comments(workspace_fake, WORKSPACE_MODEL, ws_version))
-    run = guard_job(workspace_fake, "databricks", gate=True,
-                    *[f"--event_message={webhook_payload(event, ws_version, **extra)}"])
+    run = guard_job(workspace_fake, "databricks", [webhook_payload(event, ws_version, **extra)], gate=True)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "skipped" in run.stderr and run.stdout == ""
     assert len(own_comments(workspace_fake, WORKSPACE_MODEL, ws_version)) == before
@@ -142,10 +141,10 @@ def test_unity_catalog_trigger_batch(workspace_fake: WorkspaceFake, uc_version: 
     [ready, missing, alias_set] = requests_from_event(event, "databricks")
     assert (ready["action"], alias_set["action"], alias_set["alias"]) == \
         ("seal_and_check", "check", alias or "champion")
-    run = guard_job(workspace_fake, "databricks-uc", f"--event_message={event}")
+    run = guard_job(workspace_fake, "databricks-uc", [f"--event_message={event}"])
     assert run.returncode == 2, run.stderr[-3000:]
-    statuses = [line.split()[0] for line in run.stdout.splitlines() if line.startswith(("PASSED", "FAILED",
-                                                                                        "ERROR"))]
+    verdicts = ("PASSED", "FAILED", "ERROR")
+    statuses = [line.split()[0] for line in run.stdout.splitlines() if line.startswith(verdicts)]
     assert statuses == ["PASSED", "ERROR", "PASSED"], run.stdout[-3000:]
     assert "names no model version" in run.stderr
     st = workspace_fake.state()
@@ -155,10 +154,11 @@ def test_unity_catalog_trigger_batch(workspace_fake: WorkspaceFake, uc_version: 
 
 
 def test_deployment_job_parameters(workspace_fake: WorkspaceFake, uc_version: str) -> None:
-    run = guard_job(workspace_fake, "databricks-uc", f"--model_name={UC_MODEL}", f"--model_version={uc_version}")
+    params = [f"--model_name={UC_MODEL}", f"--model_version={uc_version}"]
+    run = guard_job(workspace_fake, "databricks-uc", params)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.startswith(f"PASSED {UC_MODEL} version {uc_version}")
-    missing = guard_job(workspace_fake, "databricks-uc", f"--model_name={UC_MODEL}", "--model_version=9998")
+    missing = guard_job(workspace_fake, "databricks-uc", [f"--model_name={UC_MODEL}", "--model_version=9998"])
     assert missing.returncode == 2 and missing.stdout.startswith("ERROR")
 
 
@@ -168,8 +168,7 @@ def test_transient_comment_failures_post_once(workspace_fake: WorkspaceFake, ws_
     before = len(own_comments(workspace_fake, WORKSPACE_MODEL, ws_version))
     workspace_fake.inject_fault("POST", "/api/2.0/mlflow/comments/create", status, count=2, kind=kind)
     try:
-        run = guard_job(workspace_fake, "databricks",
-                        f"--event_message={webhook_payload('MODEL_VERSION_CREATED', ws_version)}")
+        run = guard_job(workspace_fake, "databricks", [webhook_payload("MODEL_VERSION_CREATED", ws_version)])
     finally:
         workspace_fake.clear_faults()
     assert run.returncode == 0, run.stderr[-3000:]
@@ -183,8 +182,8 @@ def test_forbidden_comment_keeps_the_verdict(workspace_fake: WorkspaceFake, ws_v
                                 error_code="PERMISSION_DENIED")
     data_dir = Path(tempfile.mkdtemp(prefix="guard-job-403-"))
     try:
-        run = guard_job(workspace_fake, "databricks", data_dir=data_dir, *[
-            f"--event_message={webhook_payload('MODEL_VERSION_CREATED', ws_version)}"])
+        run = guard_job(workspace_fake, "databricks", [webhook_payload("MODEL_VERSION_CREATED", ws_version)],
+                        data_dir=data_dir)
     finally:
         workspace_fake.clear_faults()
     assert run.stdout.startswith(f"PASSED {WORKSPACE_MODEL} version {ws_version}"), run.stderr[-3000:]
@@ -195,3 +194,24 @@ def test_forbidden_comment_keeps_the_verdict(workspace_fake: WorkspaceFake, ws_v
 
     [row] = open_store(Settings(data_dir=data_dir)).recent()
     assert row["status"] == "PASSED" and row["publish_status"] not in (None, "PUBLISHED")
+
+
+def test_readyz_asks_the_workspace_through_the_sdk(workspace_fake: WorkspaceFake, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from listener.config import Settings
+    from listener.web import create_app
+
+    for key, value in {"DATABRICKS_HOST": workspace_fake.url, "DATABRICKS_TOKEN": workspace_fake.token,
+                       "DATABRICKS_CONFIG_FILE": "/dev/null"}.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings(tracking_uri="databricks", registry_uri="databricks", registry_kind="databricks",
+                        data_dir=tmp_path)
+    assert create_app(settings).test_client().get("/readyz").status_code == 200
+    monkeypatch.setenv("DATABRICKS_TOKEN", "dapi-wrong-token")
+    answer = create_app(settings).test_client().get("/readyz")
+    assert answer.status_code == 503 and "Databricks workspace not ready" in " ".join(answer.json["reasons"])
+
+
+def test_the_guard_called_only_implemented_endpoints(workspace_fake: WorkspaceFake) -> None:
+    # Runs after the tests above in this module: every request the product made reached a real route.
+    assert workspace_fake.unimplemented_requests() == []
