@@ -50,6 +50,24 @@ class AdminError(click.ClickException):
     """A webhook operation failed; the message is for the operator and never contains a secret."""
 
 
+def _ignored_event_of(workspace: object, webhook_id: str) -> str:
+    """An event the webhook subscribes to that the listener always ignores (Databricks tests only those)."""
+    from listener.protocol.events import IGNORED
+
+    for hook in workspace.model_registry.list_webhooks():  # type: ignore[attr-defined]
+        if hook.id == webhook_id:
+            events = [getattr(e, "value", e) for e in hook.events or []]
+            if DATABRICKS_TEST_EVENT in events:
+                return DATABRICKS_TEST_EVENT
+            ignored = [e for e in events if e in IGNORED]
+            if ignored:
+                return ignored[0]
+            raise AdminError(f"webhook {webhook_id} subscribes to no event the listener ignores "
+                             f"({', '.join(events)}): pass --event to choose one (a real event queues a "
+                             "check of the workspace's example model)")
+    raise AdminError(f"no webhook {webhook_id}")
+
+
 def listener_webhook_url(url: str, registry: str) -> str:
     """The delivery URL for ``registry``: a bare listener URL gets the registry's route appended.
 
@@ -227,8 +245,9 @@ def test(registry: str, tracking_uri: str | None, profile: str | None, webhook_i
         else:
             from databricks.sdk.service.ml import RegistryWebhookEvent
 
-            response = databricks_client(profile).model_registry.test_registry_webhook(
-                webhook_id, event=RegistryWebhookEvent(event or DATABRICKS_TEST_EVENT))
+            w = databricks_client(profile)
+            response = w.model_registry.test_registry_webhook(
+                webhook_id, event=RegistryWebhookEvent(event or _ignored_event_of(w, webhook_id)))
             code, body, error = response.status_code, response.body, None
             ok = code is not None and code < 400
     except Exception as exc:
