@@ -117,6 +117,22 @@ def recover_unfinished(settings: Settings | None = None, instance: Any = None) -
     return requeued
 
 
+def _log_job_lines() -> None:
+    """Send the worker's own INFO lines (one per finished job) to stderr, next to the consumer's.
+
+    ``huey_consumer`` sets up logging for the ``huey`` logger only; without this the line each finished
+    job logs would be dropped.
+    """
+    logger = logging.getLogger("listener")
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s:%(name)s:%(threadName)s:%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 _started_in: int | None = None  # the pid whose start-up work is done
 _startup_lock = threading.Lock()
 
@@ -129,6 +145,7 @@ def _start_process() -> None:
         if _started_in == os.getpid():
             return
         _started_in = os.getpid()
+        _log_job_lines()
         # Load MLflow here rather than inside the first job: it takes a second or two, which would
         # otherwise delay the first verdict after a worker starts.
         import core.check  # noqa: F401
