@@ -72,6 +72,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         answers = burst(client, hosts, versions, senders=args.senders)
         sent_s = time.monotonic() - started
         codes = Counter(code for _, code, _ in answers)
+        print(f"burst: {len(answers)} deliveries in {sent_s:.1f} s, answers {dict(codes)}", file=sys.stderr)
         done = 0
         deadline = started + args.timeout
         while time.monotonic() < deadline:
