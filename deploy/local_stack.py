@@ -38,7 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from listener.registries.webhooks import ensure_mlflow_webhook
-from listener.results import pid_alive
+from listener.store.owners import pid_alive
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent

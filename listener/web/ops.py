@@ -9,6 +9,7 @@ from flask import Blueprint, Response
 from core.reach import probe
 from listener import intake, metrics
 from listener.config import Settings
+from listener.store import get_store
 
 READY_TIMEOUT_S = 2.0
 
@@ -45,6 +46,9 @@ def blueprint(settings: Settings) -> Blueprint:
             intake.check_writable(settings)
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready", reported as text
             reasons.append(f"queue not writable: {type(exc).__name__}: {exc}")
+        store = get_store(settings.store_url).ready()
+        if store:
+            reasons.append(store)
         tracking = tracking_problem(settings)
         if tracking:
             reasons.append(tracking)

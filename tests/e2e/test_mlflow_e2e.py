@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 
 from listener.config import Settings
 from listener.intake import queue_depth
-from listener.results import ResultsStore
+from listener.store import Store, get_store
 from listener.verdict import SECTION_START
 from tests.listener.worker.helpers import local_model_path, register_model, wait_for
 from tests.support.procs import ManagedProcess, MlflowServer, free_port, wait_http
@@ -73,8 +73,8 @@ class Stack:
         return MlflowClient(tracking_uri=self.server.url)
 
     @property
-    def store(self) -> ResultsStore:
-        return ResultsStore(self.data_dir / "results.db")
+    def store(self) -> Store:
+        return get_store(f"sqlite:///{self.data_dir / 'results.db'}")
 
     def start_web(self) -> None:
         self.web.start()
