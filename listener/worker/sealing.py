@@ -1,0 +1,30 @@
+"""The worker's seal settings for one job: which store and keys, and whether this job may seal.
+
+The seal step itself is in the core (:mod:`core.seal_step`), shared with ``check-model-version``.
+"""
+
+from __future__ import annotations
+
+from core.seal_step import SealOptions
+from listener.config import Settings
+from listener.protocol.events import SEAL_AND_CHECK
+from listener.protocol.request import ValidationRequest
+
+
+def may_seal(request: ValidationRequest) -> bool:
+    """A new version ("seal, then check"), or an alias set (a stage reached) on a version never sealed.
+
+    Only a version with no seal at all is ever sealed (:func:`core.signed_seal.verify_or_seal`), and
+    only when its run and registry models compare equal.
+    """
+    return request.action == SEAL_AND_CHECK or bool(request.alias) or bool(request.to_stage)
+
+
+def seal_options(settings: Settings, request: ValidationRequest) -> SealOptions:
+    """The :class:`~core.seal_step.SealOptions` of ``request``'s check, from the settings.
+
+    Opening the store can raise ``TransientError`` / ``CheckError`` (an unmounted or read-only folder).
+    """
+    workspace_host = settings.databricks_host if settings.registry_kind == "databricks" else None
+    return SealOptions(store=settings.open_seal_store(), trusted=list(settings.trusted_keys),
+                       key=settings.signing_key, may_seal=may_seal(request), workspace_host=workspace_host)
