@@ -214,3 +214,18 @@ def test_check_model_version_verifies_the_signed_seal(mlflow_server, settings, c
     wrong = _cli(mlflow_server, name, version, "--seal-store", str(settings.data_dir / "seals"),
                  "--public-key", str(other.public_path))
     assert wrong.returncode == 1 and "not valid" in wrong.stdout
+
+
+def test_seal_store_that_refuses_writes_is_an_error_and_nothing_is_lost(settings, client, tmp_path):
+    name, version = register_model(client, tmp_path)
+    root = tmp_path / "refusing"
+    root.mkdir()
+    (root / "v1").write_text("a file where the seal folders must go")  # every write into the store fails
+    refusing = Settings(**{**settings.__dict__, "seal_store_uri": str(root)})
+    req = _request(name, version)
+    assert process_job(req, refusing)["status"] == "ERROR"
+    assert "writing a seal" in _verdict(refusing, req)["summary"]
+    assert "validation.seal" not in client.get_model_version(name, version).tags
+    (root / "v1").unlink()
+    assert process_job(_request(name, version), refusing)["status"] == "PASSED"
+    assert Path(client.get_model_version(name, version).tags["validation.seal_bundle"]).is_relative_to(root)
