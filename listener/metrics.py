@@ -20,6 +20,8 @@ DELIVERIES = Counter("guard_deliveries_total", "Webhook deliveries by route and 
 VALIDATIONS = Counter("guard_validations_total", "Finished validations by verdict", ["status"])
 CHECK_DURATION = Histogram("guard_check_duration_seconds", "Time to check one model version",
                            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800))
+BYTES_VERIFIED = Counter("guard_bytes_verified_total",
+                         "Model file bytes read and hashed by checks (counted as each file completes)")
 PUBLISH_FAILURES = Counter("guard_publish_failures_total", "Failed attempts to publish a verdict",
                            ["registry"])
 
