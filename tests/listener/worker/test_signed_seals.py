@@ -220,11 +220,11 @@ def test_seal_store_that_refuses_writes_is_an_error_and_nothing_is_lost(settings
     name, version = register_model(client, tmp_path)
     root = tmp_path / "refusing"
     root.mkdir()
-    (root / "v1").write_text("a file where the seal folders must go")  # every write into the store fails
+    (root / "v1").write_text("a file where the seal folders must go")  # the store can be used for nothing
     refusing = Settings(**{**settings.__dict__, "seal_store_uri": str(root)})
     req = _request(name, version)
     assert process_job(req, refusing)["status"] == "ERROR"
-    assert "writing a seal" in _verdict(refusing, req)["summary"]
+    assert f"seal store {root}" in _verdict(refusing, req)["summary"]
     assert "validation.seal" not in client.get_model_version(name, version).tags
     (root / "v1").unlink()
     assert process_job(_request(name, version), refusing)["status"] == "PASSED"
