@@ -120,7 +120,7 @@ def validate(request: ValidationRequest, settings: Settings, adapter: RegistryAd
                                      registry_uri=settings.registry_uri, download_dir=scratch,
                                      client=adapter.client, model_version=mv, exclude=settings.exclude,
                                      transfer_concurrency=settings.transfer_concurrency, progress=progress,
-                                     signed_seal=seal_options(settings, request))
+                                     signed_seal=seal_options(settings, request, adapter))
         if result.status == ERROR:
             reason = result.error or result.summary or "could not check"
             raise TransientError(reason) if result.transient else CheckError(reason)
