@@ -1,4 +1,4 @@
-"""Probes and metrics: ``GET /healthz``, ``GET /readyz``, ``GET /metrics``."""
+"""Probes, metrics and the seal key: ``GET /healthz``, ``/readyz``, ``/metrics``, ``/seal-key.pem``."""
 
 from __future__ import annotations
 
@@ -60,5 +60,13 @@ def blueprint(settings: Settings) -> Blueprint:
     def metrics_endpoint() -> Response:
         body, content_type = metrics.render(lambda: intake.queue_depth(settings), settings.metrics_dir)
         return Response(body, status=200, content_type=content_type)
+
+    @bp.get("/seal-key.pem")
+    def seal_key() -> Response | tuple[dict[str, Any], int]:
+        # The public half only: what a third party needs to verify a seal with model_signing.
+        if settings.signing_key is None:
+            return {"status": "error", "reason": "no signing key is configured (GUARD_SIGNING_KEY): "
+                    "this guard makes no signed seals"}, 404
+        return Response(settings.signing_key.public_pem(), status=200, content_type="application/x-pem-file")
 
     return bp

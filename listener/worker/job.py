@@ -30,6 +30,7 @@ from listener.registries.base import RegistryAdapter
 from listener.store import Store, get_store, is_transient, owner_id, short_reason
 from listener.verdict import ERROR, Verdict
 from listener.worker.lock import VersionLock, version_lock
+from listener.worker.sealing import seal_options
 
 log = logging.getLogger(__name__)
 
@@ -110,17 +111,17 @@ def validate(request: ValidationRequest, settings: Settings, adapter: RegistryAd
     try:
         mv = wait_until_ready(adapter, request.model, request.version, settings.ready_timeout_s)
         # Sealing never overwrites an existing seal: a re-delivered "created" event must not bless
-        # files that changed since the first one.
-        seal = adapter.seal_of(mv)
+        # files that changed since the first one (core.seal_step).
         scratch = settings.data_dir / "scratch"
         scratch.mkdir(parents=True, exist_ok=True)
         # Long checks log their progress now and then; every verified byte is counted for /metrics.
         progress = LoggingProgress(f"model '{request.model}' version {request.version}",
                                    on_verified=metrics.BYTES_VERIFIED.inc)
         result = check_model_version(request.model, request.version, tracking_uri=settings.tracking_uri,
-                                     registry_uri=settings.registry_uri, download_dir=scratch, seal=seal,
+                                     registry_uri=settings.registry_uri, download_dir=scratch,
                                      client=adapter.client, model_version=mv, exclude=settings.exclude,
-                                     transfer_concurrency=settings.transfer_concurrency, progress=progress)
+                                     transfer_concurrency=settings.transfer_concurrency, progress=progress,
+                                     signed_seal=seal_options(settings, request, adapter))
         if result.status == ERROR:
             reason = result.error or result.summary or "could not check"
             raise TransientError(reason) if result.transient else CheckError(reason)
@@ -135,6 +136,8 @@ def validate(request: ValidationRequest, settings: Settings, adapter: RegistryAd
                       seal_differences=[d.to_dict() for d in result.seal_differences],
                       seal_digest=result.seal_digest, duration_s=time.monotonic() - started,
                       new_seal_json=new_seal.to_compact_json() if new_seal is not None else None,
+                      seal_bundle=result.seal_record.bundle_location if result.seal_record else None,
+                      seal=result.report.get("Seal") if result.seal_outcome is not None else None,
                       **_fields(request))
     return Checked(verdict, mv)
 

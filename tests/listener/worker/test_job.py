@@ -110,7 +110,8 @@ def test_tampered_nested_file_fails_naming_it_and_seal_is_kept(settings, client,
 
 def test_check_without_a_seal_seals_first(settings, client, tmp_path):
     name, version = register_model(client, tmp_path)
-    verdict = run_validation(ValidationRequest.from_dict(_request(name, version, action="check")), settings)
+    request = _request(name, version, action="check", alias="champion")
+    verdict = run_validation(ValidationRequest.from_dict(request), settings)
     assert verdict.status == "PASSED"
     assert verdict.new_seal_json is not None and verdict.seal_digest in verdict.new_seal_json
 
