@@ -12,13 +12,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+from listener.results import ResultsStore
 from mlflow import MlflowClient
 
 from core.keys import load_trusted_keys
 from core.seal_store import ATTESTATION_FILE, BUNDLE_FILE
 from listener.config import Settings
 from listener.protocol import ValidationRequest
-from listener.results import ResultsStore
 from listener.web import create_app
 from listener.worker.job import process_job
 from tests.core.signing_support import make_key, model_signing_verify
