@@ -86,8 +86,9 @@ def _champion_on_passed(stack: Stack, tmp_path: Path, name: str) -> str:
     version = register_model(stack.client, tmp_path, name=name)[1]
     _status(stack, name, version, "PASSED")
     stack.client.set_registered_model_alias(name, "champion", version)
-    wait_for(lambda: any(r["version"] == version and r["status"] == "PASSED" and r["publish_status"] == "PUBLISHED"
-                         for r in _alias_rows(stack, name)), timeout=60, what="alias check PASSED")
+    wait_for(lambda: any(r["version"] == version and r["status"] == "PASSED"
+                         and r["publish_status"] == "PUBLISHED" for r in _alias_rows(stack, name)),
+             timeout=60, what="alias check PASSED")
     return version
 
 
