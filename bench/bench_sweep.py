@@ -64,9 +64,9 @@ def _start_server(root: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("mlflow server did not start")
 
 
-def _register(client: Any, source: str, start: int, stop: int) -> None:
+def _register(client: Any, source: str, run_id: str, start: int, stop: int) -> None:
     for i in range(start, stop):
-        client.create_model_version(f"bench-sweep-{i % MODELS}", source)
+        client.create_model_version(f"bench-sweep-{i % MODELS}", source, run_id=run_id)
 
 
 def _timed_sweeps(url: str, data_dir: Path) -> tuple[float, float, int]:
@@ -110,15 +110,18 @@ def main() -> int:
         from mlflow import MlflowClient
 
         client = MlflowClient(tracking_uri=url)
-        source = root / "model"
-        source.mkdir()
-        (source / "MLmodel").write_text("flavors: {}\n")
+        folder = root / "model"
+        folder.mkdir()
+        (folder / "MLmodel").write_text("flavors: {}\n")
+        run = client.create_run(client.create_experiment("bench-sweep"))
+        client.log_artifacts(run.info.run_id, str(folder), "model")
+        source = f"{run.info.artifact_uri}/model"
         for m in range(MODELS):
             client.create_registered_model(f"bench-sweep-{m}")
         done = 0
         rows = []
         for step in steps:
-            _register(client, str(source), done, step)
+            _register(client, source, run.info.run_id, done, step)
             if done == 0:
                 for m in range(MODELS):
                     client.set_registered_model_alias(f"bench-sweep-{m}", "champion", "1")
