@@ -53,7 +53,7 @@ def _start_server(root: Path) -> tuple[subprocess.Popen, str]:
             "--default-artifact-root", str(root / "artifacts")]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         try:
             urllib.request.urlopen(url + "/health", timeout=2)
