@@ -17,8 +17,8 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
 from core.errors import CheckError, TransientError
-from core.exclude import excluded_paths, validate_patterns, without_excluded
-from core.fetch import FetchRequest, materialize_many
+from core.exclude import validate_patterns, without_excluded
+from core.fetch import FetchRequest, read_trees
 from core.manifest import Difference, Manifest
 from core.registry import (
     check_reachable,
@@ -33,7 +33,7 @@ from core.registry import (
 )
 from core.report import human_bytes, system_info
 from core.seal import verify_manifest
-from core.tree import comparison_from_scans, scan_trees
+from core.tree import comparison_from_scans
 
 SEAL_TAG = "validation.manifest"  # compact JSON manifest of the registry model, set by the listener
 LABELS = ("run", "registry")
@@ -110,6 +110,7 @@ def _side(uri: str, resolved: str, fetched: Any, scan_manifest: Manifest) -> dic
     return {"download_uri": redact(uri), "resolved_uri": redact(resolved),
             "downloaded": fetched.downloaded,
             "local_path": {"path": str(fetched.path), "hash": scan_manifest.tree_digest},
+            "transfer": fetched.scan.transfer,
             "file_count": scan_manifest.file_count, "total_bytes": scan_manifest.total_bytes,
             "ignored": list(scan_manifest.ignored)}
 
@@ -119,18 +120,22 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                         keep_downloads: bool = False, seal: Manifest | None = None,
                         client: MlflowClient | None = None, seal_from_tag: bool = False,
                         report_file: str | None = None, model_version: ModelVersion | None = None,
-                        exclude: Sequence[str] = ()) -> CheckResult:
+                        exclude: Sequence[str] = (), transfer_concurrency: int | None = None,
+                        progress: Any = None) -> CheckResult:
     """Check that a model version's run model and registry model are identical, and match its seal.
 
     ``version_or_stage`` is resolved by :func:`core.registry.resolve_version`. Both models are
-    fetched concurrently (local ones compared in place, remote ones downloaded into a fresh
-    folder under ``download_dir``, removed unless ``keep_downloads``) and compared file by file.
+    read concurrently (local ones in place, remote ones streamed and hashed without a copy, or
+    also written into a fresh folder under ``download_dir`` with ``keep_downloads``) and compared
+    file by file.
     With ``seal`` given, or ``seal_from_tag`` and the version carrying a ``validation.manifest``
     tag, the registry model is also verified against that seal. ``report_file`` is only recorded
     in the report's ``Options``; writing it is the caller's business. ``model_version``: the version
     already read by the caller (with ``client``), so it is not read again. Paths matching an
     ``exclude`` glob (:mod:`core.exclude`) are left out of both models and of the seal, and listed
-    in the report's ``Comparison.excluded``.
+    in the report's ``Comparison.excluded``. Remote models are streamed with
+    ``transfer_concurrency`` transfers (default per store kind) and report to ``progress``
+    (a :class:`core.remote.progress.TransferProgress`).
     """
     started = time.perf_counter()
     spec = "" if version_or_stage is None else str(version_or_stage)
@@ -168,9 +173,10 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
         reg_for_fetch = getattr(client, "_registry_uri", None) or registry_uri_for(tracking_uri, registry_uri)
         requests = [FetchRequest(run_uri, tracking_uri, reg_for_fetch, "run model"),
                     FetchRequest(reg_uri, tracking_uri, reg_for_fetch, "registry model")]
-        with materialize_many(requests, download_dir, keep_downloads) as (run_f, reg_f):
+        with read_trees(requests, download_dir, keep_downloads, concurrency=transfer_concurrency,
+                        progress=progress, exclude=exclude) as (run_f, reg_f):
             cmp_started = time.perf_counter()
-            run_scan, reg_scan = scan_trees([run_f.path, reg_f.path], exclude=exclude)
+            run_scan, reg_scan = run_f.scan, reg_f.scan
             comparison = comparison_from_scans(run_scan, reg_scan, LABELS, time.perf_counter() - cmp_started)
             current = reg_scan.manifest
             if seal is not None and exclude:
@@ -190,7 +196,7 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                 "differences": [d.to_dict() for d in comparison.differences],
                 "difference_count": len(comparison.differences),
                 "ignored": comparison.ignored,
-                "excluded": excluded_paths(comparison.ignored, exclude),
+                "excluded": sorted({*run_scan.excluded, *reg_scan.excluded}),
                 "bytes_compared": comparison.bytes_compared,
                 "elapsed_s": round(comparison.elapsed_s, 4),
             }

@@ -6,10 +6,12 @@ only with ``--verbose``). A report file, when asked for, is written in all three
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +106,8 @@ def _headline(result: Any, verbose: bool) -> None:
         click.echo(f"{result.status}: {result.summary}")
 
 
+_CONCURRENCY_HELP = ("Concurrent transfers when streaming remote models [default: per store kind: 8 for the "
+                     "tracking server's artifact proxy, 16 for S3, 4 otherwise].")
 _EXCLUDE_HELP = ("Leave out paths matching this glob, relative to the model root ('*' within a folder, "
                  "'**' across folders, a folder = everything in it; e.g. '**/model.skops'). Repeatable. "
                  "Excluded paths are listed in the report ('excluded').")
@@ -143,11 +147,13 @@ def _finish(result: Any, report_file: str | None, verbose: bool) -> None:
                    "validation.manifest tag); replaces the tag's seal.")
 @click.option("--no-seal-tag", is_flag=True, help="Do not verify against the validation.manifest tag.")
 @click.option("--exclude", "exclude", multiple=True, metavar="GLOB", help=_EXCLUDE_HELP)
+@click.option("--transfer-concurrency", type=click.IntRange(min=1), metavar="N", help=_CONCURRENCY_HELP)
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks and MLflow's log messages.")
 def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str | None,
                             registry_uri: str | None, download_dir: str | None, report_file: str | None,
                             keep_downloads: bool, seal_file: str | None, no_seal_tag: bool,
-                            exclude: tuple[str, ...], verbose: bool) -> None:
+                            exclude: tuple[str, ...], transfer_concurrency: int | None,
+                            verbose: bool) -> None:
     """Check that a model version's run model and registry model are identical.
 
     The run model (the version's source) and the registry model (its download URI) are compared
@@ -173,10 +179,12 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
         except (OSError, ValueError, KeyError, TypeError) as exc:
             click.echo(f"error: {seal_file} is not a valid manifest: {exc}", err=True)
             sys.exit(2)
-    result = check_model_version(model, version_or_stage, tracking_uri=tracking_uri,
-                                 registry_uri=registry_uri, download_dir=download_dir,
-                                 keep_downloads=keep_downloads, seal=seal, seal_from_tag=not no_seal_tag,
-                                 report_file=report_file, exclude=exclude)
+    with _progress() as progress:
+        result = check_model_version(model, version_or_stage, tracking_uri=tracking_uri,
+                                     registry_uri=registry_uri, download_dir=download_dir,
+                                     keep_downloads=keep_downloads, seal=seal, seal_from_tag=not no_seal_tag,
+                                     report_file=report_file, exclude=exclude,
+                                     transfer_concurrency=transfer_concurrency, progress=progress)
     _headline(result, verbose)
     if result.status != "ERROR":
         _print_differences("Differences between run model and registry model", result.differences)
@@ -210,11 +218,13 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
 @click.option("--exclude", "exclude", multiple=True, metavar="GLOB",
               help=_EXCLUDE_HELP + " Applies to both sides, as does each side's 'exclude' in the config.")
 @click.option("--keep-downloads", is_flag=True, help="Keep the downloaded copies (default: removed).")
+@click.option("--transfer-concurrency", type=click.IntRange(min=1), metavar="N", help=_CONCURRENCY_HELP)
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks and MLflow's log messages.")
 def compare_model_versions_cli(config_file: str, download_dir: str | None, report_file: str | None,
                                compare_run_models: bool, compare_reg_models: bool,
                                skip_compare_run_models: bool, skip_compare_reg_models: bool,
-                               exclude: tuple[str, ...], keep_downloads: bool, verbose: bool) -> None:
+                               exclude: tuple[str, ...], keep_downloads: bool,
+                               transfer_concurrency: int | None, verbose: bool) -> None:
     """Compare two model versions, possibly on two tracking servers or workspaces.
 
     The run models of the two versions are compared with each other, and so are their registry
@@ -260,9 +270,11 @@ def compare_model_versions_cli(config_file: str, download_dir: str | None, repor
     selected = compare_run_models or compare_reg_models
     skip_run = skip_compare_run_models or (selected and not compare_run_models)
     skip_reg = skip_compare_reg_models or (selected and not compare_reg_models)
-    result = compare_model_versions(config, download_dir=download_dir, skip_run=skip_run, skip_reg=skip_reg,
-                                    keep_downloads=keep_downloads, exclude=exclude,
-                                    default_host=os.environ.get("MLFLOW_TRACKING_URI") or None)
+    with _progress() as progress:
+        result = compare_model_versions(config, download_dir=download_dir, skip_run=skip_run,
+                                        skip_reg=skip_reg, keep_downloads=keep_downloads, exclude=exclude,
+                                        default_host=os.environ.get("MLFLOW_TRACKING_URI") or None,
+                                        transfer_concurrency=transfer_concurrency, progress=progress)
     result.report["Options"].update({"compare_run_models": compare_run_models,
                                      "compare_reg_models": compare_reg_models})
     _headline(result, verbose)
@@ -284,6 +296,19 @@ def _fail_early(message: str, report_file: str | None, verbose: bool) -> None:
     if _write(report, report_file, verbose) and report_file:
         click.echo(f"report: {report_file}", err=True)
     sys.exit(2)
+
+
+@contextlib.contextmanager
+def _progress() -> Iterator[Any]:
+    """Progress of remote transfers on stderr when it is a terminal (None otherwise)."""
+    from core.remote.terminal import terminal_progress
+
+    progress = terminal_progress()
+    try:
+        yield progress
+    finally:
+        if progress is not None:
+            progress.close()
 
 
 def _quiet(verbose: bool) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from core.errors import CheckError, TransientError
 from core.exclude import excluded_paths, validate_patterns
-from core.fetch import FetchRequest, materialize_many
+from core.fetch import FetchRequest, read_trees
 from core.manifest import Difference
 from core.registry import (
     check_reachable,
@@ -30,7 +30,7 @@ from core.registry import (
     version_summary,
 )
 from core.report import system_info
-from core.tree import TreeComparison, comparison_from_scans, scan_trees
+from core.tree import TreeComparison, comparison_from_scans
 
 SIDES = ("tracking_server_1", "tracking_server_2")
 _ALIASES = {"tracking_server_1": ("tracking_server_1", "tracking_server_01"),
@@ -120,22 +120,14 @@ def _resolve_side(side: str, cfg: dict[str, Any]) -> dict[str, Any]:
         raise translate(exc, f"{side}") from exc
 
 
-def _sub(path: Path, native: str | None, side: str, what: str) -> Path:
-    if not native:
-        return path
-    target = path.joinpath(*PurePosixPath(native).parts)
-    if not target.exists() and not target.is_symlink():
-        raise CheckError(f"{side}: native_model '{native}' not found in the {what} at {path}")
-    return target
-
-
 def _section(cmp: TreeComparison, uris: tuple[str, str]) -> dict[str, Any]:
     sec: dict[str, Any] = {"equals": cmp.equal}
     for side, manifest, path, uri in zip(SIDES, (cmp.left, cmp.right), cmp.paths, uris, strict=True):
         sec[side] = {"path": path, "hash": manifest.tree_digest, "uri": redact(uri),
                      "file_count": manifest.file_count, "total_bytes": manifest.total_bytes,
                      "ignored": list(manifest.ignored)}
-    sec.update({"differences": [d.to_dict() for d in cmp.differences],
+    sec.update({"transfer": list(cmp.transfers),
+                "differences": [d.to_dict() for d in cmp.differences],
                 "difference_count": len(cmp.differences), "ignored": cmp.ignored,
                 "same_location": cmp.same_location, "bytes_compared": cmp.bytes_compared,
                 "elapsed_s": round(cmp.elapsed_s, 4)})
@@ -145,7 +137,8 @@ def _section(cmp: TreeComparison, uris: tuple[str, str]) -> dict[str, Any]:
 def compare_model_versions(config: dict[str, Any], *, download_dir: Path | str | None = None,
                            skip_run: bool = False, skip_reg: bool = False,
                            keep_downloads: bool = False, exclude: Sequence[str] = (),
-                           default_host: str | None = None) -> CompareResult:
+                           default_host: str | None = None, transfer_concurrency: int | None = None,
+                           progress: Any = None) -> CompareResult:
     """Compare the run models and the registry models of the two versions named in ``config``.
 
     ``exclude`` globs apply to both sides, on top of each side's own ``exclude`` in the config;
@@ -154,7 +147,8 @@ def compare_model_versions(config: dict[str, Any], *, download_dir: Path | str |
 
     Returns PASSED (exit 0) when every comparison made is equal, FAILED (exit 1) with the
     differences, or ERROR (exit 2) when the comparison could not be made. Never raises for
-    "could not compare".
+    "could not compare". Remote models are streamed with ``transfer_concurrency`` transfers
+    (default per store kind), reporting to ``progress`` (see :func:`core.check.check_model_version`).
     """
     started = time.perf_counter()
     report: dict[str, Any] = {"System": system_info("compare-model-versions"), "Config": _redacted(config),
@@ -184,16 +178,13 @@ def compare_model_versions(config: dict[str, Any], *, download_dir: Path | str |
             for side, r in zip(SIDES, resolved, strict=True):
                 c = cfg[side]
                 requests.append(FetchRequest(r[f"{kind}_uri"], c["host"], c["registry_uri"],
-                                             f"{kind} model {side[-1]}"))
-        with materialize_many(requests, download_dir, keep_downloads) as fetched:
-            paths = []
-            for (kind, side), f in zip([(k, s) for k in kinds for s in SIDES], fetched, strict=True):
-                what = "run model" if kind == "run" else "registry model"
-                paths.append(_sub(f.path, cfg[side]["native_model"], side, what))
-            scan_started = time.perf_counter()
-            # One list for both sides: a file left out of one side only would be reported as missing.
-            patterns = list(dict.fromkeys([*exclude, *cfg[SIDES[0]]["exclude"], *cfg[SIDES[1]]["exclude"]]))
-            scans = scan_trees(paths, exclude=patterns)
+                                             f"{kind} model {side[-1]}", subpath=c["native_model"]))
+        # One list for both sides: a file left out of one side only would be reported as missing.
+        patterns = list(dict.fromkeys([*exclude, *cfg[SIDES[0]]["exclude"], *cfg[SIDES[1]]["exclude"]]))
+        scan_started = time.perf_counter()
+        with read_trees(requests, download_dir, keep_downloads, concurrency=transfer_concurrency,
+                        progress=progress, exclude=patterns) as fetched:
+            scans = [f.scan for f in fetched]
             elapsed = time.perf_counter() - scan_started
             comparisons: dict[str, TreeComparison] = {}
             for i, kind in enumerate(kinds):

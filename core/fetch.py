@@ -1,9 +1,12 @@
-"""Make a model URI available as a local folder, copying only when there is no other way.
+"""Read the model trees of a check, from wherever they are, copying only when asked to.
 
-A local path or ``file://`` URI is used in place: no copy, no extra reads. Anything else
-(``mlflow-artifacts:/``, ``dbfs:/``, ``s3://``, ``models:/``, …) is downloaded with MLflow into a
-fresh temporary folder created for this check alone, so leftovers of an earlier check can never
-mix in; the folder is removed afterwards unless asked to keep it.
+:func:`read_trees` is what a check calls. A local path or ``file://`` URI is read in place: no
+copy, no extra reads. A remote tree (``mlflow-artifacts:/``, ``s3://``, ``dbfs:/``, …; a
+``models:/`` URI is first resolved to its storage against the right server) is streamed and
+hashed as it arrives (:mod:`core.remote`), with no scratch copy; with ``keep`` its files are also
+written into a fresh folder created for this check alone, so leftovers of an earlier check can
+never mix in. :func:`fetch` / :func:`materialize` download a URI into such a folder with MLflow,
+for callers that need the files themselves.
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from core.errors import CheckError
+from core.exclude import is_excluded
 from core.registry import redact, translate
+from core.remote.progress import NoProgress, TransferProgress
+from core.tree import ScanResult, scan_trees
 
 
 @dataclass
@@ -58,10 +64,7 @@ def fetch(uri: str, scratch_root: Path | str | None = None, *, tracking_uri: str
     The caller owns the scratch folder (see :func:`release`). Errors are core errors naming
     ``label`` and the (redacted) URI.
     """
-    if uri.startswith("models:/"):
-        # MLflow resolves a registered-model URI against the process-wide registry, not the one
-        # passed in: resolve it here, against the right server, to the storage it points at.
-        uri = resolve_models_uri(uri, tracking_uri, registry_uri)
+    uri = _resolve(FetchRequest(uri, tracking_uri, registry_uri, label))
     path = local_path(uri)
     if path is not None:
         if not path.exists():
@@ -135,40 +138,132 @@ def materialize(uri: str, scratch_root: Path | str | None = None, keep: bool = F
 
 @dataclass(frozen=True)
 class FetchRequest:
-    """One URI to make local, with the tracking/registry URIs that can resolve it."""
+    """One model tree to read, with the tracking/registry URIs that can resolve it.
+
+    ``subpath`` names a path inside the model to read instead of the whole tree (a native model).
+    """
 
     uri: str
     tracking_uri: str | None = None
     registry_uri: str | None = None
     label: str = "model"
+    subpath: str | None = None
+
+
+@dataclass
+class ReadTree:
+    """A tree read for a check: its :class:`core.tree.ScanResult`, and where it was read from.
+
+    ``path`` is the local folder read (in place, or the kept copy of a remote tree) or, for a tree
+    streamed without keeping a copy, its redacted URI. ``scratch`` is the kept copy's folder.
+    """
+
+    uri: str
+    path: Path | str
+    scan: ScanResult
+    scratch: Path | None = None
+    streamed: bool = False
+
+    @property
+    def downloaded(self) -> bool:
+        """True when the files came from a remote store."""
+        return self.streamed or self.scratch is not None
+
+
+def _local_target(req: FetchRequest, uri: str) -> Path | None:
+    path = local_path(uri)
+    if path is None:
+        return None
+    if not path.exists():
+        raise CheckError(f"{req.label} files not found at {path}")
+    if req.subpath:
+        target = path.joinpath(*PurePosixPath(req.subpath).parts)
+        if not target.exists() and not target.is_symlink():
+            raise CheckError(f"'{req.subpath}' not found in the {req.label} at {path}")
+        return target
+    return path
 
 
 @contextmanager
-def materialize_many(requests: Sequence[FetchRequest], scratch_root: Path | str | None = None,
-                     keep: bool = False) -> Iterator[list[Fetched]]:
-    """Fetch several URIs concurrently; yields one :class:`Fetched` per request, in order.
+def read_trees(requests: Sequence[FetchRequest], scratch_root: Path | str | None = None, keep: bool = False,
+               *, concurrency: int | None = None, progress: TransferProgress | None = None,
+               exclude: Sequence[str] = ()) -> Iterator[list[ReadTree]]:
+    """Read several model trees for one check; yields one :class:`ReadTree` per request, in order.
 
-    The same URI on the same server is fetched once and shared. On exit every download is
-    removed unless ``keep``; if one fetch fails, the others are cleaned up before the error
-    propagates.
+    Local trees are read in place (:func:`core.tree.scan_trees`); remote ones are streamed and
+    hashed without touching the disk (:mod:`core.remote`), all through one pool of
+    ``concurrency`` transfers (default: per store kind). With ``keep`` a remote tree's files are
+    also written, as they stream, into a fresh folder under ``scratch_root`` that is left in
+    place. The same URI on the same server is read once and shared. Paths matching an ``exclude``
+    glob (:mod:`core.exclude`) are left out of every tree, local or remote, and named in
+    ``ScanResult.excluded``.
     """
-    keys = [(r.uri, r.tracking_uri, r.registry_uri) for r in requests]
+    from core.remote import open_source
+    from core.remote.hashing import RemoteTree, read_remote_trees
+    from core.remote.source import ScratchMeter
+
+    keys = [(r.uri, r.tracking_uri, r.registry_uri, r.subpath) for r in requests]
     distinct = list(dict.fromkeys(keys))
     first = {k: next(r for r, kk in zip(requests, keys, strict=True) if kk == k) for k in distinct}
-    with ExitStack() as stack:
-        results: dict[tuple, Fetched] = {}
-        errors: list[BaseException] = []
-        with ThreadPoolExecutor(max_workers=max(1, min(4, len(distinct))),
-                                thread_name_prefix="guard-fetch") as pool:
-            futures = {k: pool.submit(fetch, first[k].uri, scratch_root, tracking_uri=first[k].tracking_uri,
-                                      registry_uri=first[k].registry_uri, label=first[k].label)
-                       for k in distinct}
-            for k, fut in futures.items():
-                try:
-                    results[k] = fut.result()
-                    stack.callback(release, results[k], keep)
-                except BaseException as exc:  # collected so that successful downloads are still released
-                    errors.append(exc)
-        if errors:
-            raise errors[0]
-        yield [results[k] for k in keys]
+    progress = progress or NoProgress()
+    with ThreadPoolExecutor(max_workers=max(1, min(4, len(distinct))),
+                            thread_name_prefix="guard-resolve") as pool:
+        resolved = dict(zip(distinct, pool.map(lambda k: _resolve(first[k]), distinct), strict=True))
+    local = {k: t for k in distinct if (t := _local_target(first[k], resolved[k])) is not None}
+    remote = [k for k in distinct if k not in local]
+    if scratch_root is not None and remote:
+        Path(scratch_root).mkdir(parents=True, exist_ok=True)
+    meter = ScratchMeter()
+    trees, sinks = [], {}
+    for k in remote:
+        req, uri = first[k], resolved[k]
+        full = uri.rstrip("/") + "/" + req.subpath if req.subpath else uri
+        if keep:
+            sinks[k] = Path(tempfile.mkdtemp(prefix=f"guard-{req.label.replace(' ', '_')}-",
+                                             dir=str(scratch_root) if scratch_root is not None else None))
+        try:
+            source = open_source(full, tracking_uri=req.tracking_uri, registry_uri=req.registry_uri,
+                                 scratch_root=scratch_root, meter=meter, concurrency=concurrency)
+        except CheckError:
+            raise
+        except Exception as exc:
+            raise translate(exc, f"reading the {req.label} from {redact(full)}") from exc
+        trees.append(RemoteTree(source, req.label, sink=sinks[k] / "download" if keep else None,
+                                exclude=(lambda rel: is_excluded(rel, exclude)) if exclude else None))
+    results: dict[tuple, ReadTree] = {}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="guard-local") as pool:
+        local_keys = list(local)
+        local_job = (pool.submit(scan_trees, [local[k] for k in local_keys], exclude=exclude)
+                     if local_keys else None)
+        try:
+            scans = read_remote_trees(trees, concurrency=concurrency, progress=progress, meter=meter)
+        except CheckError:
+            raise
+        except Exception as exc:
+            raise translate(exc, "reading the models") from exc
+        for k, scan in zip(remote, scans, strict=True):
+            kept = sinks[k] / "download" if k in sinks else None
+            results[k] = ReadTree(resolved[k], kept if kept is not None else scan.path, scan,
+                                  scratch=sinks.get(k), streamed=True)
+        if local_job is not None:
+            for k, scan in zip(local_keys, local_job.result(), strict=True):
+                _report_local(progress, scan)
+                results[k] = ReadTree(resolved[k], local[k], scan)
+    yield [results[k] for k in keys]
+
+
+def _resolve(req: FetchRequest) -> str:
+    if req.uri.startswith("models:/"):
+        # MLflow resolves a registered-model URI against the process-wide registry, not the one
+        # passed in: resolve it here, against the right server, to the storage it points at.
+        return resolve_models_uri(req.uri, req.tracking_uri, req.registry_uri)
+    return req.uri
+
+
+def _report_local(progress: TransferProgress, scan: ScanResult) -> None:
+    """Local trees are read too fast to show progress; their bytes still count as verified."""
+    files = scan.manifest.files.values()
+    progress.planned(len(files), scan.bytes_read)
+    progress.transferred(scan.bytes_read)
+    for f in files:
+        progress.verified(f.size)

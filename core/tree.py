@@ -34,12 +34,19 @@ IGNORED_FILES = frozenset({"registered_model_meta"})
 
 @dataclass
 class ScanResult:
-    """A tree read from disk: its manifest and how many content bytes were read."""
+    """A tree read: its manifest and how many content bytes were read.
 
-    path: Path
+    ``path`` is the folder read, or for a tree streamed from a remote store its (redacted) URI.
+    ``excluded`` names paths left out by exclude patterns; ``transfer`` describes a remote read
+    (concurrency, peak scratch bytes, where a kept copy is), None for a local one.
+    """
+
+    path: Path | str
     manifest: Manifest
     bytes_read: int
     elapsed_s: float
+    excluded: list[str] = field(default_factory=list)
+    transfer: dict[str, Any] | None = None
 
 
 def _hash_file(path: str, buf: bytearray, view: memoryview) -> FileDigest:
@@ -78,6 +85,7 @@ def scan_tree(root: Path | str, *, ignore: Iterable[str] = IGNORED_FILES,
     symlinks: dict[str, str] = {}
     special: set[str] = set()
     ignored: list[str] = []
+    excluded: list[str] = []
     ignore = frozenset(ignore)
     todo: list[tuple[int, str, str]] = []  # (size, relative path, path) when hashing in parallel
     buf = bytearray(chunk_size)
@@ -97,7 +105,7 @@ def scan_tree(root: Path | str, *, ignore: Iterable[str] = IGNORED_FILES,
                     for entry in it:
                         rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
                         if exclude and is_excluded(rel, exclude):
-                            ignored.append(rel)
+                            excluded.append(rel)
                             continue
                         if entry.is_symlink():
                             symlinks[rel] = os.readlink(entry.path)
@@ -123,8 +131,11 @@ def scan_tree(root: Path | str, *, ignore: Iterable[str] = IGNORED_FILES,
                          f"{': ' + exc.filename if exc.filename else ''}") from exc
     finally:
         view.release()
-    manifest = Manifest.build(files, dirs=dirs, symlinks=symlinks, special=special, ignored=ignored)
-    return ScanResult(root, manifest, manifest.total_bytes, time.perf_counter() - started)
+    # Excluded paths are left out like ignored ones, so a seal or a comparison never covers them.
+    manifest = Manifest.build(files, dirs=dirs, symlinks=symlinks, special=special,
+                              ignored=ignored + excluded)
+    return ScanResult(root, manifest, manifest.total_bytes, time.perf_counter() - started,
+                      excluded=sorted(excluded))
 
 
 def _hash_files(todo: list[tuple[int, str, str]], workers: int, chunk_size: int) -> dict[str, FileDigest]:
@@ -190,6 +201,8 @@ class TreeComparison:
     labels: tuple[str, str]
     same_location: bool = False
     paths: tuple[str, str] = field(default=("", ""))
+    #: how each side was read when streamed from a remote store (see ``ScanResult.transfer``)
+    transfers: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict summary for reports (no per-file manifest)."""
@@ -218,7 +231,8 @@ def comparison_from_scans(left: ScanResult, right: ScanResult, labels: tuple[str
     return TreeComparison(
         equal=not diffs, differences=diffs, left=left.manifest, right=right.manifest,
         bytes_compared=left.bytes_read + (0 if same else right.bytes_read), elapsed_s=elapsed_s,
-        ignored=ignored, labels=labels, same_location=same, paths=(str(left.path), str(right.path)))
+        ignored=ignored, labels=labels, same_location=same, paths=(str(left.path), str(right.path)),
+        transfers=(left.transfer, right.transfer))
 
 
 def compare_trees(left: Path | str, right: Path | str,

@@ -128,6 +128,8 @@ class Settings:
     metrics_dir: str | None = None
     # GUARD_EXCLUDE: comma-separated globs (core/exclude.py) left out of every check, reported as excluded.
     exclude: list[str] = field(default_factory=list)
+    # GUARD_TRANSFER_CONCURRENCY: concurrent transfers when streaming remote models (None: per store kind).
+    transfer_concurrency: int | None = None
     # GUARD_STORE: results, journal, alias history, sweep marks (sqlite:///PATH or postgresql://…).
     store_url: str = ""
     # GUARD_PROTECTED_ALIASES: aliases moved back off a version whose verdict is FAILED or ERROR (off: empty).
@@ -222,6 +224,8 @@ class Settings:
             "event_message": env.get("GUARD_EVENT_MESSAGE") or env.get("EVENT_MESSAGE") or None,
             "metrics_dir": env.get("PROMETHEUS_MULTIPROC_DIR") or None,
             "exclude": _exclude_patterns(env.get("GUARD_EXCLUDE")),
+            "transfer_concurrency": (integer("GUARD_TRANSFER_CONCURRENCY", 1)
+                                     if (env.get("GUARD_TRANSFER_CONCURRENCY") or "").strip() else None),
             "store_url": env.get("GUARD_STORE") or "",
             "protected_aliases": _split_list(env.get("GUARD_PROTECTED_ALIASES")),
             "sweep_interval_s": _parse_float("GUARD_SWEEP_INTERVAL", env.get("GUARD_SWEEP_INTERVAL"),

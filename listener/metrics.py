@@ -26,6 +26,8 @@ TAMPER_DETECTED = Counter("guard_tamper_detected_total",
 ALIASES_REVERTED = Counter("guard_alias_reverted_total",
                            "Protected aliases moved back (or removed) off a FAILED or ERROR version",
                            ["registry"])
+BYTES_VERIFIED = Counter("guard_bytes_verified_total",
+                         "Model file bytes read and hashed by checks (counted as each file completes)")
 PUBLISH_FAILURES = Counter("guard_publish_failures_total", "Failed attempts to publish a verdict",
                            ["registry"])
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import CheckError, TransientError
+from core.remote.progress import LoggingProgress
 from listener import metrics
 from listener.config import Settings
 from listener.protocol.request import ValidationRequest
@@ -115,9 +116,13 @@ def validate(request: ValidationRequest, settings: Settings, adapter: RegistryAd
         seal = adapter.seal_of(mv)
         scratch = settings.data_dir / "scratch"
         scratch.mkdir(parents=True, exist_ok=True)
+        # Long checks log their progress now and then; every verified byte is counted for /metrics.
+        progress = LoggingProgress(f"model '{request.model}' version {request.version}",
+                                   on_verified=metrics.BYTES_VERIFIED.inc)
         result = check_model_version(request.model, request.version, tracking_uri=settings.tracking_uri,
                                      registry_uri=settings.registry_uri, download_dir=scratch, seal=seal,
-                                     client=adapter.client, model_version=mv, exclude=settings.exclude)
+                                     client=adapter.client, model_version=mv, exclude=settings.exclude,
+                                     transfer_concurrency=settings.transfer_concurrency, progress=progress)
         if result.status == ERROR:
             reason = result.error or result.summary or "could not check"
             raise TransientError(reason) if result.transient else CheckError(reason)

@@ -321,8 +321,8 @@ def test_compare_across_two_servers_with_native_model(models: Models, url_2: str
     assert whole.status == "FAILED" and "MLmodel" in {d.path for d in whole.reg_differences}
 
 
-def test_downloads_over_http_into_a_fresh_folder_removed_afterwards(models: Models, url_http: str,
-                                                                    tmp_path: Path):
+def test_http_store_is_streamed_without_scratch_copies_and_kept_on_request(models: Models, url_http: str,
+                                                                           tmp_path: Path):
     scratch = tmp_path / "scratch"
     report = tmp_path / "check.json"
     p = _check(["--model", models.native, "--version-or-stage", "1", "--download-dir", str(scratch),
@@ -330,10 +330,12 @@ def test_downloads_over_http_into_a_fresh_folder_removed_afterwards(models: Mode
     assert p.returncode == 0, p.stdout + p.stderr
     r = json.loads(report.read_text())
     assert r["Version"]["download_uri"].startswith("mlflow-artifacts:")
-    assert r["Comparison"]["reg_model"]["downloaded"] is True
-    assert Path(r["Comparison"]["reg_model"]["local_path"]["path"]).is_relative_to(scratch)
-    assert r["Comparison"]["reg_model"]["file_count"] >= 4
-    assert list(scratch.iterdir()) == []  # nothing left behind
+    reg = r["Comparison"]["reg_model"]
+    assert reg["downloaded"] is True
+    assert reg["local_path"]["path"].startswith("mlflow-artifacts:")  # streamed: no local copy
+    assert reg["transfer"]["streamed"] is True and reg["transfer"]["peak_scratch_bytes"] == 0
+    assert reg["file_count"] >= 4
+    assert list(scratch.iterdir()) == []  # nothing written
     kept = check_model_version(models.native, "1", tracking_uri=url_http, download_dir=scratch,
                                keep_downloads=True)
     assert kept.status == "PASSED", kept.summary

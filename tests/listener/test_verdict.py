@@ -80,7 +80,8 @@ def test_description_section_first_then_user_text_untouched():
     assert new.index("FAILED \u00b7 validation") < new.index(SECTION_START)
     assert new.count(SECTION_START) == 1 and new.count(SECTION_END) == 1
     assert "data/deep/file_000000.bin" in new
-    assert new[len(user):].lstrip("\n").startswith(SECTION_START) and new.rstrip().endswith(SECTION_END)
+    # Everything after our section is the user's text, byte for byte.
+    assert new[new.index(SECTION_END) + len(SECTION_END):] == "\n\n" + user
 
 
 def test_description_section_replaced_not_duplicated_and_surroundings_kept():

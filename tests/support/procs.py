@@ -107,20 +107,26 @@ WEBHOOK_SERVER_ENV = {
 
 
 class MlflowServer(ManagedProcess):
-    """A real ``mlflow server`` on a SQLite store and a local artifact folder, on a free loopback port."""
+    """A real ``mlflow server`` on a SQLite store and a local artifact folder, on a free loopback port.
+
+    ``artifact_root`` replaces the local folder with another store (``s3://bucket/path`` on a
+    :class:`MotoS3Server`, whose ``client_env`` then goes into ``env``).
+    """
 
     def __init__(self, root: Path, *, serve_artifacts: bool = False, port: int | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, artifact_root: str | None = None,
+                 workers: int = 1) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.port = port or free_port()
         self.artifacts = root / "artifacts"
         argv = [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
-                "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--workers", "1"]
+                "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--workers", str(workers)]
         if serve_artifacts:
-            argv += ["--serve-artifacts", "--artifacts-destination", str(self.artifacts)]
+            argv += ["--serve-artifacts", "--artifacts-destination", artifact_root or str(self.artifacts)]
         else:
-            argv += ["--no-serve-artifacts", "--default-artifact-root", str(self.artifacts)]
+            # ``artifact_root`` (e.g. s3://bucket/path) replaces the local folder; clients then write there.
+            argv += ["--no-serve-artifacts", "--default-artifact-root", artifact_root or str(self.artifacts)]
         super().__init__(argv, env={**WEBHOOK_SERVER_ENV, **(env or {})}, log_path=root / "server.log")
 
     @property

@@ -223,3 +223,15 @@ def test_listener_policy_guard_exclude_reaches_the_check(mlflow_server, tmp_path
     # Without the policy the same files fail: the exclusion is what made the difference.
     plain = Settings.from_env(env)
     assert process_job({**check, "delivery_key": "again"}, plain)["status"] == "FAILED"
+
+
+def test_every_byte_checked_is_counted_for_metrics(settings, client, tmp_path):
+    from listener import metrics
+
+    name, version = register_model(client, tmp_path)
+    before = metrics.BYTES_VERIFIED._value.get()
+    assert process_job(_request(name, version), settings)["status"] == "PASSED"
+    model_bytes = sum(p.stat().st_size for p in local_model_path(client, name, version).rglob("*")
+                      if p.is_file() and p.name != "registered_model_meta")
+    # Run and registry model are one storage here, read once: each of its bytes is counted once.
+    assert metrics.BYTES_VERIFIED._value.get() - before == model_bytes

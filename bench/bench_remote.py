@@ -1,0 +1,338 @@
+"""Benchmark: two model versions on remote artifact stores, against the read-and-hash floor and the original.
+
+Stores: the tracking server's artifact proxy (``mlflow server --serve-artifacts``, versions stored as
+``mlflow-artifacts:/…``) and S3 (``moto_server`` on loopback, an ``mlflow server`` with an ``s3://``
+artifact root). The model is the synthetic one of ``bench_compare.py`` (default 1 GiB: 4 shards plus
+3,000 small files in nested folders), two versions with separate copies. Each method runs in a fresh
+process; wall time, peak RSS (``wait4``) and peak scratch disk (a poller summing the scratch folder's
+allocated blocks every 50 ms) are recorded:
+
+* ``import mlflow``  - ``python -c "import mlflow"``;
+* ``floor``          - the read-and-hash floor: every file of both copies GET once, SHA-256 in the read,
+                       bytes discarded, with the CLI's concurrency (keep-alive ``requests`` sessions for
+                       the proxy, one boto3 client for S3), file list given up front. Run it alone with
+                       ``bench_remote.py _child floor-http|floor-s3 …`` (see ``child_floor_*``);
+* ``cli``            - ``compare-model-versions --skip-compare-reg-models`` on the two versions;
+* ``original``       - the original tool's method: ``mlflow.artifacts.download_artifacts`` of both
+                       versions into scratch, ``filecmp.dircmp``, whole-file MD5 + SHA-1
+                       (``bench_compare.child_baseline_download``).
+
+``--large-mib 4096`` adds one CLI run on a model of that size (second copy hard-linked, so the disk
+holds one) to show scratch and memory do not grow with the model. Results: markdown on stdout and
+JSON + markdown in ``bench/out/``.
+
+Usage::
+
+    .venv/bin/python bench/bench_remote.py [--size-mib 1024] [--small-files 3000] [--stores proxy,s3]
+        [--concurrency N] [--large-mib 4096] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(BENCH.parent))
+
+import bench_compare as bc  # noqa: E402 - the synthetic model and the process measurement are shared
+from machine import machine_info  # noqa: E402
+
+MIB = 1 << 20
+BUCKET = "bench-artifacts"
+DEFAULT_CONCURRENCY = {"proxy": 8, "s3": 16}  # core.remote's defaults per store kind
+
+
+def _files(root: Path) -> list[tuple[str, int]]:
+    files = [(p.relative_to(root).as_posix(), p.stat().st_size) for p in root.rglob("*") if p.is_file()]
+    return sorted(files, key=lambda f: -f[1])
+
+
+def _child_argv(method: str, *args: object) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), "_child", method, *map(str, args)]
+
+
+def _hash_pool(items: list, read_one, concurrency: int) -> dict:
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        total = sum(pool.map(read_one, items))
+    return {"op_s": time.perf_counter() - t0, "bytes": total, "files": len(items)}
+
+
+def child_floor_http(base: str, prefixes: list[str], listing: Path, concurrency: int) -> dict:
+    """GET every file of both copies once over keep-alive sessions, SHA-256 in the read."""
+    import requests
+
+    files = json.loads(listing.read_text())
+    local = threading.local()
+
+    def one(url: str) -> int:
+        if not hasattr(local, "s"):
+            local.s = requests.Session()
+        n, h = 0, hashlib.sha256()
+        with local.s.get(url, stream=True, timeout=60) as r:
+            r.raise_for_status()
+            for chunk in r.iter_content(MIB):
+                h.update(chunk)
+                n += len(chunk)
+        return n
+
+    urls = [f"{base}/api/2.0/mlflow-artifacts/artifacts/{p}/{rel}" for rel, _ in files for p in prefixes]
+    return _hash_pool(urls, one, concurrency)
+
+
+def child_floor_s3(prefixes: list[str], listing: Path, concurrency: int) -> dict:
+    """get_object every file of both copies once with one boto3 client, SHA-256 in the read."""
+    import boto3
+    from botocore.config import Config
+
+    files = json.loads(listing.read_text())
+    s3 = boto3.client("s3", endpoint_url=os.environ["MLFLOW_S3_ENDPOINT_URL"],
+                      config=Config(max_pool_connections=max(10, concurrency)))
+
+    def one(key: str) -> int:
+        n, h = 0, hashlib.sha256()
+        body = s3.get_object(Bucket=BUCKET, Key=key)["Body"]
+        while chunk := body.read(MIB):
+            h.update(chunk)
+            n += len(chunk)
+        return n
+
+    return _hash_pool([f"{p}/{rel}" for rel, _ in files for p in prefixes], one, concurrency)
+
+
+class ScratchPoller:
+    """Peak bytes allocated under a folder, sampled every 50 ms while a method runs."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.peak, self._stop = root, 0, threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _size(self) -> int:
+        total = 0
+        for dirpath, _, names in os.walk(self.root):
+            for n in names:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(dirpath, n)).st_blocks * 512
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, self._size())
+
+    def __enter__(self) -> ScratchPoller:
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join()
+
+
+def _measured(argv: list[str], scratch: Path, env: dict[str, str], expect_rc=(0,)) -> dict:
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    scratch.mkdir(parents=True)
+    with ScratchPoller(scratch) as poll:
+        res = bc.measure(argv, env=env, expect_rc=expect_rc)
+    res["scratch_peak_mib"] = round(poll.peak / MIB, 1)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return res
+
+
+_REGISTER = """
+import json, sys
+from mlflow import MlflowClient
+url, model, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+c = MlflowClient(url, url)
+exp = c.create_experiment(model)
+c.create_registered_model(model)
+runs = [c.create_run(exp).info for _ in range(n)]
+# The server only accepts a source inside the artifact folder of the version's run.
+for r in runs:
+    c.create_model_version(model, source=r.artifact_uri.rstrip("/") + "/model", run_id=r.run_id)
+print(json.dumps([r.artifact_uri.rstrip("/") + "/model" for r in runs]))
+"""
+
+
+def _register(url: str, model: str, n: int, env: dict[str, str]) -> list[str]:
+    """Register ``n`` versions of ``model``, each with its own run; their sources (files added later)."""
+    out = subprocess.run([sys.executable, "-c", _REGISTER, url, model, str(n)], check=True,
+                         capture_output=True, text=True, env={**os.environ, **bc.CHILD_ENV, **env}).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _key(source: str) -> str:
+    """The object key / artifact path of a version's source, without scheme and bucket."""
+    rest = source.split(":", 1)[1].lstrip("/")
+    return rest.split("/", 1)[1] if source.startswith("s3:") else rest
+
+
+def _local_copy(source: str, server, data: Path) -> Path:
+    """Where the model behind ``source`` is written: the proxy's own artifact folder, or a staging one."""
+    return (server.artifacts if source.startswith("mlflow-artifacts:") else data / "staging") / _key(source)
+
+
+def _upload_s3(endpoint: str, copies: dict[str, Path]) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
+                      aws_secret_access_key="testing", region_name="us-east-1")
+    jobs = [(f"{prefix}/{rel}", root / rel) for prefix, root in copies.items() for rel, _ in _files(root)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda j: s3.upload_file(str(j[1]), BUCKET, j[0]), jobs))
+
+
+def bench_store(kind: str, args: argparse.Namespace, work: Path, log) -> dict:
+    sys.path.insert(0, str(BENCH.parent))
+    from tests.support.procs import MlflowServer, MotoS3Server
+
+    size = args.size_mib
+    data = work / f"{kind}-{size}"
+    concurrency = args.concurrency or DEFAULT_CONCURRENCY[kind]
+    procs, env = [], {}
+    try:
+        if kind == "s3":
+            moto = MotoS3Server(data / "moto").start()
+            procs.append(moto)
+            env = moto.client_env
+            server = MlflowServer(data / "server", artifact_root=f"s3://{BUCKET}/mlflow", env=env,
+                                  workers=args.server_workers).start()
+        else:
+            server = MlflowServer(data / "server", serve_artifacts=True, workers=args.server_workers).start()
+        procs.append(server)
+        if kind == "s3":
+            import boto3
+
+            s3 = boto3.client("s3", endpoint_url=moto.endpoint_url, aws_access_key_id="testing",
+                              aws_secret_access_key="testing", region_name="us-east-1")
+            s3.create_bucket(Bucket=BUCKET)
+        sources = _register(server.url, "bench", 2, env)
+        copies = {_key(s): _local_copy(s, server, data) for s in sources}
+        log(f"[{kind}] building two copies of {size} MiB ...")
+        built = bc.build_model(list(copies.values()), size, args.small_files)
+        if kind == "s3":
+            log(f"[{kind}] uploading to moto ...")
+            _upload_s3(moto.endpoint_url, copies)
+        listing = data / "listing.json"
+        listing.write_text(json.dumps(_files(next(iter(copies.values())))))
+        cfg = data / "cfg.json"
+        side = {"host": server.url, "model": "bench"}
+        cfg.write_text(json.dumps({"tracking_server_1": {**side, "version_or_stage": "1"},
+                                   "tracking_server_2": {**side, "version_or_stage": "2"}}))
+        scratch, report = data / "scratch", data / "report.json"
+        floor_args = (["floor-http", server.url] if kind == "proxy" else ["floor-s3"])
+        cli = [*bc.cli_argv("compare-model-versions", "compare_model_versions_cli"),
+               "--config-file", str(cfg), "--skip-compare-reg-models", "--download-dir", str(scratch),
+               "--report-file", str(report),
+               "--transfer-concurrency", str(concurrency)]
+        rows: dict[str, dict] = {}
+        rows["import mlflow"] = bc.measure([sys.executable, "-c", "import mlflow"])
+        for attempt in range(args.repeat):
+            for name, argv in (
+                    ("floor", _child_argv(*floor_args, ",".join(copies), listing, concurrency)),
+                    ("cli", cli),
+                    ("original", bc.child_argv("baseline-download", server.url, "bench", "1", "2", scratch))):
+                log(f"[{kind}] {name} (run {attempt + 1}) ...")
+                res = _measured(argv, scratch, env)
+                if name == "cli" and report.exists():
+                    rep = json.loads(report.read_text())
+                    res["reported_peak_scratch_bytes"] = max(
+                        t["peak_scratch_bytes"] for t in rep["Run_Model_Comparison"]["transfer"])
+                    res["equals"] = rep["equals"]
+                prev = rows.get(name)
+                if prev is None or ("error" not in res and res["wall_s"] < prev.get("wall_s", 1e9)):
+                    rows[name] = res
+                log(f"[{kind}] {name}: {res.get('wall_s', 0):.1f} s, {res.get('rss_mib', 0):.0f} MiB RSS, "
+                    f"scratch {res['scratch_peak_mib']} MiB {res.get('error', '')[:300]}")
+        if args.large_mib and kind == "proxy":
+            log(f"[{kind}] large model {args.large_mib} MiB ...")
+            big = [_local_copy(s, server, data) for s in _register(server.url, "big", 2, env)]
+            bc.build_model([big[0]], args.large_mib, args.small_files)
+            shutil.copytree(big[0], big[1], copy_function=os.link)
+            cfg.write_text(cfg.read_text().replace('"bench"', '"big"'))
+            res = _measured(cli, scratch, env)
+            rep = json.loads(report.read_text())
+            res["reported_peak_scratch_bytes"] = max(
+                t["peak_scratch_bytes"] for t in rep["Run_Model_Comparison"]["transfer"])
+            rows[f"cli {args.large_mib} MiB"] = res
+            log(f"[{kind}] large cli: {res.get('wall_s', 0):.1f} s, {res.get('rss_mib', 0):.0f} MiB RSS")
+        return {"store": kind, "concurrency": concurrency, "model": built, "rows": rows}
+    finally:
+        for p in reversed(procs):
+            p.stop()
+
+
+def markdown(results: list[dict], info: dict) -> str:
+    lines = [f"Machine: {info['cpu']}, {info['cores']} cores, load {info['loadavg_before']}, "
+             f"{info['date_utc']}", "",
+             "| store | method | wall s | CPU s | peak RSS MiB | peak scratch MiB |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        for name, row in r["rows"].items():
+            lines.append(f"| {r['store']} ({r['concurrency']} transfers) | {name} | "
+                         f"{row.get('wall_s', 0):.1f} | {row.get('cpu_s', 0):.1f} | "
+                         f"{row.get('rss_mib', 0):.0f} | {row.get('scratch_peak_mib', 0)} |")
+    lines += ["", "| store | CLI / floor (≤ 1.15) | original / CLI (≥ 2.2) | CLI RSS − import (≤ 64 MiB) |",
+              "| --- | ---: | ---: | ---: |"]
+    for r in results:
+        rows = r["rows"]
+        cli, floor, orig, imp = rows["cli"], rows["floor"], rows["original"], rows["import mlflow"]
+        lines.append(f"| {r['store']} | {cli['wall_s'] / floor['wall_s']:.2f} | "
+                     f"{orig['wall_s'] / cli['wall_s']:.2f} | {cli['rss_mib'] - imp['rss_mib']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_child":
+        method, *rest = sys.argv[2:]
+        if method == "floor-http":
+            res = child_floor_http(rest[0], rest[1].split(","), Path(rest[2]), int(rest[3]))
+        elif method == "floor-s3":
+            res = child_floor_s3(rest[0].split(","), Path(rest[1]), int(rest[2]))
+        else:
+            bc.run_child([method, *rest])
+            return
+        print("RESULT " + json.dumps(res))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--small-files", type=int, default=3000)
+    ap.add_argument("--stores", default="proxy,s3")
+    ap.add_argument("--concurrency", type=int, default=None, help="default: the CLI's default per store kind")
+    ap.add_argument("--large-mib", type=int, default=0, help="also one CLI run at this size (proxy store)")
+    ap.add_argument("--server-workers", type=int, default=4, help="mlflow server --workers (its default: 4)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each method; the fastest is kept")
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="guard-bench-remote-"))
+    info = machine_info(("mlflow", "boto3", "moto", "requests"))
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        results = [bench_store(kind, args, work, log) for kind in args.stores.split(",")]
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    text = markdown(results, info)
+    print(text)
+    bc.OUT_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    result = {"machine": info, "results": results}
+    (bc.OUT_DIR / f"remote-{stamp}.json").write_text(json.dumps(result, indent=2))
+    (bc.OUT_DIR / f"remote-{stamp}.md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
