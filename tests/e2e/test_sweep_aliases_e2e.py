@@ -158,10 +158,10 @@ def test_catch_up_validates_what_was_registered_while_the_listener_was_down(stac
     for name, version in versions:
         tags = _status(stack, name, version, "PASSED")
         assert tags.get("validation.manifest")
-    wait_for(lambda: all(r["publish_status"] == "PUBLISHED"
-                         for n in ("e2e-missed-0", "e2e-missed-1") for r in stack.rows(n)),
-             timeout=60, what="every caught-up job published")
-    rows = stack.rows("e2e-missed-0") + stack.rows("e2e-missed-1")
+    # Ten created jobs and the two alias jobs, all finished and published.
+    rows = wait_for(lambda: (r := stack.rows("e2e-missed-0") + stack.rows("e2e-missed-1")) and len(r) == 12
+                    and all(x["publish_status"] == "PUBLISHED" for x in r) and r,
+                    timeout=90, what="every caught-up job published")
     created = [(r["model"], r["version"]) for r in rows if r["trigger"] == "model_version.created"]
     # Each version validated once: by the sweep, or by a delivery MLflow still managed to retry.
     assert sorted(created) == sorted(versions)
