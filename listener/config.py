@@ -24,6 +24,10 @@ DEFAULT_DATABRICKS_TAG_LIMIT = 5000
 # on its own schedule, so each SDK call gives up sooner unless configured otherwise.
 DEFAULT_DATABRICKS_RETRY_TIMEOUT_S = 30
 DEFAULT_DATABRICKS_HTTP_TIMEOUT_S = 30
+# The sweep catches up on missed events every 5 minutes and re-checks aliased versions every 6 hours.
+DEFAULT_SWEEP_INTERVAL_S = 300.0
+DEFAULT_REVERIFY_INTERVAL_S = 21600.0
+REVERIFY_SCOPES = ("protected", "all")
 # The webhook routes, named after the registry that calls them (``POST /webhooks/<route>``).
 ROUTES = ("mlflow", "databricks")
 SECRET_VARIABLES = {"mlflow": "GUARD_MLFLOW_SECRET", "databricks": "GUARD_DATABRICKS_SECRET"}
@@ -152,6 +156,12 @@ class Settings:
     trusted_keys: list[Any] = field(default_factory=list, repr=False)
     # GUARD_SEAL_STORE: where signed seals live (default: the folder ``seals`` in the data folder).
     seal_store_uri: str | None = None
+    # GUARD_PROTECTED_ALIASES: aliases moved back off a version whose verdict is FAILED or ERROR (off: empty).
+    protected_aliases: list[str] = field(default_factory=list)
+    # GUARD_SWEEP_INTERVAL / GUARD_REVERIFY_INTERVAL (seconds); GUARD_REVERIFY: "protected" or "all" aliases.
+    sweep_interval_s: float = DEFAULT_SWEEP_INTERVAL_S
+    reverify_interval_s: float = DEFAULT_REVERIFY_INTERVAL_S
+    reverify_scope: str = "protected"
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -167,6 +177,9 @@ class Settings:
             self.store_url = normalise_url(self.store_url)
         except StoreConfigError as exc:
             raise ConfigError(str(exc)) from exc
+        if self.reverify_scope not in REVERIFY_SCOPES:
+            raise ConfigError(f"GUARD_REVERIFY must be one of {', '.join(REVERIFY_SCOPES)}, "
+                              f"got {self.reverify_scope!r}")
         if self.registry_kind not in ("mlflow", "databricks"):
             raise ConfigError(f"registry_kind must be 'mlflow' or 'databricks', got {self.registry_kind!r}")
         if not (self.queue_url.startswith("sqlite:///") or self.queue_url.startswith("redis://")
@@ -245,6 +258,12 @@ class Settings:
                                      if (env.get("GUARD_TRANSFER_CONCURRENCY") or "").strip() else None),
             "store_url": env.get("GUARD_STORE") or "",
             "seal_store_uri": env.get("GUARD_SEAL_STORE") or None,
+            "protected_aliases": _split_list(env.get("GUARD_PROTECTED_ALIASES")),
+            "sweep_interval_s": _parse_float("GUARD_SWEEP_INTERVAL", env.get("GUARD_SWEEP_INTERVAL"),
+                                             DEFAULT_SWEEP_INTERVAL_S, 1),
+            "reverify_interval_s": _parse_float("GUARD_REVERIFY_INTERVAL", env.get("GUARD_REVERIFY_INTERVAL"),
+                                                DEFAULT_REVERIFY_INTERVAL_S, 1),
+            "reverify_scope": (env.get("GUARD_REVERIFY") or "protected").strip().lower(),
         }
         if "signing_key" not in overrides and "trusted_keys" not in overrides:
             values.update(_seal_keys(env))

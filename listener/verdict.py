@@ -39,6 +39,7 @@ TAG_REPORT = "validation.report"
 TAG_SEAL_BUNDLE = "validation.seal_bundle"
 # The unsigned seal: written only when no signing key is configured, read for versions sealed that way.
 TAG_MANIFEST = "validation.manifest"
+TAG_ALIAS_REVERTED = "validation.alias_reverted"
 # The order tags are written in: the seal first (a version is sealed as early as possible), the status
 # last (whoever sees a fresh status also sees the report and summary that belong to it).
 TAG_ORDER = (TAG_MANIFEST, TAG_SEAL_BUNDLE, TAG_SEAL, TAG_REPORT, TAG_SUMMARY, TAG_CHECKED_AT, TAG_STATUS)
@@ -89,6 +90,8 @@ class Verdict:
     to_stage: str | None = None
     gate: bool = False
     delivery_key: str | None = None
+    # What the guard did to protected aliases because of this verdict ("@champion moved back to version 2").
+    alias_reverted: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -198,6 +201,8 @@ def render_tags(verdict: Verdict, limit: int = TAG_VALUE_LIMIT) -> dict[str, str
     }
     if verdict.seal_digest:
         tags[TAG_SEAL] = verdict.seal_digest
+    if verdict.alias_reverted:
+        tags[TAG_ALIAS_REVERTED] = verdict.alias_reverted
     if verdict.new_seal_json is not None:
         if len(verdict.new_seal_json) >= limit:
             # core keeps manifests under the limit; this guards against a caller passing a raw one.
@@ -244,6 +249,8 @@ def render_description_section(verdict: Verdict) -> str:
         lines.append(f"- Seal: `{_md_safe(verdict.seal_digest)}`{sealed}")
     if verdict.error:
         lines.append(f"- Reason: {_md_safe(verdict.error)}")
+    if verdict.alias_reverted:
+        lines.append(f"- Protected alias: {_md_safe(verdict.alias_reverted)}")
     paths = verdict.differences + verdict.seal_differences
     if paths:
         lines.append(f"- Differing files ({len(paths)}):")

@@ -29,6 +29,7 @@ from listener.registries import get_adapter
 from listener.registries.base import RegistryAdapter
 from listener.store import Store, get_store, is_transient, owner_id, short_reason
 from listener.verdict import ERROR, Verdict
+from listener.worker import aliases
 from listener.worker.lock import VersionLock, version_lock
 from listener.worker.sealing import seal_options
 
@@ -40,6 +41,8 @@ FAILED_REGISTRATION = "FAILED_REGISTRATION"
 HEARTBEAT_S = 5.0
 LOCK_WAIT_S = 2.0
 STORE_WAIT_S = 10.0
+# The publish error of a verdict kept off the version on purpose (the sweep does not publish it later).
+NOT_PUBLISHED = "not published (--no-publish)"
 
 
 class RetryLater(Exception):
@@ -194,6 +197,8 @@ def _run_job(request_dict: dict[str, Any], settings: Settings, adapter: Registry
              store: Store, publish: bool) -> dict[str, Any]:
     request = ValidationRequest.from_dict(request_dict)
     job_key = request.delivery_key
+    if aliases.observe_event(request, settings):
+        return {"job_key": job_key, "state": "ignored", "status": None}
     adapter_error: str | None = None
     if adapter is None:
         try:
@@ -229,9 +234,9 @@ def _run_job(request_dict: dict[str, Any], settings: Settings, adapter: Registry
         with _heartbeat(store, job_key, owner, lock):
             checked = Checked(claim.verdict, None) if claim.verdict is not None else _check(
                 request, settings, adapter, adapter_error, store, owner, claim.attempts)
-            verdict = checked.verdict
+            verdict = aliases.enforce(checked.verdict, settings, adapter, store)
             if not publish:
-                store.record_publish(job_key, ok=False, error="not published (--no-publish)", final=True)
+                store.record_publish(job_key, ok=False, error=NOT_PUBLISHED, final=True)
                 published = "NOT_PUBLISHED"
             else:
                 published = _publish(verdict, checked.version, adapter, store, job_key,

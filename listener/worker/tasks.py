@@ -154,6 +154,17 @@ def _start_process() -> None:
 
 
 @huey.periodic_task(crontab(minute="*"))
+def sweep_periodically() -> None:
+    """Once a minute: a sweep when GUARD_SWEEP_INTERVAL has passed (catch-up, re-verification, re-publish)."""
+    from listener.worker.sweep import sweep_if_due
+
+    try:
+        sweep_if_due(get_settings())
+    except Exception:  # noqa: BLE001 - the registry may be down; the next minute tries again
+        log.warning("sweep failed", exc_info=True)
+
+
+@huey.periodic_task(crontab(minute="*"))
 def recover_periodically() -> list[str]:
     """Once a minute: pick up jobs of workers that died while other workers stayed up."""
     return recover_unfinished()

@@ -12,13 +12,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from listener.results import ResultsStore
 from mlflow import MlflowClient
 
 from core.keys import load_trusted_keys
 from core.seal_store import ATTESTATION_FILE, BUNDLE_FILE
 from listener.config import Settings
 from listener.protocol import ValidationRequest
+from listener.store import get_store
 from listener.web import create_app
 from listener.worker.job import process_job
 from tests.core.signing_support import make_key, model_signing_verify
@@ -64,7 +64,7 @@ def _sealed(client: MlflowClient, settings: Settings, tmp_path: Path) -> tuple[s
 
 
 def _verdict(settings: Settings, req: dict) -> dict:
-    return ResultsStore(settings.data_dir / "results.db").get(req["delivery_key"])
+    return get_store(settings.store_url).get(req["delivery_key"])
 
 
 def test_new_version_gets_a_signed_seal_that_model_signing_verifies(settings, client, tmp_path, key):
