@@ -33,6 +33,8 @@ from core.registry import (
 )
 from core.report import human_bytes, system_info
 from core.seal import verify_manifest
+from core.seal_step import SealOptions, SealStep, run_seal_step, seal_identity
+from core.signed_seal import SealRecord, SealVerification
 from core.tree import comparison_from_scans
 
 SEAL_TAG = "validation.manifest"  # compact JSON manifest of the registry model, set by the listener
@@ -71,6 +73,9 @@ class CheckResult:
     # which is then the version's first seal (``new_seal``, for the caller to record).
     seal_digest: str | None = None
     new_seal: Manifest | None = None
+    # With signed seals (``signed_seal`` given): the seal's outcome, and the seal made by this check.
+    seal_outcome: SealVerification | None = None
+    seal_record: SealRecord | None = None
 
     @property
     def passed(self) -> bool:
@@ -106,6 +111,24 @@ def _first(diffs: list[Difference]) -> str:
     return f"{diffs[0].kind} {diffs[0].path}" if diffs else ""
 
 
+def _apply_seal_step(result: CheckResult, step: SealStep, options: SealOptions, legacy: Manifest | None,
+                     current: Manifest, run_equals_registry: bool) -> None:
+    """What the verdict records of a signed-seal step: the digest it stands on, the seal made now."""
+    outcome = step.outcome
+    result.seal_outcome, result.seal_record = outcome, step.record
+    result.seal_checked = outcome.kind != "unsealed"
+    # Only an unsealed version checked without a signing key gets today's unsigned seal (the tag).
+    unsigned_now = (outcome.kind == "unsealed" and options.key is None and options.may_seal
+                    and run_equals_registry and not options.unsealed_fails)
+    result.new_seal = current if unsigned_now else None
+    if outcome.attestation is not None:
+        result.seal_digest = outcome.attestation.tree_digest
+    elif legacy is not None:
+        result.seal_digest = legacy.tree_digest
+    else:
+        result.seal_digest = current.tree_digest if unsigned_now else None
+
+
 def _side(uri: str, resolved: str, fetched: Any, scan_manifest: Manifest) -> dict[str, Any]:
     return {"download_uri": redact(uri), "resolved_uri": redact(resolved),
             "downloaded": fetched.downloaded,
@@ -121,7 +144,7 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                         client: MlflowClient | None = None, seal_from_tag: bool = False,
                         report_file: str | None = None, model_version: ModelVersion | None = None,
                         exclude: Sequence[str] = (), transfer_concurrency: int | None = None,
-                        progress: Any = None) -> CheckResult:
+                        progress: Any = None, signed_seal: SealOptions | None = None) -> CheckResult:
     """Check that a model version's run model and registry model are identical, and match its seal.
 
     ``version_or_stage`` is resolved by :func:`core.registry.resolve_version`. Both models are
@@ -135,7 +158,10 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
     ``exclude`` glob (:mod:`core.exclude`) are left out of both models and of the seal, and listed
     in the report's ``Comparison.excluded``. Remote models are streamed with
     ``transfer_concurrency`` transfers (default per store kind) and report to ``progress``
-    (a :class:`core.remote.progress.TransferProgress`).
+    (a :class:`core.remote.progress.TransferProgress`). With ``signed_seal`` (:mod:`core.seal_step`), the
+    seal is the version's signed seal in the seal store (an unsigned ``validation.manifest`` tag only
+    for a version sealed before), ``seal``/``seal_from_tag`` are ignored, and the seal's outcome is
+    part of the verdict: FAILED if it is, ERROR if the seal cannot be read.
     """
     started = time.perf_counter()
     spec = "" if version_or_stage is None else str(version_or_stage)
@@ -165,7 +191,12 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
         version = str(mv.version)
         report["Version"] = {**version_summary(mv), "download_uri": redact(reg_uri)}
         seal_source = "argument" if seal is not None else None
-        if seal is None and seal_from_tag:
+        identity = None
+        if signed_seal is not None:
+            identity = seal_identity(registry_uri, tracking_uri, model, version,
+                                     workspace_host=signed_seal.workspace_host)
+            seal, seal_source = seal_from_tags(mv.tags), "seal store"
+        elif seal is None and seal_from_tag:
             seal = seal_from_tags(mv.tags)
             seal_source = f"tag {SEAL_TAG}" if seal is not None else None
 
@@ -184,7 +215,13 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                     seal = without_excluded(seal, exclude)
                 except ValueError as exc:
                     raise CheckError(f"cannot apply --exclude to the seal: {exc}") from exc
-            seal_diffs = verify_manifest(current, seal, SEAL_LABELS) if seal is not None else []
+            step: SealStep | None = None
+            if signed_seal is not None:
+                step = run_seal_step(signed_seal, identity, current, mv, legacy_seal=seal,
+                                     run_equals_registry=comparison.equal)
+                seal_diffs = step.outcome.differences
+            else:
+                seal_diffs = verify_manifest(current, seal, SEAL_LABELS) if seal is not None else []
             report["Comparison"] = {
                 # The verdict, as the original tool's users read it (set at the end, with the final
                 # status); the run-vs-registry part alone is run_vs_registry_equals.
@@ -211,7 +248,12 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
             "sealed_truncated": seal.truncated if seal is not None else None,
             "differences": [d.to_dict() for d in seal_diffs],
         }
-        ok = comparison.equal and not seal_diffs
+        if step is not None:
+            report["Seal"] = {"checked": True, "source": seal_source,
+                              "current_tree_digest": current.tree_digest, **step.outcome.to_dict(mv.tags)}
+            if step.status == ERROR:
+                raise CheckError(step.summary)
+        ok = comparison.equal and not seal_diffs and (step is None or step.status != FAILED)
         status = PASSED if ok else FAILED
         where = f"model '{model}' version {version}"
         size = f"{current.file_count} files, {human_bytes(current.total_bytes)}"
@@ -219,7 +261,9 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
             summary = f"{where}: run model and registry model identical ({size})"
             if comparison.same_location:
                 summary += ", same storage"
-            if seal is not None:
+            if step is not None:
+                summary += f"; {step.summary}"
+            elif seal is not None:
                 summary += "; seal verified"
             if report["Comparison"]["excluded"]:
                 summary += f"; {len(report['Comparison']['excluded'])} path(s) excluded"
@@ -228,7 +272,9 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
             if comparison.differences:
                 parts.append(f"{len(comparison.differences)} difference(s) between run and registry model "
                              f"(first: {_first(comparison.differences)})")
-            if seal_diffs:
+            if step is not None and step.status == FAILED:
+                parts.append(step.summary)
+            elif seal_diffs:
                 parts.append(f"{len(seal_diffs)} difference(s) from the seal (first: {_first(seal_diffs)})")
             summary = f"{where}: " + "; ".join(parts)
         result = CheckResult(status=status, exit_code=EXIT_CODES[status], summary=summary,
@@ -237,6 +283,8 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                              elapsed_s=time.perf_counter() - started, seal_checked=seal is not None,
                              seal_digest=(seal if seal is not None else current).tree_digest,
                              new_seal=current if seal is None else None)
+        if step is not None:
+            _apply_seal_step(result, step, signed_seal, seal, current, comparison.equal)
     except Exception as exc:
         err = exc if isinstance(exc, CheckError) else translate(
             exc, f"checking model '{model}' version {spec}")

@@ -124,8 +124,10 @@ def _finish(result: Any, report_file: str | None, verbose: bool) -> None:
 @click.command(
     cls=_Command,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog=_EPILOG_EXIT + " The seal stored in the version's validation.manifest tag (set by the listener) "
-    "is verified too, unless --no-seal-tag.",
+    epilog=_EPILOG_EXIT + " With --seal-store and --public-key, the registry model is verified against the "
+    "version's signed seal (signature by a given key, the seal names this version, every file matches); a "
+    "version with no signed seal exits 1 (\"no signed seal\"). Without them, the unsigned seal in a "
+    "validation.manifest tag (versions sealed before signed seals) is verified, unless --no-seal-tag.",
 )
 @click.option("--model", required=True, help="Registered model name.")
 @click.option("--version-or-stage", required=True, metavar="V",
@@ -146,12 +148,20 @@ def _finish(result: Any, report_file: str | None, verbose: bool) -> None:
               help="Also verify the registry model against this manifest (JSON, as stored in the "
                    "validation.manifest tag); replaces the tag's seal.")
 @click.option("--no-seal-tag", is_flag=True, help="Do not verify against the validation.manifest tag.")
+@click.option("--seal-store", metavar="URI", help="Where the signed seals are (the guard's GUARD_SEAL_STORE: "
+              "a folder, file:// or s3://… URI). Needs --public-key.")
+@click.option("--public-key", "public_keys", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
+              help="A PEM public key a seal may be signed with (the guard serves its own at "
+                   "GET /seal-key.pem). Repeatable, for key rotation.")
+@click.option("--workspace-host", envvar="DATABRICKS_HOST", show_envvar=True, metavar="URL",
+              help="Databricks only: the workspace, part of the seal's identity.")
 @click.option("--exclude", "exclude", multiple=True, metavar="GLOB", help=_EXCLUDE_HELP)
 @click.option("--transfer-concurrency", type=click.IntRange(min=1), metavar="N", help=_CONCURRENCY_HELP)
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks and MLflow's log messages.")
 def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str | None,
                             registry_uri: str | None, download_dir: str | None, report_file: str | None,
                             keep_downloads: bool, seal_file: str | None, no_seal_tag: bool,
+                            seal_store: str | None, public_keys: tuple[str, ...], workspace_host: str | None,
                             exclude: tuple[str, ...], transfer_concurrency: int | None,
                             verbose: bool) -> None:
     """Check that a model version's run model and registry model are identical.
@@ -170,8 +180,15 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
     """
     _quiet(verbose)
     from core.check import check_model_version
+    from core.errors import CheckError
     from core.manifest import Manifest
+    from core.seal_step import verify_only_options
 
+    try:
+        signed_seal = verify_only_options(seal_store, public_keys, workspace_host=workspace_host)
+    except CheckError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     seal = None
     if seal_file:
         try:
@@ -184,12 +201,15 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
                                      registry_uri=registry_uri, download_dir=download_dir,
                                      keep_downloads=keep_downloads, seal=seal, seal_from_tag=not no_seal_tag,
                                      report_file=report_file, exclude=exclude,
-                                     transfer_concurrency=transfer_concurrency, progress=progress)
+                                     transfer_concurrency=transfer_concurrency, progress=progress,
+                                     signed_seal=signed_seal)
     _headline(result, verbose)
     if result.status != "ERROR":
         _print_differences("Differences between run model and registry model", result.differences)
         _print_differences("Differences from the seal", result.seal_differences)
-        if result.seal_checked:
+        if result.seal_outcome is not None:
+            click.echo(f"seal ({result.seal_outcome.kind}): {result.report['Seal']['reason']}")
+        elif result.seal_checked:
             src = result.report.get("Seal", {}).get("source")
             state = "matches" if not result.seal_differences else "DOES NOT match"
             click.echo(f"seal ({src}): {state}")

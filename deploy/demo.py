@@ -160,6 +160,29 @@ def addresses(env: dict[str, str] | os._Environ[str] = os.environ) -> tuple[str,
     return str(tracking), str(listener).rstrip("/"), origin
 
 
+def protected_alias_act(client: Any, name: str, good: str, bad: str) -> bool:
+    """Act 3: set the protected alias on the tampered version; with GUARD_PROTECTED_ALIASES it moves back."""
+    say("")
+    say(f"== 3. The alias 'champion' set on the tampered version v{bad} ==")
+    time.sleep(1.0)  # checked_at has one-second resolution: this verdict must be told from act 2's
+    since = datetime.now(timezone.utc)
+    client.set_registered_model_alias(name, "champion", bad)
+    try:
+        tags = wait_for_verdict(client, name, bad, since, want="FAILED", trigger=ALIAS_EVENT)
+    except TimeoutError as exc:
+        say(str(exc))
+        return False
+    holder = client.get_registered_model(name).aliases.get("champion")
+    reverted = tags.get("validation.alias_reverted")
+    if reverted:
+        say(f"  guard:    {reverted}")
+        say(f"  champion: v{holder} (models:/{name}@champion serves the honest version again)")
+        return holder == good
+    say(f"  champion: v{holder}, FAILED; the alias is not protected on this stack. Start it with "
+        "`GUARD_PROTECTED_ALIASES=champion make run` and the guard moves it back to the honest version.")
+    return True
+
+
 def main() -> int:
     """Run both acts of the demo; returns the exit status."""
     tracking, listener, origin = addresses()
@@ -240,6 +263,7 @@ def main() -> int:
         or NESTED_FILE in tags.get("validation.summary", "")
     say(f"  files:    {', '.join(named) or '(see the report)'}")
     ok &= caught
+    ok &= protected_alias_act(client, name, v1, v2)
     say("")
     say(f"Both verdicts are on the versions in the MLflow UI ({ui}/#/models/{quote(name)}) and on the "
         f"status page ({listener}/).")

@@ -2,7 +2,9 @@
 
 1. Keeps its state under ``GUARD_DATA_DIR`` (default ``./.guard``): the MLflow store and artifacts, the
    queue, the results, and two generated secrets (files with mode 0600, created once and reused):
-   the webhook signing secret and the Fernet key MLflow encrypts stored webhook secrets with.
+   the webhook signing secret and the Fernet key MLflow encrypts stored webhook secrets with; and the
+   seal signing key ``seal-key.pem`` (mode 0600, unless ``GUARD_SIGNING_KEY`` names one), passed to web
+   and worker as ``GUARD_SIGNING_KEY``.
 2. Unless ``MLFLOW_TRACKING_URI`` names an existing server, starts ``mlflow server`` on loopback
    (``MLFLOW_PORT``, default 5000) with a SQLite store and a local artifact root, so the listener reads
    model files in place, and with the variables MLflow needs to deliver webhooks to a loopback address.
@@ -38,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from listener.registries.webhooks import ensure_mlflow_webhook
-from listener.results import pid_alive
+from listener.store.owners import pid_alive
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -225,12 +227,20 @@ class LocalStack:
         (self.data_dir / "logs").mkdir(exist_ok=True)
         env_secret = os.environ.get("GUARD_MLFLOW_SECRET", "").strip()
         self.secrets = env_secret or read_or_create_secret(self.data_dir / "webhook-secret", _webhook_secret)
+        self.signing_key_path = os.environ.get("GUARD_SIGNING_KEY", "").strip() or self._ensure_signing_key()
         if self.external_tracking_uri is None:
             self._start_mlflow()
         else:
             log(f"using the MLflow server at {self.tracking_uri} (MLFLOW_TRACKING_URI); starting none")
         self._start_procfile()
         self._register_webhook()
+
+    def _ensure_signing_key(self) -> str:
+        from core.keys import ensure_signing_key
+
+        path = self.data_dir / "seal-key.pem"
+        ensure_signing_key(path)  # created once, mode 0600; reused on every later start
+        return str(path)
 
     def _start_mlflow(self) -> None:
         if not port_is_free(self.mlflow_port):
@@ -277,6 +287,7 @@ class LocalStack:
             "PORT": str(self.port),
             "GUARD_DATA_DIR": str(self.data_dir),
             "GUARD_MLFLOW_SECRET": self.secrets,
+            "GUARD_SIGNING_KEY": self.signing_key_path,
             "MLFLOW_TRACKING_URI": self.tracking_uri,
             "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         }

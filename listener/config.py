@@ -25,6 +25,10 @@ DEFAULT_DATABRICKS_TAG_LIMIT = 5000
 # on its own schedule, so each SDK call gives up sooner unless configured otherwise.
 DEFAULT_DATABRICKS_RETRY_TIMEOUT_S = 30
 DEFAULT_DATABRICKS_HTTP_TIMEOUT_S = 30
+# The sweep catches up on missed events every 5 minutes and re-checks aliased versions every 6 hours.
+DEFAULT_SWEEP_INTERVAL_S = 300.0
+DEFAULT_REVERIFY_INTERVAL_S = 21600.0
+REVERIFY_SCOPES = ("protected", "all")
 # The webhook routes, named after the registry that calls them (``POST /webhooks/<route>``).
 ROUTES = ("mlflow", "databricks")
 SECRET_VARIABLES = {"mlflow": "GUARD_MLFLOW_SECRET", "databricks": "GUARD_DATABRICKS_SECRET"}
@@ -79,6 +83,24 @@ def _parse_float(name: str, value: str | None, default: float, minimum: float) -
     return number
 
 
+def _seal_keys(env: Mapping[str, str]) -> dict[str, Any]:
+    """``GUARD_SIGNING_KEY`` and ``GUARD_TRUSTED_KEYS`` loaded (files named, never their content)."""
+    from core.errors import CheckError
+    from core.keys import load_signing_key, load_trusted_keys
+
+    values: dict[str, Any] = {}
+    try:
+        if env.get("GUARD_SIGNING_KEY"):
+            values["signing_key"] = load_signing_key(env["GUARD_SIGNING_KEY"])
+        trusted = _split_list(env.get("GUARD_TRUSTED_KEYS"))
+        if trusted:
+            values["trusted_keys"] = load_trusted_keys(trusted)
+    except CheckError as exc:
+        name = "GUARD_TRUSTED_KEYS" if "trusted" in str(exc) else "GUARD_SIGNING_KEY"
+        raise ConfigError(f"{name}: {exc}") from None
+    return values
+
+
 def _registry_kind(tracking_uri: str | None, registry_uri: str | None) -> str:
     uri = registry_uri or tracking_uri or ""
     return "databricks" if uri.startswith("databricks") else "mlflow"
@@ -129,9 +151,25 @@ class Settings:
     transfer_concurrency: int | None = None
     # GUARD_STORE: results, journal, alias history, sweep marks (sqlite:///PATH or postgresql://…).
     store_url: str = ""
+    # GUARD_SIGNING_KEY (loaded once, here): the key signed seals are made with; None = never sign.
+    signing_key: Any = field(default=None, repr=False)
+    # GUARD_TRUSTED_KEYS: the public keys a seal may be signed with (default: the signing key's own).
+    trusted_keys: list[Any] = field(default_factory=list, repr=False)
+    # GUARD_SEAL_STORE: where signed seals live (default: the folder ``seals`` in the data folder).
+    seal_store_uri: str | None = None
+    # GUARD_PROTECTED_ALIASES: aliases moved back off a version whose verdict is FAILED or ERROR (off: empty).
+    protected_aliases: list[str] = field(default_factory=list)
+    # GUARD_SWEEP_INTERVAL / GUARD_REVERIFY_INTERVAL (seconds); GUARD_REVERIFY: "protected" or "all" aliases.
+    sweep_interval_s: float = DEFAULT_SWEEP_INTERVAL_S
+    reverify_interval_s: float = DEFAULT_REVERIFY_INTERVAL_S
+    reverify_scope: str = "protected"
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
+        if not self.trusted_keys and self.signing_key is not None:
+            from core.keys import trusted_from_signing_key
+
+            self.trusted_keys = [trusted_from_signing_key(self.signing_key)]
         if not self.queue_url:
             self.queue_url = f"sqlite:///{self.data_dir / 'queue.db'}"
         if not self.store_url:
@@ -140,6 +178,9 @@ class Settings:
             self.store_url = normalise_url(self.store_url)
         except StoreConfigError as exc:
             raise ConfigError(str(exc)) from exc
+        if self.reverify_scope not in REVERIFY_SCOPES:
+            raise ConfigError(f"GUARD_REVERIFY must be one of {', '.join(REVERIFY_SCOPES)}, "
+                              f"got {self.reverify_scope!r}")
         if self.registry_kind not in ("mlflow", "databricks"):
             raise ConfigError(f"registry_kind must be 'mlflow' or 'databricks', got {self.registry_kind!r}")
         if not (self.queue_url.startswith("sqlite:///") or self.queue_url.startswith("redis://")
@@ -152,6 +193,8 @@ class Settings:
         for name in ("mlflow_secrets", "databricks_secrets"):
             shown[name] = f"<{len(shown[name])} secret(s)>"
         shown["store_url"] = redacted(self.store_url)
+        shown["signing_key"] = "<set>" if self.signing_key is not None else None
+        shown["trusted_keys"] = f"<{len(self.trusted_keys)} key(s)>"
         if shown["databricks_authorization"]:
             shown["databricks_authorization"] = "<set>"
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
@@ -218,7 +261,16 @@ class Settings:
             "transfer_concurrency": (integer("GUARD_TRANSFER_CONCURRENCY", 1)
                                      if (env.get("GUARD_TRANSFER_CONCURRENCY") or "").strip() else None),
             "store_url": env.get("GUARD_STORE") or "",
+            "seal_store_uri": env.get("GUARD_SEAL_STORE") or None,
+            "protected_aliases": _split_list(env.get("GUARD_PROTECTED_ALIASES")),
+            "sweep_interval_s": _parse_float("GUARD_SWEEP_INTERVAL", env.get("GUARD_SWEEP_INTERVAL"),
+                                             DEFAULT_SWEEP_INTERVAL_S, 1),
+            "reverify_interval_s": _parse_float("GUARD_REVERIFY_INTERVAL", env.get("GUARD_REVERIFY_INTERVAL"),
+                                                DEFAULT_REVERIFY_INTERVAL_S, 1),
+            "reverify_scope": (env.get("GUARD_REVERIFY") or "protected").strip().lower(),
         }
+        if "signing_key" not in overrides and "trusted_keys" not in overrides:
+            values.update(_seal_keys(env))
         values.update(overrides)
         return cls(**values)
 
@@ -226,6 +278,14 @@ class Settings:
     def unity_catalog(self) -> bool:
         """True when the registry served is Databricks Unity Catalog (``databricks-uc``)."""
         return is_unity_catalog_uri(self.registry_uri)
+
+    def open_seal_store(self) -> Any:
+        """The seal store (``GUARD_SEAL_STORE``, else ``<GUARD_DATA_DIR>/seals``, created if missing)."""
+        from core.seal_store import open_seal_store
+
+        if self.seal_store_uri:
+            return open_seal_store(self.seal_store_uri)
+        return open_seal_store(self.data_dir / "seals", create=True)
 
     def secrets_for(self, route: str) -> list[str]:
         """The accepted secrets of a webhook route (``mlflow`` or ``databricks``)."""

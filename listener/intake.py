@@ -250,6 +250,18 @@ def submit(settings: Settings, request: ValidationRequest) -> tuple[str, bool]:
     return instance.storage.enqueue_once(request.delivery_key, task_id, data)
 
 
+def requeue(settings: Settings, request_dict: dict[str, Any]) -> str:
+    """Store a job for a request whose delivery was already taken (a journaled job run again).
+
+    No delivery key is recorded: the job's own journal row keeps it from running twice. Returns the task id.
+    """
+    instance = get_huey(settings)
+    task_id = str(uuid.uuid4())
+    message = Message(id=task_id, name=TASK_NAME, args=(dict(request_dict),), kwargs={})
+    instance.storage.enqueue(instance.serializer.serialize(message), 0)
+    return task_id
+
+
 def queue_depth(settings: Settings) -> int:
     """Jobs waiting in the queue (scheduled retries included)."""
     instance = get_huey(settings)

@@ -20,6 +20,12 @@ DELIVERIES = Counter("guard_deliveries_total", "Webhook deliveries by route and 
 VALIDATIONS = Counter("guard_validations_total", "Finished validations by verdict", ["status"])
 CHECK_DURATION = Histogram("guard_check_duration_seconds", "Time to check one model version",
                            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800))
+TAMPER_DETECTED = Counter("guard_tamper_detected_total",
+                          "Re-verifications that found a version's files no longer match its seal",
+                          ["registry"])
+ALIASES_REVERTED = Counter("guard_alias_reverted_total",
+                           "Protected aliases moved back (or removed) off a FAILED or ERROR version",
+                           ["registry"])
 BYTES_VERIFIED = Counter("guard_bytes_verified_total",
                          "Model file bytes read and hashed by checks (counted as each file completes)")
 PUBLISH_FAILURES = Counter("guard_publish_failures_total", "Failed attempts to publish a verdict",
@@ -49,6 +55,16 @@ def record_validation(status: str, duration_s: float | None = None) -> None:
 def record_publish_failure(registry: str) -> None:
     """Count one failed publish attempt (worker side)."""
     PUBLISH_FAILURES.labels(registry=registry).inc()
+
+
+def record_tamper(registry: str) -> None:
+    """Count one re-verification that found a sealed version changed (worker side)."""
+    TAMPER_DETECTED.labels(registry=registry).inc()
+
+
+def record_alias_reverted(registry: str) -> None:
+    """Count one protected alias the guard moved back or removed (worker side)."""
+    ALIASES_REVERTED.labels(registry=registry).inc()
 
 
 class QueueDepthCollector(Collector):

@@ -36,10 +36,13 @@ TAG_SUMMARY = "validation.summary"
 TAG_CHECKED_AT = "validation.checked_at"
 TAG_SEAL = "validation.seal"
 TAG_REPORT = "validation.report"
+TAG_SEAL_BUNDLE = "validation.seal_bundle"
+# The unsigned seal: written only when no signing key is configured, read for versions sealed that way.
 TAG_MANIFEST = "validation.manifest"
+TAG_ALIAS_REVERTED = "validation.alias_reverted"
 # The order tags are written in: the seal first (a version is sealed as early as possible), the status
 # last (whoever sees a fresh status also sees the report and summary that belong to it).
-TAG_ORDER = (TAG_MANIFEST, TAG_SEAL, TAG_REPORT, TAG_SUMMARY, TAG_CHECKED_AT, TAG_STATUS)
+TAG_ORDER = (TAG_MANIFEST, TAG_SEAL_BUNDLE, TAG_SEAL, TAG_REPORT, TAG_SUMMARY, TAG_CHECKED_AT, TAG_STATUS)
 
 _BADGE = {PASSED: "\u2705 PASSED", FAILED: "\u274c FAILED", ERROR: "\u26a0\ufe0f ERROR"}
 
@@ -79,10 +82,16 @@ class Verdict:
     action: str = "check"
     # Set only when this validation created the seal: compact manifest JSON for ``validation.manifest``.
     new_seal_json: str | None = None
+    # Set only when this validation made the signed seal: where its model-signing bundle is.
+    seal_bundle: str | None = None
+    # The seal's outcome (core.signed_seal.SealVerification.to_dict()), None without signed seals.
+    seal: dict | None = None
     alias: str | None = None
     to_stage: str | None = None
     gate: bool = False
     delivery_key: str | None = None
+    # What the guard did to protected aliases because of this verdict ("@champion moved back to version 2").
+    alias_reverted: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -133,7 +142,8 @@ def report_dict(verdict: Verdict, max_items: int | None = None) -> dict[str, Any
         "checked_at": verdict.checked_at,
         "duration_s": round(verdict.duration_s, 3),
         "seal": verdict.seal_digest,
-        "sealed_now": verdict.new_seal_json is not None,
+        "sealed_now": verdict.new_seal_json is not None or verdict.seal_bundle is not None,
+        "seal_detail": _seal_detail(verdict.seal),
         "error": verdict.error,
         "differences_total": len(verdict.differences),
         "seal_differences_total": len(verdict.seal_differences),
@@ -145,6 +155,17 @@ def report_dict(verdict: Verdict, max_items: int | None = None) -> dict[str, Any
         report["note"] = (f"difference lists truncated to {max_items} entries each to fit the tag limit; "
                           "the full list is in the listener's results store")
     return report
+
+
+def _sealed_now_note(verdict: Verdict) -> str:
+    if verdict.seal_bundle is not None:
+        return " (signed seal made by this validation)"
+    return " (unsigned seal made by this validation)" if verdict.new_seal_json is not None else ""
+
+
+def _seal_detail(seal: dict | None) -> dict | None:
+    # The seal's outcome without its difference list (that is already in seal_differences).
+    return None if seal is None else {k: v for k, v in seal.items() if k != "differences"}
 
 
 def _compact(obj: Any) -> str:
@@ -180,11 +201,15 @@ def render_tags(verdict: Verdict, limit: int = TAG_VALUE_LIMIT) -> dict[str, str
     }
     if verdict.seal_digest:
         tags[TAG_SEAL] = verdict.seal_digest
+    if verdict.alias_reverted:
+        tags[TAG_ALIAS_REVERTED] = verdict.alias_reverted
     if verdict.new_seal_json is not None:
         if len(verdict.new_seal_json) >= limit:
             # core keeps manifests under the limit; this guards against a caller passing a raw one.
             raise ValueError("seal manifest JSON exceeds the tag value limit")
         tags[TAG_MANIFEST] = verdict.new_seal_json
+    if verdict.seal_bundle:
+        tags[TAG_SEAL_BUNDLE] = verdict.seal_bundle
     return tags
 
 
@@ -220,10 +245,12 @@ def render_description_section(verdict: Verdict) -> str:
         f"checked at {_md_safe(verdict.checked_at)}",
     ]
     if verdict.seal_digest:
-        sealed = " (sealed by this validation)" if verdict.new_seal_json is not None else ""
+        sealed = _sealed_now_note(verdict)
         lines.append(f"- Seal: `{_md_safe(verdict.seal_digest)}`{sealed}")
     if verdict.error:
         lines.append(f"- Reason: {_md_safe(verdict.error)}")
+    if verdict.alias_reverted:
+        lines.append(f"- Protected alias: {_md_safe(verdict.alias_reverted)}")
     paths = verdict.differences + verdict.seal_differences
     if paths:
         lines.append(f"- Differing files ({len(paths)}):")
@@ -269,7 +296,7 @@ def render_comment(verdict: Verdict, limit: int = COMMENT_LIMIT) -> str:
     if verdict.error:
         tail.append(f"Reason: {one_line(verdict.error, 2000)}")
     tail.append(f"Seal: {verdict.seal_digest or 'none'}"
-                + (" (sealed by this validation)" if verdict.new_seal_json is not None else ""))
+                + (_sealed_now_note(verdict)))
     tail.append(f"Took {verdict.duration_s:.2f} s \u00b7 checked at {verdict.checked_at} "
                 f"\u00b7 trigger {verdict.trigger}")
     diffs = verdict.differences + verdict.seal_differences

@@ -6,10 +6,8 @@ from typing import Any, Protocol
 
 from mlflow import MlflowClient
 
-from core.check import seal_from_tags
 from core.errors import CheckError
 from core.registry import translate
-from core.seal import Manifest
 from listener.config import Settings
 from listener.registries import version_url
 from listener.verdict import Verdict, ordered_tags, update_description
@@ -29,10 +27,6 @@ class RegistryAdapter(Protocol):
         """
         ...
 
-    def seal_of(self, mv: Any) -> Manifest | None:
-        """The seal carried by a version already read, or None when it has none."""
-        ...
-
     def version_url(self, model: str, version: str) -> str | None:
         """Link to the version in the registry's UI, when one is known."""
         ...
@@ -46,7 +40,7 @@ class RegistryAdapter(Protocol):
 
 
 class MlflowClientAdapter:
-    """What every registry read through ``MlflowClient`` shares: reading a version and its seal.
+    """What every registry read through ``MlflowClient`` shares: reading a version.
 
     Subclasses add publishing (and, where the registry has its own error types, ``_classify``).
     """
@@ -70,13 +64,6 @@ class MlflowClientAdapter:
             return self.client.get_model_version(model, str(version))
         except Exception as exc:  # noqa: BLE001 - mapped to our error classes
             raise self._classify(exc, f"reading {model} version {version}") from exc
-
-    def seal_of(self, mv: Any) -> Manifest | None:
-        """The manifest in the version's ``validation.manifest`` tag, or None."""
-        try:
-            return seal_from_tags(getattr(mv, "tags", None))
-        except CheckError as exc:  # a damaged seal is a permanent problem of the version: name it
-            raise CheckError(f"{mv.name} version {mv.version}: {exc}") from exc
 
     def version_url(self, model: str, version: str) -> str | None:
         """Link to the version in the registry's UI (``GUARD_UI_URL`` or the registry's own)."""

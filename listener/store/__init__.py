@@ -30,14 +30,14 @@ from listener.store.journal import (
     Journal,
 )
 from listener.store.locks import LOCK_TTL_S, Locks, StoreVersionLock, version_lock_key
-from listener.store.owners import STALE_AFTER_S, owner_alive, owner_id
+from listener.store.owners import STALE_AFTER_S, owner_alive, owner_id, pid_alive
 from listener.store.results import Results
 
 __all__ = [
     "LOCK_TTL_S", "PUBLISH_DONE", "PUBLISH_FAILED", "PUBLISH_PENDING", "QUEUED", "RETRYING", "RUNNING",
     "SOURCE_GUARD", "SOURCE_SWEEP", "SOURCE_WEBHOOK", "STALE_AFTER_S", "AliasEvent", "Claim", "Store",
     "StoreConfigError", "StoreVersionLock", "close_all", "default_store_url", "get_store", "is_transient",
-    "normalise_url", "owner_alive", "owner_id", "redacted", "short_reason", "version_lock_key",
+    "normalise_url", "owner_alive", "owner_id", "pid_alive", "redacted", "short_reason", "version_lock_key",
 ]
 
 

@@ -194,6 +194,22 @@ class Journal(Database):
         return self._write(work, "take_unfinished")
 
 
+    def unpublished(self, exclude_error: str | None = None,
+                    limit: int = 1000) -> list[tuple[str, dict[str, Any]]]:
+        """Finished jobs whose publish gave up (``FAILED``), oldest first: ``(job_key, request_dict)``.
+
+        ``exclude_error``: leave out rows whose publish error is exactly this (a verdict kept off the
+        version on purpose).
+        """
+        query = (select(v.c.job_key, v.c.request).where(v.c.verdict.is_not(None),
+                                                        v.c.publish_status == PUBLISH_FAILED)
+                 .order_by(v.c.id).limit(max(1, int(limit))))
+        if exclude_error is not None:
+            query = query.where((v.c.publish_error.is_(None)) | (v.c.publish_error != exclude_error))
+        return self._read(lambda conn: [(r.job_key, json.loads(r.request)) for r in conn.execute(query)],
+                          "unpublished")
+
+
 def _unfinished_query() -> Any:
     return (select(v.c.job_key, v.c.request, v.c.owner, v.c.heartbeat, v.c.requeued_at)
             .where(v.c.status.in_([QUEUED, RUNNING, RETRYING]) | (v.c.publish_status == PUBLISH_PENDING))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from pathlib import Path
 
 # A running job's owner refreshes its heartbeat every few seconds; older than this = owner is gone.
 STALE_AFTER_S = 30.0
@@ -21,14 +22,17 @@ def owner_id() -> str:
 
 
 def pid_alive(pid: int) -> bool:
-    """True when a process with this pid exists on this host."""
+    """True while process ``pid`` of this host exists and is not a zombie (exited, not yet reaped)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc (or the process just went): os.kill said it exists
 
 
 def owner_alive(owner: str | None, heartbeat: float | None, now: float,

@@ -1,4 +1,4 @@
-"""Probes and metrics: ``GET /healthz``, ``GET /readyz``, ``GET /metrics``."""
+"""Probes, metrics and the seal key: ``GET /healthz``, ``/readyz``, ``/metrics``, ``/seal-key.pem``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from flask import Blueprint, Response
 from core.reach import probe
 from listener import intake, metrics
 from listener.config import Settings
+from listener.store import get_store
 
 READY_TIMEOUT_S = 2.0
 
@@ -61,6 +62,9 @@ def blueprint(settings: Settings) -> Blueprint:
             intake.check_writable(settings)
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready", reported as text
             reasons.append(f"queue not writable: {type(exc).__name__}: {exc}")
+        store = get_store(settings.store_url).ready()
+        if store:
+            reasons.append(store)
         tracking = tracking_problem(settings)
         if tracking:
             reasons.append(tracking)
@@ -72,5 +76,13 @@ def blueprint(settings: Settings) -> Blueprint:
     def metrics_endpoint() -> Response:
         body, content_type = metrics.render(lambda: intake.queue_depth(settings), settings.metrics_dir)
         return Response(body, status=200, content_type=content_type)
+
+    @bp.get("/seal-key.pem")
+    def seal_key() -> Response | tuple[dict[str, Any], int]:
+        # The public half only: what a third party needs to verify a seal with model_signing.
+        if settings.signing_key is None:
+            return {"status": "error", "reason": "no signing key is configured (GUARD_SIGNING_KEY): "
+                    "this guard makes no signed seals"}, 404
+        return Response(settings.signing_key.public_pem(), status=200, content_type="application/x-pem-file")
 
     return bp

@@ -13,6 +13,7 @@ from flask import Blueprint, render_template, request
 from listener.config import Settings
 from listener.protocol.request import Rejected, check_model_name
 from listener.registries import version_url
+from listener.store import get_store
 
 log = logging.getLogger("listener.web.status")
 
@@ -67,9 +68,7 @@ def blueprint(settings: Settings) -> Blueprint:
     def recent(limit: int, model: str | None) -> list[dict[str, Any]] | None:
         """Rows from the results store, or None when it cannot be read (logged)."""
         try:
-            from listener.results import open_store
-
-            rows = open_store(settings).recent(limit=limit, model=model)
+            rows = get_store(settings.store_url).recent(limit=limit, model=model)
         except Exception:
             log.exception("could not read the results store")
             return None

@@ -39,7 +39,7 @@ from core.stages import canonical_stage
 from listener.config import Settings
 from listener.protocol import Rejected, check_model_name, job_rule, model_version
 from listener.protocol.events import skip_reason
-from listener.results import open_store
+from listener.store import get_store
 
 _LIST_KEYS = ("updates", "events", "model_updates")
 _NAME_KEYS = ("model_name", "full_name", "name", "model")
@@ -152,7 +152,7 @@ def run_job(request: dict[str, Any], settings: Settings, publish: bool = True,
     """Run one request to completion, sleeping through retries; returns the results-store row."""
     from listener.worker.job import RetryLater, process_job
 
-    store = open_store(settings)
+    store = get_store(settings.store_url)
     deadline = None if max_wait_s is None else time.monotonic() + max_wait_s
     while True:
         try:

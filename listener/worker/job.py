@@ -27,9 +27,11 @@ from listener.config import Settings
 from listener.protocol.request import ValidationRequest
 from listener.registries import get_adapter
 from listener.registries.base import RegistryAdapter
-from listener.results import ResultsStore, open_store, owner_id
+from listener.store import Store, get_store, is_transient, owner_id, short_reason
 from listener.verdict import ERROR, Verdict
-from listener.worker.lock import NoLock, RedisVersionLock, version_lock
+from listener.worker import aliases
+from listener.worker.lock import VersionLock, version_lock
+from listener.worker.sealing import seal_options
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,9 @@ PENDING = "PENDING_REGISTRATION"
 FAILED_REGISTRATION = "FAILED_REGISTRATION"
 HEARTBEAT_S = 5.0
 LOCK_WAIT_S = 2.0
+STORE_WAIT_S = 10.0
+# The publish error of a verdict kept off the version on purpose (the sweep does not publish it later).
+NOT_PUBLISHED = "not published (--no-publish)"
 
 
 class RetryLater(Exception):
@@ -109,17 +114,17 @@ def validate(request: ValidationRequest, settings: Settings, adapter: RegistryAd
     try:
         mv = wait_until_ready(adapter, request.model, request.version, settings.ready_timeout_s)
         # Sealing never overwrites an existing seal: a re-delivered "created" event must not bless
-        # files that changed since the first one.
-        seal = adapter.seal_of(mv)
+        # files that changed since the first one (core.seal_step).
         scratch = settings.data_dir / "scratch"
         scratch.mkdir(parents=True, exist_ok=True)
         # Long checks log their progress now and then; every verified byte is counted for /metrics.
         progress = LoggingProgress(f"model '{request.model}' version {request.version}",
                                    on_verified=metrics.BYTES_VERIFIED.inc)
         result = check_model_version(request.model, request.version, tracking_uri=settings.tracking_uri,
-                                     registry_uri=settings.registry_uri, download_dir=scratch, seal=seal,
+                                     registry_uri=settings.registry_uri, download_dir=scratch,
                                      client=adapter.client, model_version=mv, exclude=settings.exclude,
-                                     transfer_concurrency=settings.transfer_concurrency, progress=progress)
+                                     transfer_concurrency=settings.transfer_concurrency, progress=progress,
+                                     signed_seal=seal_options(settings, request, adapter))
         if result.status == ERROR:
             reason = result.error or result.summary or "could not check"
             raise TransientError(reason) if result.transient else CheckError(reason)
@@ -134,6 +139,8 @@ def validate(request: ValidationRequest, settings: Settings, adapter: RegistryAd
                       seal_differences=[d.to_dict() for d in result.seal_differences],
                       seal_digest=result.seal_digest, duration_s=time.monotonic() - started,
                       new_seal_json=new_seal.to_compact_json() if new_seal is not None else None,
+                      seal_bundle=result.seal_record.bundle_location if result.seal_record else None,
+                      seal=result.report.get("Seal") if result.seal_outcome is not None else None,
                       **_fields(request))
     return Checked(verdict, mv)
 
@@ -145,8 +152,7 @@ def run_validation(request: ValidationRequest, settings: Settings,
 
 
 @contextmanager
-def _heartbeat(store: ResultsStore, job_key: str, owner: str,
-               lock: NoLock | RedisVersionLock) -> Iterator[None]:
+def _heartbeat(store: Store, job_key: str, owner: str, lock: VersionLock) -> Iterator[None]:
     stop = threading.Event()
 
     def beat() -> None:
@@ -167,17 +173,32 @@ def _heartbeat(store: ResultsStore, job_key: str, owner: str,
 
 
 def process_job(request_dict: dict[str, Any], settings: Settings, adapter: RegistryAdapter | None = None,
-                store: ResultsStore | None = None, publish: bool = True) -> dict[str, Any]:
+                store: Store | None = None, publish: bool = True) -> dict[str, Any]:
     """Run one validation job end to end: claim it, validate, store the verdict, publish it.
 
     The body of the queue task and of the job entry point. Returns ``{"job_key", "state", "status"}``
     (state ``finished``, ``done`` or ``busy``). Raises :class:`RetryLater` when the job should run again
-    later (transient failure, publish failure, or another check of the same version in progress).
-    ``publish=False`` stores the verdict without writing it onto the version.
+    later (transient failure, publish failure, another check of the same version in progress, or the
+    store unreachable for longer than its own write retries). ``publish=False`` stores the verdict
+    without writing it onto the version.
     """
+    try:
+        return _run_job(request_dict, settings, adapter, store or get_store(settings.store_url), publish)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        # The store stayed down past its write retries: the job runs again later, it is never dropped.
+        log.warning("job %s: store unavailable (%s); retrying in %.0fs", request_dict.get("delivery_key"),
+                    short_reason(exc), STORE_WAIT_S)
+        raise RetryLater(f"store unavailable: {short_reason(exc)}", delay=STORE_WAIT_S) from exc
+
+
+def _run_job(request_dict: dict[str, Any], settings: Settings, adapter: RegistryAdapter | None,
+             store: Store, publish: bool) -> dict[str, Any]:
     request = ValidationRequest.from_dict(request_dict)
     job_key = request.delivery_key
-    store = store or open_store(settings)
+    if aliases.observe_event(request, settings):
+        return {"job_key": job_key, "state": "ignored", "status": None}
     adapter_error: str | None = None
     if adapter is None:
         try:
@@ -196,9 +217,10 @@ def process_job(request_dict: dict[str, Any], settings: Settings, adapter: Regis
         raise RetryLater("version locked", delay=LOCK_WAIT_S)
 
     try:
-        lock = version_lock(settings, request.registry, request.model, request.version)
+        lock = version_lock(settings, request.registry, request.model, request.version, store=store,
+                            owner=owner)
         acquired = lock.acquire()
-    except Exception as exc:  # noqa: BLE001 - the shared queue's Redis is down: the job waits, unclaimed
+    except Exception as exc:  # noqa: BLE001 - the lock's server is down: the job waits, unclaimed
         store.release(job_key, owner)
         raise RetryLater(f"cannot take the version lock: {exc}", delay=settings.retry_delay(1)) from exc
     if not acquired:
@@ -212,9 +234,9 @@ def process_job(request_dict: dict[str, Any], settings: Settings, adapter: Regis
         with _heartbeat(store, job_key, owner, lock):
             checked = Checked(claim.verdict, None) if claim.verdict is not None else _check(
                 request, settings, adapter, adapter_error, store, owner, claim.attempts)
-            verdict = checked.verdict
+            verdict = aliases.enforce(checked.verdict, settings, adapter, store)
             if not publish:
-                store.record_publish(job_key, ok=False, error="not published (--no-publish)", final=True)
+                store.record_publish(job_key, ok=False, error=NOT_PUBLISHED, final=True)
                 published = "NOT_PUBLISHED"
             else:
                 published = _publish(verdict, checked.version, adapter, store, job_key,
@@ -228,7 +250,7 @@ def process_job(request_dict: dict[str, Any], settings: Settings, adapter: Regis
 
 
 def _check(request: ValidationRequest, settings: Settings, adapter: RegistryAdapter | None,
-           adapter_error: str | None, store: ResultsStore, owner: str, attempts: int) -> Checked:
+           adapter_error: str | None, store: Store, owner: str, attempts: int) -> Checked:
     """Validate and store the verdict; :class:`RetryLater` while a transient failure may still pass."""
     started = time.monotonic()
     try:
@@ -257,7 +279,7 @@ def _check(request: ValidationRequest, settings: Settings, adapter: RegistryAdap
     return checked
 
 
-def _publish(verdict: Verdict, current: Any, adapter: RegistryAdapter | None, store: ResultsStore,
+def _publish(verdict: Verdict, current: Any, adapter: RegistryAdapter | None, store: Store,
              job_key: str, publish_attempts: int, settings: Settings) -> str:
     """Publish a stored verdict; returns the publish status, raises :class:`RetryLater` to try again."""
     if adapter is None:

@@ -1,9 +1,9 @@
-"""Exclusion of concurrent checks of one model version across hosts that share a Redis queue.
+"""Exclusion of concurrent checks of one model version across hosts.
 
-On one host the claim in the results store already keeps two checks of a version apart. Hosts that
-share a Redis queue do not share a results store, so there the claim is backed by a Redis lock with a
-short time-to-live, refreshed by the job's heartbeat: a host that dies frees the version within
-``TTL_S`` seconds.
+The claim in the store already keeps two checks of a version apart among the processes that share the
+store. With a shared store (PostgreSQL) the lock is a row of that store; hosts that share only a Redis
+queue (each with its own SQLite store) take a Redis lock instead. Either has a short time-to-live,
+refreshed by the job's heartbeat: a host that dies frees the version within ``TTL_S`` seconds.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from listener.config import Settings
+from listener.store import Store, StoreVersionLock
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,14 @@ class RedisVersionLock:
             self._client.close()
 
 
-def version_lock(settings: Settings, registry: str, model: str, version: str) -> NoLock | RedisVersionLock:
-    """The lock that keeps checks of this version apart for the configured queue."""
+VersionLock = NoLock | RedisVersionLock | StoreVersionLock
+
+
+def version_lock(settings: Settings, registry: str, model: str, version: str, *, store: Store | None = None,
+                 owner: str | None = None) -> VersionLock:
+    """The lock that keeps checks of this version apart for the configured store and queue."""
+    if store is not None and owner and store.shared:
+        return store.version_lock(registry, model, str(version), owner, ttl_s=TTL_S)
     queue_url = settings.queue_url
     if queue_url.startswith(("redis://", "rediss://")):
         return RedisVersionLock(queue_url, registry, model, str(version))

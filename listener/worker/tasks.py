@@ -3,8 +3,8 @@
 Run it with ``huey_consumer listener.worker.tasks.huey`` (same environment as the listener).
 
 Durability. huey removes a job from the queue when a worker takes it, so a worker killed mid-check
-would lose it. Every job therefore gets a row in the results store (the journal) the moment a worker
-claims it, with the worker's identity and a heartbeat (see :func:`listener.worker.job.process_job`). A
+would lose it. Every job therefore gets a row in the store (``GUARD_STORE``: the journal) the moment a
+worker claims it, with the worker's identity and a heartbeat (see :func:`listener.worker.job.process_job`). A
 job is finished only when its verdict is stored AND published. At consumer start-up (once per process,
 however many worker threads it runs) and once a minute
 :func:`recover_unfinished` re-enqueues every unfinished job whose worker is gone and which is not
@@ -33,7 +33,7 @@ from huey.exceptions import RetryTask
 
 from listener.config import Settings
 from listener.intake import get_huey
-from listener.results import open_store
+from listener.store import get_store
 from listener.worker.job import RetryLater, process_job
 
 log = logging.getLogger(__name__)
@@ -87,18 +87,20 @@ def recover_unfinished(settings: Settings | None = None, instance: Any = None) -
     """Re-enqueue journaled jobs whose worker died (SIGKILL, crash, lost retry); returns their keys.
 
     Skips jobs held by a live worker and jobs already waiting in the queue or its schedule. Serialised
-    by a file lock so several workers starting together do not enqueue the same job twice.
+    by a file lock so several consumers of this host starting together do not enqueue the same job
+    twice; across hosts sharing a store, :meth:`listener.store.Store.take_unfinished` hands each job to
+    one consumer only.
     """
     settings = settings or get_settings()
     instance = instance or huey
     _ensure_registered(instance)
-    store = open_store(settings)
+    store = get_store(settings.store_url)
     lock_path = Path(settings.data_dir) / "recovery.lock"
     requeued: list[str] = []
     with open(lock_path, "a+") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         try:
-            candidates = store.unfinished()
+            candidates = store.take_unfinished()
             if not candidates:
                 return requeued
             waiting = _queued_keys(instance)
@@ -115,6 +117,22 @@ def recover_unfinished(settings: Settings | None = None, instance: Any = None) -
     return requeued
 
 
+def _log_job_lines() -> None:
+    """Send the worker's own INFO lines (one per finished job) to stderr, next to the consumer's.
+
+    ``huey_consumer`` sets up logging for the ``huey`` logger only; without this the line each finished
+    job logs would be dropped.
+    """
+    logger = logging.getLogger("listener")
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s:%(name)s:%(threadName)s:%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 _started_in: int | None = None  # the pid whose start-up work is done
 _startup_lock = threading.Lock()
 
@@ -127,11 +145,23 @@ def _start_process() -> None:
         if _started_in == os.getpid():
             return
         _started_in = os.getpid()
+        _log_job_lines()
         # Load MLflow here rather than inside the first job: it takes a second or two, which would
         # otherwise delay the first verdict after a worker starts.
         import core.check  # noqa: F401
 
         recover_unfinished()
+
+
+@huey.periodic_task(crontab(minute="*"))
+def sweep_periodically() -> None:
+    """Once a minute: a sweep when GUARD_SWEEP_INTERVAL has passed (catch-up, re-verification, re-publish)."""
+    from listener.worker.sweep import sweep_if_due
+
+    try:
+        sweep_if_due(get_settings())
+    except Exception:  # noqa: BLE001 - the registry may be down; the next minute tries again
+        log.warning("sweep failed", exc_info=True)
 
 
 @huey.periodic_task(crontab(minute="*"))

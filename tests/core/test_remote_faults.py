@@ -87,9 +87,9 @@ def test_other_schemes_go_through_mlflow_one_file_at_a_time(proxy_store: Store, 
     assert list(scratch.iterdir()) == []
 
 
-def test_exclude_predicate_leaves_paths_out_and_names_them(proxy_store: Store):
+def test_exclude_globs_leave_remote_paths_out_and_name_them(proxy_store: Store):
     with read_trees([FetchRequest(proxy_store.uris["flip"], proxy_store.url)],
-                    exclude=lambda rel: rel.startswith("artifacts/a/b/")) as (tree,):
+                    exclude=["artifacts/a/b/**"]) as (tree,):
         assert tree.scan.excluded == sorted([DEEP, "artifacts/a/b/notes.txt"])
         assert DEEP not in tree.scan.manifest.files and SHARD in tree.scan.manifest.files
 

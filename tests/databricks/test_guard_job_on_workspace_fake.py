@@ -190,9 +190,9 @@ def test_forbidden_comment_keeps_the_verdict(workspace_fake: WorkspaceFake, ws_v
     assert "not written onto the version" in run.stderr
     assert len(own_comments(workspace_fake, WORKSPACE_MODEL, ws_version)) == before
     from listener.config import Settings
-    from listener.results import open_store
+    from listener.store import get_store
 
-    [row] = open_store(Settings(data_dir=data_dir)).recent()
+    [row] = get_store(Settings(data_dir=data_dir).store_url).recent()
     assert row["status"] == "PASSED" and row["publish_status"] not in (None, "PUBLISHED")
 
 

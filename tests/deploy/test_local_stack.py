@@ -18,7 +18,7 @@ import pytest
 from mlflow import MlflowClient
 
 from deploy.local_stack import child_pids
-from listener.results import pid_alive
+from listener.store.owners import pid_alive
 from tests.support.procs import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 
 from listener.config import Settings
 from listener.intake import queue_depth
-from listener.results import ResultsStore
+from listener.store import Store
 from tests.deploy.stack import RedisServer, Web, Worker, guard_env, mlflow_delivery, version_created_data
 from tests.listener.worker.helpers import register_model
 from tests.support.procs import MlflowServer
@@ -112,7 +112,9 @@ def test_two_webs_two_workers_one_redis_queue(tmp_path: Path, mlflow_server: Mlf
         for m in "ab":
             db = tmp_path / f"worker-{m}" / "results.db"
             if db.exists():
-                rows += [r for r in ResultsStore(db).recent(limit=500) if r["model"].startswith(prefix)]
+                store = Store(f"sqlite:///{db}")
+                rows += [r for r in store.recent(limit=500) if r["model"].startswith(prefix)]
+                store.dispose()
         per_version: dict[tuple[str, str], int] = {}
         for r in rows:
             key = (r["model"], str(r["version"]))

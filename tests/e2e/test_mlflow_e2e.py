@@ -21,10 +21,12 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
+from core.keys import generate_key_pair
 from listener.config import Settings
 from listener.intake import queue_depth
-from listener.results import ResultsStore
+from listener.store import Store, get_store
 from listener.verdict import SECTION_START
+from tests.core.signing_support import model_signing_verify
 from tests.listener.worker.helpers import local_model_path, register_model, wait_for
 from tests.support.procs import ManagedProcess, MlflowServer, free_port, wait_http
 
@@ -45,10 +47,13 @@ class Stack:
         self.port = free_port()
         self.data_dir = root / "guard"
         (root / "prom").mkdir(parents=True, exist_ok=True)
+        # The guard's seal key, as `make run` makes one: web serves its public half, the worker signs.
+        generate_key_pair(root / "seal-key.pem", root / "seal-key.pub.pem")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GUARD_", "MLFLOW_", "DATABRICKS_"))}
         env.update({
             "MLFLOW_TRACKING_URI": self.server.url, "GUARD_MLFLOW_SECRET": SECRET,
             "GUARD_DATA_DIR": str(self.data_dir), "PROMETHEUS_MULTIPROC_DIR": str(root / "prom"),
+            "GUARD_SIGNING_KEY": str(root / "seal-key.pem"),
             "MLFLOW_DISABLE_TELEMETRY": "true",
             # Fail fast while the tracking server is down; the worker's own backoff does the waiting.
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
@@ -73,8 +78,8 @@ class Stack:
         return MlflowClient(tracking_uri=self.server.url)
 
     @property
-    def store(self) -> ResultsStore:
-        return ResultsStore(self.data_dir / "results.db")
+    def store(self) -> Store:
+        return get_store(f"sqlite:///{self.data_dir / 'results.db'}")
 
     def start_web(self) -> None:
         self.web.start()
@@ -152,8 +157,16 @@ def test_register_passes_tamper_fails_and_own_tags_are_ignored(stack: Stack, tmp
     before = len(stack.answers())
     name, version = register_model(client, tmp_path, name="e2e-main")
     tags = _wait_status(stack, name, version, "PASSED")
-    assert tags.get("validation.manifest") and tags.get("validation.seal")
+    assert tags.get("validation.seal_bundle") and tags.get("validation.seal")
+    assert "validation.manifest" not in tags  # the signed seal is in the seal store, not in a tag
     first = {k: v for k, v in tags.items() if k.startswith("validation.")}
+    # A third party: the public key from GET /seal-key.pem and model-signing's own verifier.
+    served = requests.get(stack.url + "/seal-key.pem", timeout=10)
+    assert served.status_code == 200 and served.headers["Content-Type"] == "application/x-pem-file"
+    (tmp_path / "guard-key.pem").write_bytes(served.content)
+    verified = model_signing_verify(local_model_path(client, name, version),
+                                    Path(tags["validation.seal_bundle"]), tmp_path / "guard-key.pem")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
     mv = client.get_model_version(name, version)
     assert SECTION_START in mv.description and "PASSED" in mv.description
 
@@ -201,7 +214,7 @@ def test_tracking_server_down_while_job_retries_then_verdict_written(stack: Stac
     stack.server = MlflowServer(stack.server.root, port=stack.server.port)
     stack.server.start()
     tags = _wait_status(stack, name, version, "PASSED", timeout=120)
-    assert tags.get("validation.manifest")
+    assert tags.get("validation.seal_bundle")
     [row] = _published_rows(stack, name)
     assert row["status"] == "PASSED" and row["attempts"] >= 1
 

@@ -121,3 +121,29 @@ def test_databricks_registries_are_accepted():
     for registry in ("databricks", "databricks-uc", "databricks-uc://prof"):
         s = Settings.from_env({"MLFLOW_TRACKING_URI": "databricks", "MLFLOW_REGISTRY_URI": registry})
         assert s.registry_kind == "databricks" and s.unity_catalog == registry.startswith("databricks-uc")
+
+
+def test_seal_keys_and_store_from_the_environment(tmp_path):
+    from core.keys import generate_key_pair
+
+    key = generate_key_pair(tmp_path / "k.pem", tmp_path / "k.pub.pem")
+    other = generate_key_pair(tmp_path / "o.pem", tmp_path / "o.pub.pem")
+    s = Settings.from_env({"GUARD_SIGNING_KEY": str(tmp_path / "k.pem"),
+                           "GUARD_DATA_DIR": str(tmp_path / "d")})
+    assert s.signing_key.key_id == key.key_id and [t.key_id for t in s.trusted_keys] == [key.key_id]
+    assert s.open_seal_store().uri == str(tmp_path / "d" / "seals") and (tmp_path / "d" / "seals").is_dir()
+    assert "PRIVATE" not in repr(s) and "<set>" in repr(s)
+    both = Settings.from_env({"GUARD_SIGNING_KEY": str(tmp_path / "k.pem"),
+                              "GUARD_TRUSTED_KEYS": f"{tmp_path / 'k.pub.pem'}, {tmp_path / 'o.pub.pem'}",
+                              "GUARD_SEAL_STORE": str(tmp_path / "elsewhere")})
+    assert [t.key_id for t in both.trusted_keys] == [key.key_id, other.key_id]
+    assert both.seal_store_uri == str(tmp_path / "elsewhere")
+    assert Settings.from_env({}).signing_key is None
+
+
+@pytest.mark.parametrize("name", ["GUARD_SIGNING_KEY", "GUARD_TRUSTED_KEYS"])
+def test_unusable_seal_key_files_are_named(tmp_path, name):
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a key")
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: str(bad)})

@@ -21,9 +21,9 @@ def test_listing_rejects_bad_parameters(client, query):
 
 
 def test_status_page_and_api_show_results_escaped(client, settings):
-    from listener.results import ResultsStore, owner_id
+    from listener.store import get_store, owner_id
 
-    store = ResultsStore(settings.data_dir / "results.db")
+    store = get_store(settings.store_url)
     hostile = "<script>alert(1)<\\script>"
     for model, version in (("fraud-model", "1"), (hostile, "2"), ("fraud-model", "3")):
         key, owner = str(uuid.uuid4()), owner_id()
@@ -55,10 +55,10 @@ def test_durations_keep_a_useful_precision(seconds, shown):
 
 
 def test_page_rows_do_not_break_names_mid_word_nor_wrap_times(client, settings):
-    from listener.results import ResultsStore, owner_id
+    from listener.store import get_store, owner_id
 
     key, owner = "k-1", owner_id()
-    ResultsStore(settings.data_dir / "results.db").claim(
+    get_store(settings.store_url).claim(
         {"registry": "mlflow", "model": "churn-model", "version": "1", "trigger": "model_version.created",
          "action": "seal_and_check", "delivery_key": key}, owner)
     html = client.get("/").get_data(as_text=True)

@@ -17,7 +17,7 @@ from core.errors import TransientError
 from listener.config import Settings
 from listener.protocol import ValidationRequest
 from listener.registries.mlflow_oss import MlflowOssAdapter
-from listener.results import ResultsStore
+from listener.store import get_store
 from listener.verdict import SECTION_END, SECTION_START
 from listener.worker.job import RetryLater, process_job, run_validation
 from tests.listener.worker.helpers import local_model_path, register_model
@@ -74,7 +74,7 @@ def test_seal_and_check_passes_and_publishes_tags_and_section(settings, client, 
     assert mv.description.endswith("\n\nOwner's notes: *keep me*.")
     assert mv.description.count(SECTION_START) == 1 and "PASSED" in mv.description
 
-    row = ResultsStore(settings.data_dir / "results.db").get(req["delivery_key"])
+    row = get_store(settings.store_url).get(req["delivery_key"])
     assert row["status"] == "PASSED" and row["publish_status"] == "PUBLISHED"
     assert row["ui_url"] == f"{settings.ui_base_url}/#/models/{name}/versions/{version}"
     assert SECRET.encode() not in (settings.data_dir / "results.db").read_bytes()
@@ -110,7 +110,8 @@ def test_tampered_nested_file_fails_naming_it_and_seal_is_kept(settings, client,
 
 def test_check_without_a_seal_seals_first(settings, client, tmp_path):
     name, version = register_model(client, tmp_path)
-    verdict = run_validation(ValidationRequest.from_dict(_request(name, version, action="check")), settings)
+    request = _request(name, version, action="check", alias="champion")
+    verdict = run_validation(ValidationRequest.from_dict(request), settings)
     assert verdict.status == "PASSED"
     assert verdict.new_seal_json is not None and verdict.seal_digest in verdict.new_seal_json
 
@@ -128,7 +129,7 @@ def test_unknown_version_is_an_error_with_reason_and_no_retry(settings, client, 
     req = _request(name, "999")
     out = process_job(req, settings)
     assert out["status"] == "ERROR"
-    row = ResultsStore(settings.data_dir / "results.db").get(req["delivery_key"])
+    row = get_store(settings.store_url).get(req["delivery_key"])
     assert row["status"] == "ERROR" and "999" in row["error"]
     # Nothing to write the verdict onto: recorded as a final publish failure, not retried forever.
     assert row["publish_status"] == "FAILED" and row["publish_error"]
@@ -166,7 +167,7 @@ def test_unreachable_registry_retries_then_errors_and_keeps_the_verdict(tmp_path
                         max_retries=2)
     adapter = MlflowOssAdapter(settings)
     req = _request("churn", "1")
-    store = ResultsStore(settings.data_dir / "results.db")
+    store = get_store(settings.store_url)
     delays = []
     for _ in range(2):
         with pytest.raises(RetryLater) as info:

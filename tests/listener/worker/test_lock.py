@@ -11,7 +11,7 @@ import pytest
 
 from listener.config import Settings
 from listener.protocol import ValidationRequest
-from listener.results import ResultsStore
+from listener.store import get_store
 from listener.worker.job import RetryLater, process_job
 from listener.worker.lock import NoLock, RedisVersionLock, version_lock
 from tests.support.procs import RedisServer
@@ -57,7 +57,7 @@ def test_a_job_waits_while_another_host_checks_the_version(tmp_path: Path, redis
                                 delivery_key="lock-test-1", received_at=time.time())
     other_host = RedisVersionLock(redis_url, "mlflow", "m", "1")
     assert other_host.acquire()
-    store = ResultsStore(tmp_path / "guard" / "results.db")
+    store = get_store(settings.store_url)
     with pytest.raises(RetryLater, match="another host"):
         process_job(request.to_dict(), settings, store=store)
     # The job was given up, not finished: it can be claimed again once the version is free.
@@ -74,7 +74,7 @@ def test_an_unreachable_lock_server_gives_the_job_back(tmp_path: Path):
     request = ValidationRequest(registry="mlflow", model="m", version="1", trigger="model_version.created",
                                 action="seal_and_check", to_stage=None, alias=None, gate=False,
                                 delivery_key="lock-test-2", received_at=time.time())
-    store = ResultsStore(tmp_path / "guard" / "results.db")
+    store = get_store(settings.store_url)
     with pytest.raises(RetryLater, match="version lock"):
         process_job(request.to_dict(), settings, store=store)
     # Released, not left claimed by a live worker: recovery or the retry can take it again.

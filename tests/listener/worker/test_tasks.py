@@ -13,7 +13,7 @@ import pytest
 
 from listener.config import Settings
 from listener.intake import get_huey
-from listener.results import ResultsStore, owner_id
+from listener.store import get_store, owner_id
 from listener.verdict import Verdict
 
 
@@ -35,7 +35,7 @@ def test_recover_requeues_only_jobs_of_dead_workers_once(tmp_path: Path, monkeyp
 
     settings = Settings(data_dir=tmp_path / "guard")
     instance = get_huey(settings)
-    store = ResultsStore(settings.data_dir / "results.db")
+    store = get_store(settings.store_url)
 
     store.claim(_req("killed", "1"), _dead_owner())          # worker SIGKILLed mid-check
     live = owner_id()
@@ -73,7 +73,7 @@ def test_second_job_of_a_version_waits_without_using_a_retry(tmp_path: Path):
     from tests.support.procs import free_port
 
     settings = Settings(tracking_uri=f"http://127.0.0.1:{free_port()}", data_dir=tmp_path / "guard")
-    store = ResultsStore(settings.data_dir / "results.db")
+    store = get_store(settings.store_url)
     holder = owner_id()
     assert store.claim(_req("first", "7"), holder).state == "run"  # a live worker checks version 7
     with pytest.raises(RetryLater) as info:
@@ -88,8 +88,8 @@ def test_start_up_recovery_runs_once_per_process_however_many_threads(tmp_path: 
     code = """
 import json, sys, threading
 from listener.worker import tasks
-from listener.results import open_store
-store = open_store(tasks.get_settings())
+from listener.store import get_store
+store = get_store(tasks.get_settings().store_url)
 store.claim(json.loads(sys.argv[2]), sys.argv[1])  # a job whose worker was SIGKILLed mid-check
 taken = 0
 for _ in range(3):  # three consumer threads start, each taking whatever is queued before the next

@@ -26,6 +26,16 @@ def postgres() -> Iterator[PostgresServer]:
     server.remove()
 
 
+@pytest.fixture
+def restartable_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test's own, which it may stop and start again."""
+    if find_postgres_bin() is None:
+        pytest.skip("PostgreSQL server binaries are not installed")
+    server = PostgresServer().start()
+    yield server
+    server.remove()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=needs_postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty store: a SQLite file, or a new database on the session's PostgreSQL server."""

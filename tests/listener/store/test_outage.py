@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from listener.store import Store, owner_id
-from tests.listener_store.conftest import needs_postgres
-from tests.listener_store.helpers import request, verdict
+from tests.listener.store.conftest import needs_postgres
+from tests.listener.store.helpers import request, verdict
 from tests.support.postgres import PostgresServer
 
 JOBS = 30
 BEFORE_OUTAGE = 10
-
-
-@pytest.fixture
-def restartable_postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer().start()
-    yield server
-    server.remove()
 
 
 def _run_jobs(store: Store, outage_started: threading.Event, first_done: threading.Event,

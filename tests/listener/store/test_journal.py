@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from listener.store import Store, owner_alive, owner_id
-from tests.listener_store.helpers import dead_local_owner, other_host_owner, request, verdict
+from tests.listener.store.helpers import dead_local_owner, other_host_owner, request, verdict
 
 
 def test_claim_record_publish_and_read_back(store: Store):
