@@ -111,6 +111,8 @@ def resolve_models_uri(uri: str, tracking_uri: str | None = None, registry_uri: 
         else:
             alias, spec, sub = m.group("alias"), m.group("spec"), m.group("path")
             mv = resolve_version(client, m.group("name"), "@" + alias if alias is not None else spec)
+            # On Databricks this stays models:/name/<number>: the copy is read through the
+            # registry's own API (core.remote.databricks_store), never via its storage URI.
             base = registry_model_uri(client, mv)
     except CheckError:
         raise

@@ -272,11 +272,26 @@ def run_model_uri(client: MlflowClient, mv: ModelVersion) -> str:
 
 
 def registry_model_uri(client: MlflowClient, mv: ModelVersion) -> str:
-    """Where the registry serves the version from: ``get_model_version_download_uri``."""
+    """Where the registry serves the version from: ``get_model_version_download_uri``.
+
+    A Databricks registry (workspace or Unity Catalog) serves its copy only through its own API
+    (signed URLs, temporary credentials): there the answer is ``models:/<name>/<version>``, read
+    by :mod:`core.remote.databricks_store` as MLflow reads it.
+    """
     return _download_uri(client, mv.name, str(mv.version))
 
 
+def is_databricks_registry_client(client: MlflowClient) -> bool:
+    """True when ``client`` reads a Databricks registry (``databricks``/``databricks-uc``, any profile)."""
+    from mlflow.utils.uri import is_databricks_unity_catalog_uri, is_databricks_uri
+
+    uri = getattr(client, "_registry_uri", None)
+    return bool(uri) and (is_databricks_uri(uri) or is_databricks_unity_catalog_uri(uri))
+
+
 def _download_uri(client: MlflowClient, name: str, version: str, prompt_checked: bool = False) -> str:
+    if is_databricks_registry_client(client):
+        return f"models:/{name}/{version}"
     try:
         # MlflowClient.get_model_version_download_uri first reads the registered model again, only to
         # refuse prompts. When the version is read by get_model_version or get_model_version_by_alias

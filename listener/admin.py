@@ -41,10 +41,31 @@ from listener.registries.webhooks import (
 # `test` sends a tag event by default: the listener verifies the signature and answers 200 "ignored",
 # so a test proves reachability and the shared secret without queueing a check of an example model.
 MLFLOW_TEST_EVENT = "model_version_tag.set"
+# Databricks would otherwise pick one of the webhook's own events, which may queue a check or gate a
+# request of an example model: a comment event is always ignored by the listener (see the event table).
+DATABRICKS_TEST_EVENT = "COMMENT_CREATED"
 
 
 class AdminError(click.ClickException):
     """A webhook operation failed; the message is for the operator and never contains a secret."""
+
+
+def _ignored_event_of(workspace: object, webhook_id: str) -> str:
+    """An event the webhook subscribes to that the listener always ignores (Databricks tests only those)."""
+    from listener.protocol.events import IGNORED
+
+    for hook in workspace.model_registry.list_webhooks():  # type: ignore[attr-defined]
+        if hook.id == webhook_id:
+            events = [getattr(e, "value", e) for e in hook.events or []]
+            if DATABRICKS_TEST_EVENT in events:
+                return DATABRICKS_TEST_EVENT
+            ignored = [e for e in events if e in IGNORED]
+            if ignored:
+                return ignored[0]
+            raise AdminError(f"webhook {webhook_id} subscribes to no event the listener ignores "
+                             f"({', '.join(events)}): pass --event to choose one (a real event queues a "
+                             "check of the workspace's example model)")
+    raise AdminError(f"no webhook {webhook_id}")
 
 
 def listener_webhook_url(url: str, registry: str) -> str:
@@ -211,7 +232,8 @@ def delete(registry: str, tracking_uri: str | None, profile: str | None, webhook
 @profile_option
 @click.argument("webhook_id")
 @click.option("--event", default=None,
-              help=f"Event to send (MLflow default {MLFLOW_TEST_EVENT}: checks the signature only).")
+              help=f"Event to send (default {MLFLOW_TEST_EVENT} / {DATABRICKS_TEST_EVENT}: checks the "
+                   "signature only, never queues a check).")
 def test(registry: str, tracking_uri: str | None, profile: str | None, webhook_id: str,
          event: str | None) -> None:
     """Ask the registry to send a test delivery to the listener and show the listener's answer."""
@@ -223,8 +245,9 @@ def test(registry: str, tracking_uri: str | None, profile: str | None, webhook_i
         else:
             from databricks.sdk.service.ml import RegistryWebhookEvent
 
-            response = databricks_client(profile).model_registry.test_registry_webhook(
-                webhook_id, event=RegistryWebhookEvent(event) if event else None)
+            w = databricks_client(profile)
+            response = w.model_registry.test_registry_webhook(
+                webhook_id, event=RegistryWebhookEvent(event or _ignored_event_of(w, webhook_id)))
             code, body, error = response.status_code, response.body, None
             ok = code is not None and code < 400
     except Exception as exc:

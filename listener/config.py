@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from listener.registry_route import is_unity_catalog_uri, route_problem
 from listener.store.engine import StoreConfigError, default_store_url, normalise_url, redacted
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
@@ -215,6 +216,9 @@ class Settings:
             raise ConfigError(f"GUARD_ALLOW_UNSIGNED accepts only {', '.join(ROUTES)}; got {sorted(unknown)}")
         tracking_uri = env.get("MLFLOW_TRACKING_URI") or None
         registry_uri = env.get("MLFLOW_REGISTRY_URI") or None
+        problem = route_problem(tracking_uri, registry_uri)
+        if problem:
+            raise ConfigError(problem)
         data_dir = Path(env.get("GUARD_DATA_DIR") or ".guard")
         ui_url = env.get("GUARD_UI_URL") or None
         if ui_url is None and tracking_uri and tracking_uri.startswith(("http://", "https://")):
@@ -269,6 +273,11 @@ class Settings:
             values.update(_seal_keys(env))
         values.update(overrides)
         return cls(**values)
+
+    @property
+    def unity_catalog(self) -> bool:
+        """True when the registry served is Databricks Unity Catalog (``databricks-uc``)."""
+        return is_unity_catalog_uri(self.registry_uri)
 
     def open_seal_store(self) -> Any:
         """The seal store (``GUARD_SEAL_STORE``, else ``<GUARD_DATA_DIR>/seals``, created if missing)."""

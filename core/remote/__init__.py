@@ -4,6 +4,8 @@
 
 - ``mlflow-artifacts:/…`` and ``http(s)://…/mlflow-artifacts/artifacts/…``: the tracking server's
   artifact API (:mod:`.http_store`), 8 concurrent transfers by default;
+- ``models:/<name>/<version>`` of a Databricks registry: the workspace registry's signed URLs or
+  Unity Catalog's temporary credentials, as MLflow reads them (:mod:`.databricks_store`);
 - ``s3://…``: boto3 (:mod:`.s3_store`), 16 by default;
 - anything else (``dbfs:/``, ``gs://``, ``wasbs://``, ``runs:/``, …): MLflow's own artifact
   repository, one file at a time (:mod:`.mlflow_repo_store`), 4 by default.
@@ -28,6 +30,14 @@ def open_source(uri: str, *, tracking_uri: str | None = None, registry_uri: str 
         from core.remote.http_store import HttpArtifactSource
 
         return HttpArtifactSource(uri, tracking_uri)
+    if scheme == "models":
+        from core.remote import databricks_store as dbx
+
+        if dbx.is_workspace_registry(registry_uri):
+            return dbx.WorkspaceRegistrySource(uri, registry_uri)
+        if dbx.is_unity_catalog(registry_uri):
+            return dbx.unity_catalog_source(uri, registry_uri, tracking_uri=tracking_uri,
+                                            scratch_root=scratch_root, meter=meter, concurrency=concurrency)
     if scheme == "s3" and _has("boto3"):
         from core.remote.s3_store import S3Source
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from core.stages import canonical_stage
-from listener.protocol.events import IGNORED, UNGUARDED_STAGES, rule_for
+from listener.protocol.events import IGNORED, rule_for, skip_reason
 from listener.protocol.request import (
     Ignored,
     Rejected,
@@ -98,8 +98,9 @@ def parse_databricks_delivery(headers: Mapping[str, str], body: bytes, secrets: 
             raise Ignored(f"{event} names no stage we guard")
         raise Ignored(f"{event} is not an event this listener acts on")
     stage = _stage(rule.stage, rule.stage_in_payload, payload)
-    if stage in UNGUARDED_STAGES:
-        raise Ignored(f"{event} to {stage} does not need a validation")
+    reason = skip_reason(event, stage)
+    if reason:
+        raise Ignored(reason)
     name = model_name(payload.get("model_name"))
     version = model_version(payload.get("version"))
     return ValidationRequest(registry="databricks", model=name, version=version, trigger=event,

@@ -43,6 +43,8 @@ _JOB_ONLY = {
     "version_ready": EventRule(SEAL_AND_CHECK),
     "created": EventRule(SEAL_AND_CHECK),
     "ready": EventRule(SEAL_AND_CHECK),
+    # A Unity Catalog trigger item with an ``alias_name``: the alias was set; check, keep the alias.
+    "MODEL_VERSION_ALIAS_SET": EventRule(CHECK),
 }
 _TRANSITIONED_TO = re.compile(r"^MODEL_VERSION_TRANSITIONED_TO_([A-Z]+)$")
 _REQUESTED_TO = re.compile(r"^TRANSITION_REQUEST_TO_([A-Z]+)_CREATED$")
@@ -69,6 +71,15 @@ def rule_for(event: str) -> EventRule | None:
         if match:
             stage = canonical_stage(match.group(1))
             return EventRule(CHECK, gate=gate, stage=stage) if stage is not None else None
+    return None
+
+
+def skip_reason(event: str, stage: str | None) -> str | None:
+    """Why ``event`` (moving to ``stage``) triggers nothing, or None when it does; both paths ask this."""
+    if event in IGNORED:
+        return IGNORED[event]
+    if stage in UNGUARDED_STAGES:
+        return f"{event} to {stage} does not need a validation"
     return None
 
 

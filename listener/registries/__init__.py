@@ -30,10 +30,19 @@ def version_url(settings: Settings, registry: str, model: str, version: str) -> 
     """Link to a version in its registry's UI (``GUARD_UI_URL``; Databricks: else ``DATABRICKS_HOST``).
 
     Both UIs route in the URL fragment: MLflow ``#/models/…``, Databricks ``#mlflow/models/…`` (the form
-    MLflow itself prints for a workspace). None when no http(s) base is known.
+    MLflow itself prints for a workspace). A Unity Catalog model (``catalog.schema.model``) links to
+    Catalog Explorer: ``/explore/data/models/<catalog>/<schema>/<model>/version/<v>``. None when no
+    http(s) base is known.
     """
     base = settings.ui_base_url or (settings.databricks_host if registry == "databricks" else None)
+    if base and registry == "databricks" and "://" not in base:
+        base = "https://" + base  # DATABRICKS_HOST may be given without its scheme
     if not base or not base.startswith(("http://", "https://")):
         return None
+    if registry == "databricks" and settings.unity_catalog and model.count(".") == 2:
+        # Unity Catalog models live in Catalog Explorer, not in the workspace registry's pages.
+        catalog, schema, name = (quote(part, safe="") for part in model.split("."))
+        return (f"{base.rstrip('/')}/explore/data/models/{catalog}/{schema}/{name}/version/"
+                f"{quote(str(version), safe='')}")
     route = "#mlflow/models" if registry == "databricks" else "#/models"
     return f"{base.rstrip('/')}/{route}/{quote(model, safe='')}/versions/{quote(str(version), safe='')}"

@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from core.registry import translate
 from core.seal import Manifest
 from core.stages import canonical_stage
 from listener.config import Settings
+from listener.registries import own_approvals
 from listener.registries.base import MlflowClientAdapter, write_tags_and_description
 from listener.verdict import COMMENT_LIMIT, PASSED, Verdict, ordered_tags, render_comment, render_tags
 
@@ -45,6 +47,10 @@ log = logging.getLogger(__name__)
 # First line of every comment this project writes; a COMMENT_CREATED delivery whose comment starts with
 # it is our own.
 COMMENT_MARKER = "[mlflow-version-guard]"
+UC_TAG_LIMIT = 1000
+# What the SDK makes of a gateway's error page (error code from the HTTP reason phrase).
+_PROXY_CODES = frozenset({"BAD_GATEWAY", "SERVICE_UNAVAILABLE", "GATEWAY_TIMEOUT", "TOO_MANY_REQUESTS"})
+_PROXY_TEXT = re.compile(r"\b(502|503|504)\b|bad gateway|gateway time-?out|service unavailable", re.I)
 
 
 def render_databricks_comment(verdict: Verdict, limit: int = COMMENT_LIMIT) -> str:
@@ -71,7 +77,11 @@ def sdk_error(exc: BaseException, what: str) -> CheckError:
     if isinstance(exc, dbx.NotFound):
         return NotFoundError(f"{what}: {text}")
     if type(exc) is dbx.DatabricksError:
-        # An HTTP status the SDK has no class for (e.g. 502 from a proxy): judge by the text.
+        # An HTTP status the SDK has no class for: a proxy's 502 (often an HTML page, which the SDK
+        # names after its reason phrase) is transient; otherwise judge by the text.
+        code = str(getattr(exc, "error_code", "") or "").upper()
+        if code in _PROXY_CODES or _PROXY_TEXT.search(text):
+            return TransientError(f"{what}: Databricks or a proxy in front of it is unavailable: {text}")
         return translate(exc, what)
     if isinstance(exc, dbx.DatabricksError):
         return CheckError(f"{what}: {text}")
@@ -90,10 +100,12 @@ class DatabricksAdapter(MlflowClientAdapter):
                  unity_catalog: bool | None = None) -> None:
         super().__init__(settings, client)
         self._workspace = workspace
-        self.tag_limit = settings.databricks_tag_limit
         if unity_catalog is None:
-            unity_catalog = str(settings.registry_uri or "").startswith("databricks-uc")
+            unity_catalog = settings.unity_catalog
         self.unity_catalog = unity_catalog
+        # Workspace registry: 5,000 bytes per tag value; Unity Catalog: 1,000 characters.
+        self.tag_limit = (min(settings.databricks_tag_limit, UC_TAG_LIMIT) if unity_catalog
+                          else settings.databricks_tag_limit)
 
     def _classify(self, exc: BaseException, what: str) -> CheckError:
         return sdk_error(exc, what)
@@ -187,6 +199,7 @@ class DatabricksAdapter(MlflowClientAdapter):
         reg = self.workspace.model_registry
         try:
             if verdict.status == PASSED:
+                own_approvals.record(self.settings.data_dir, model, version, stage)
                 # Never archive other versions on the user's behalf: approving only moves this one.
                 reg.approve_transition_request(name=model, version=version, stage=stage,
                                                archive_existing_versions=False, comment=text)

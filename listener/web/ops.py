@@ -20,15 +20,31 @@ def tracking_problem(settings: Settings) -> str | None:
     if not uri:
         return "MLFLOW_TRACKING_URI is not set"
     if uri.startswith("databricks"):
-        if not settings.databricks_host:
-            return "DATABRICKS_HOST is not set"
-        # Any answer below 500 proves a Databricks workspace is up (without credentials it is 401/403).
-        problem = probe(settings.databricks_host.rstrip("/") + "/", READY_TIMEOUT_S, healthy_below=500)
+        return workspace_problem()
     elif uri.startswith(("http://", "https://")):
         problem = probe(uri.rstrip("/") + "/health", READY_TIMEOUT_S, healthy_below=300)
     else:
         return None  # a local store: nothing to reach over the network
     return f"tracking server {problem}" if problem else None
+
+
+def workspace_problem() -> str | None:
+    """None when the Databricks workspace answers ``current_user.me()`` with our credentials.
+
+    The SDK's own unified authentication resolves host and credentials (``DATABRICKS_HOST`` with or
+    without its scheme, a token, a config profile, OAuth), exactly as the adapter that writes does.
+    """
+    try:
+        from databricks.sdk import WorkspaceClient
+        from databricks.sdk.core import Config
+
+        cfg = Config(retry_timeout_seconds=int(READY_TIMEOUT_S) + 1,
+                     http_timeout_seconds=int(READY_TIMEOUT_S))
+        WorkspaceClient(config=cfg).current_user.me()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready", reported as text
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        return f"Databricks workspace not ready: {type(exc).__name__}: {text}"
+    return None
 
 
 def blueprint(settings: Settings) -> Blueprint:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import uuid
@@ -34,8 +35,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from core.check import EXIT_CODES
+from core.stages import canonical_stage
 from listener.config import Settings
 from listener.protocol import Rejected, check_model_name, job_rule, model_version
+from listener.protocol.events import skip_reason
 from listener.store import get_store
 
 _LIST_KEYS = ("updates", "events", "model_updates")
@@ -46,27 +49,46 @@ class UsageError(ValueError):
     """The event or the arguments name no usable model version."""
 
 
-def _one_request(item: dict[str, Any], registry: str, index: int) -> dict[str, Any]:
-    data = item.get("data") if isinstance(item.get("data"), dict) else item
+class Skipped(Exception):
+    """An event item that asks for no validation (ignored event, archive, no version): not an error."""
+
+
+def _trigger_of(item: dict[str, Any], data: dict[str, Any]) -> str:
     if "entity" in item and "action" in item:
-        trigger = f"{item.get('entity')}.{item.get('action')}"
-    else:
-        trigger = str(item.get("event") or item.get("trigger") or item.get("condition") or "job")
+        return f"{item.get('entity')}.{item.get('action')}"
+    named = item.get("event") or item.get("trigger") or item.get("condition")
+    if named:
+        return str(named)
+    if "full_name" in data:  # a Unity Catalog model update trigger item
+        return "MODEL_VERSION_ALIAS_SET" if data.get("alias_name") else "MODEL_VERSION_READY"
+    return "job"
+
+
+def _one_request(item: dict[str, Any], registry: str, index: int) -> dict[str, Any]:
+    """The validation request of one event item; :class:`Skipped` when it asks for none."""
+    data = item.get("data") if isinstance(item.get("data"), dict) else item
+    trigger = _trigger_of(item, data)
+    rule = job_rule(trigger)
+    stage = canonical_stage(item.get("to_stage")) if rule.stage_in_payload else rule.stage
+    if rule.stage_in_payload and stage is None:
+        stage = item.get("to_stage") if isinstance(item.get("to_stage"), str) else None
+    reason = skip_reason(trigger, stage)
+    if reason:
+        raise Skipped(reason)
     name = next((data[k] for k in _NAME_KEYS if isinstance(data.get(k), str) and data[k]), None)
     reason = check_model_name(name)
     if reason:
         raise UsageError(reason)
     raw_version = data.get("version", data.get("model_version"))
-    if raw_version is None:
-        raise UsageError("the event names no model version")
+    if raw_version is None or raw_version == "":
+        # e.g. a MODEL_CREATED item of a trigger batch: a model, no version yet.
+        raise Skipped(f"{trigger} for {name} names no model version")
     try:
         version = model_version(raw_version if isinstance(raw_version, (bool, int))
                                 else str(raw_version).strip())
     except Rejected as exc:
         raise UsageError(exc.reason) from exc
-    rule = job_rule(trigger)
-    alias = data.get("alias") if isinstance(data.get("alias"), str) else None
-    stage = item.get("to_stage") if isinstance(item.get("to_stage"), str) else rule.stage
+    alias = next((data[k] for k in ("alias_name", "alias") if isinstance(data.get(k), str) and data[k]), None)
     return {"registry": registry, "model": name, "version": version, "trigger": trigger[:100],
             "action": rule.action, "to_stage": stage, "alias": alias, "gate": rule.gate,
             "delivery_key": f"job:{uuid.uuid4().hex}:{index}", "received_at": time.time()}
@@ -92,7 +114,10 @@ def requests_from_event(event: Any, registry: str) -> list[dict[str, Any]]:
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise UsageError("every event in the list must be a JSON object")
-        out.append(_one_request(item, registry, i))
+        try:
+            out.append(_one_request(item, registry, i))
+        except Skipped as exc:
+            print(f"skipped: {exc}", file=sys.stderr)
     return out
 
 
@@ -101,10 +126,16 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--event_message", "--event-message", dest="event_message",
                         help="the event as JSON (also GUARD_EVENT_MESSAGE / EVENT_MESSAGE)")
     parser.add_argument("positional", nargs="?", help="the event as JSON, when not given by flag")
-    parser.add_argument("--model", help="validate this registered model (instead of an event)")
-    parser.add_argument("--version", help="version of --model")
+    parser.add_argument("--model", "--model_name", "--model-name", dest="model",
+                        help="validate this registered model (instead of an event; a deployment job "
+                             "passes model_name)")
+    parser.add_argument("--version", "--model_version", "--model-version", dest="version",
+                        help="version of --model (a deployment job passes model_version)")
     parser.add_argument("--registry", choices=("mlflow", "databricks"),
                         help="registry kind (default: from MLFLOW_REGISTRY_URI / MLFLOW_TRACKING_URI)")
+    parser.add_argument("--registry_uri", "--registry-uri", dest="registry_uri",
+                        help="the registry to read and write, e.g. databricks-uc (Unity Catalog) or "
+                             "databricks (workspace registry); default MLFLOW_REGISTRY_URI")
     parser.add_argument("--action", choices=("seal_and_check", "check"),
                         help="override the action derived from the event")
     parser.add_argument("--no-publish", action="store_true",
@@ -140,16 +171,23 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     """Command-line entry; returns the exit status (0 PASSED, 1 FAILED, 2 ERROR or unusable input)."""
     args = _parse_args(sys.argv[1:] if argv is None else argv)
     try:
+        if args.registry_uri:
+            env = {**(os.environ if env is None else env), "MLFLOW_REGISTRY_URI": args.registry_uri}
         settings = Settings.from_env(env)
         registry = args.registry or settings.registry_kind
         raw = args.event_message or args.positional or settings.event_message
         if args.model:
+            if not args.version:
+                raise UsageError("--model_name needs --model_version")
             item = {"name": args.model, "version": args.version, "event": "job"}
             requests = [_one_request(item, registry, 0)]
         elif raw:
             requests = requests_from_event(raw, registry)
         else:
-            raise UsageError("give the event as --event_message JSON (or --model and --version)")
+            raise UsageError("give the event as --event_message JSON (or --model_name and --model_version)")
+    except Skipped as exc:
+        print(f"skipped: {exc}", file=sys.stderr)
+        return 0
     except (UsageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -168,5 +206,14 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     return worst
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``guard-job`` console script: exits with :func:`main`'s status.
+
+    A Databricks ``python_wheel_task`` calls the entry point and ignores what it returns: only the
+    process's exit status fails the run on FAILED or ERROR.
+    """
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

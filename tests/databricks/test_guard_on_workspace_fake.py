@@ -14,8 +14,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.databricks.endpoint_record import UC_MODEL, WORKSPACE_MODEL, production_env
 from tests.support.databricks_workspace import WorkspaceFake
 
@@ -52,16 +50,6 @@ def differing_files(report: dict[str, Any]) -> str:
     return json.dumps(report.get("Reg_Model_Comparison") or report.get("Comparison") or report)[:4000]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core/registry.py registry_model_uri + core/fetch.py fetch read the workspace registry copy "
-        "(dbfs:/databricks/mlflow-registry/...) through DbfsRestArtifactRepository, whose REST call "
-        "turns an empty file into '{}': identical models compare unequal. Read it as MLflow reads "
-        "models:/name/version "
-        "(model-versions/list-artifacts + get-signed-download-uri)."
-    ),
-)
 def test_identical_workspace_version_passes(
     workspace_fake: WorkspaceFake, recordings: dict[str, dict[str, Any]]
 ) -> None:
@@ -70,14 +58,6 @@ def test_identical_workspace_version_passes(
     assert status == 0, (stderr[-3000:], differing_files(report))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core/registry.py registry_model_uri returns the UC storage location (s3://...) and core/fetch.py "
-        "downloads it with no credentials: read models:/catalog.schema.model/version with MLflow (temporary "
-        "credentials from generate-temporary-credentials)."
-    ),
-)
 def test_identical_unity_catalog_version_passes(
     workspace_fake: WorkspaceFake, recordings: dict[str, dict[str, Any]]
 ) -> None:

@@ -15,12 +15,11 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 
 from listener.admin import listener_webhook_url, main, secret_from_env
-from tests.support.databricks_standin import DatabricksStandIn
+from tests.support.databricks_workspace import WorkspaceFake
 from tests.support.procs import MlflowServer
 from tests.support.receiver import Receiver
 
 SECRET = "adm1n-webhook-s3cret-value"
-DBX_TOKEN = "dapi-deploy-test-token"
 
 
 @pytest.fixture
@@ -120,16 +119,8 @@ def test_test_reports_a_failing_listener(mlflow_server: MlflowServer) -> None:
         rec.close()
 
 
-@pytest.fixture(scope="module")
-def standin(tmp_path_factory: pytest.TempPathFactory,
-            mlflow_server: MlflowServer) -> Iterator[DatabricksStandIn]:
-    srv = DatabricksStandIn(tmp_path_factory.mktemp("dbx-admin"), mlflow_server, token=DBX_TOKEN).start()
-    yield srv
-    srv.stop()
-
-
-def test_databricks_register_list_test_delete(standin: DatabricksStandIn, receiver: Receiver) -> None:
-    env = {"DATABRICKS_HOST": standin.url, "DATABRICKS_TOKEN": DBX_TOKEN,
+def test_databricks_register_list_test_delete(workspace_fake: WorkspaceFake, receiver: Receiver) -> None:
+    env = {"DATABRICKS_HOST": workspace_fake.url, "DATABRICKS_TOKEN": workspace_fake.token,
            "DATABRICKS_CONFIG_FILE": os.devnull,
            "GUARD_DATABRICKS_SECRET": SECRET, "GUARD_DATABRICKS_AUTHORIZATION": "Bearer listener-token"}
     base = ["--registry", "databricks"]
@@ -143,7 +134,7 @@ def test_databricks_register_list_test_delete(standin: DatabricksStandIn, receiv
     code, out = _run(["register", *base, "--url", receiver.base_url, "--model-name", "fraud", "--json"], env)
     assert json.loads(out) == {**first, "created": False}
 
-    hooks = standin.state()["webhooks"]
+    hooks = workspace_fake.state()["webhooks"]
     ours = [h for h in (hooks.values() if isinstance(hooks, dict) else hooks)
             if h["http_url_spec"]["url"] == receiver.base_url + "/webhooks/databricks"]
     assert len(ours) == 1
@@ -160,6 +151,11 @@ def test_databricks_register_list_test_delete(standin: DatabricksStandIn, receiv
                                                          hashlib.sha256).hexdigest()
     assert headers["authorization"] == "Bearer listener-token"
     assert json.loads(delivery["raw"])["event"] == "MODEL_VERSION_CREATED"
+    # Without --event only an event the listener always ignores is sent: never a check or a gate.
+    seen = len(receiver.wait(1))
+    code, out = _run(["test", *base, hook_id], env)
+    assert code != 0 and "--event" in out and "no event the listener ignores" in out
+    assert len(receiver.received) == seen
 
     code, out = _run(["delete", *base, hook_id], env)
     assert code == 0, out

@@ -52,8 +52,8 @@ def test_overrides_win_and_queue_follows_data_dir(tmp_path):
 
 
 def test_databricks_registry_kind_and_ui():
-    s = Settings.from_env({"MLFLOW_TRACKING_URI": "databricks", "DATABRICKS_HOST": "https://x.cloud.databricks.com",
-                           "GUARD_UI_URL": ""})
+    s = Settings.from_env({"MLFLOW_TRACKING_URI": "databricks", "MLFLOW_REGISTRY_URI": "databricks",
+                           "DATABRICKS_HOST": "https://x.cloud.databricks.com", "GUARD_UI_URL": ""})
     assert s.registry_kind == "databricks" and s.ui_base_url == "https://x.cloud.databricks.com"
     assert Settings.from_env({"GUARD_UI_URL": "https://ui.example"}).ui_base_url == "https://ui.example"
 
@@ -103,6 +103,24 @@ def test_an_mlflow_only_listener_says_its_databricks_route_is_off_once(tmp_path,
         announce_routes(settings, logger)
         announce_routes(Settings(data_dir=tmp_path, mlflow_secrets=["s"]), logger)
     assert caplog.text.count("is off") == 1
+
+
+@pytest.mark.parametrize("env, says", [
+    ({"MLFLOW_TRACKING_URI": "databricks"}, "needs MLFLOW_REGISTRY_URI"),
+    ({"MLFLOW_TRACKING_URI": "databricks", "MLFLOW_REGISTRY_URI": "http://127.0.0.1:5000"}, "is not"),
+    ({"MLFLOW_TRACKING_URI": "http://127.0.0.1:5000", "MLFLOW_REGISTRY_URI": "databricks-uc"},
+     "MLFLOW_TRACKING_URI=databricks"),
+])
+def test_databricks_route_must_name_its_registry(env, says):
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env(env)
+    assert says in str(err.value) and "databricks-uc" in str(err.value)
+
+
+def test_databricks_registries_are_accepted():
+    for registry in ("databricks", "databricks-uc", "databricks-uc://prof"):
+        s = Settings.from_env({"MLFLOW_TRACKING_URI": "databricks", "MLFLOW_REGISTRY_URI": registry})
+        assert s.registry_kind == "databricks" and s.unity_catalog == registry.startswith("databricks-uc")
 
 
 def test_seal_keys_and_store_from_the_environment(tmp_path):

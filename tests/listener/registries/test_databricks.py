@@ -244,3 +244,18 @@ def test_network_errors_are_transient() -> None:
     assert isinstance(sdk_error(TimeoutError("Timed out after 0:00:30"), "x"), TransientError)
     assert isinstance(sdk_error(DatabricksError("upstream connection refused"), "x"), TransientError)
     assert not isinstance(sdk_error(DatabricksError("unsupported thing"), "x"), TransientError)
+
+
+def test_tag_limit_and_links_per_registry_kind(tmp_path: Path) -> None:
+    from listener.registries import version_url
+
+    workspace = Settings(tracking_uri="databricks", registry_uri="databricks", data_dir=tmp_path,
+                         databricks_host="adb-1.azuredatabricks.net", registry_kind="databricks")
+    uc = Settings(tracking_uri="databricks", registry_uri="databricks-uc", data_dir=tmp_path,
+                  databricks_host="https://adb-1.azuredatabricks.net", registry_kind="databricks")
+    assert DatabricksAdapter(workspace).tag_limit == 5000
+    assert DatabricksAdapter(uc).tag_limit == 1000
+    assert version_url(workspace, "databricks", "churn", "3") == \
+        "https://adb-1.azuredatabricks.net/#mlflow/models/churn/versions/3"
+    assert version_url(uc, "databricks", "main.ml.churn", "3") == \
+        "https://adb-1.azuredatabricks.net/explore/data/models/main/ml/churn/version/3"

@@ -364,3 +364,17 @@ def test_queued_job_is_the_workers_validate_version_task(client, settings, tmp_p
     assert isinstance(task, tasks.validate_version.task_class)
     assert task.args[0]["model"] == "demo-model" and task.args[0]["version"] == "5"
     assert task.retries == tasks.validate_version.task_class.default_retries
+
+
+def test_the_transition_the_guard_approved_is_not_validated_again(client, settings):
+    from listener.registries import own_approvals
+
+    own_approvals.record(settings.data_dir, "Airline_Delay_SparkML", "8", "Production")
+    moved = databricks_delivery("MODEL_VERSION_TRANSITIONED_STAGE")
+    answer = _post(client, "databricks", *moved)
+    assert answer.status_code == 200 and answer.json["status"] == "ignored"
+    assert job_queue.queue_depth(settings) == 0
+    # Claimed once: the next transition of that version (someone else's) is validated.
+    again = databricks_delivery("MODEL_VERSION_TRANSITIONED_STAGE", text="a later move")
+    assert _post(client, "databricks", *again).status_code == 202
+    assert job_queue.queue_depth(settings) == 1

@@ -42,11 +42,29 @@ def test_event_shapes_are_understood():
     assert len({r["delivery_key"] for r in reqs}) == 2
 
 
-@pytest.mark.parametrize("bad", ["not json", "[]", "42", '{"name": "m"}', '{"name": "m", "version": "x"}',
+@pytest.mark.parametrize("bad", ["not json", "[]", "42", '{"name": "m", "version": "x"}',
                                  '{"version": "1"}', '{"name": "a/b", "version": "1"}'])
 def test_unusable_events_are_rejected(bad):
     with pytest.raises(UsageError):
         requests_from_event(bad, "mlflow")
+
+
+def test_job_filters_events_with_the_listeners_table():
+    def item(event, **kw):
+        return {"event": event, "model_name": "churn", "version": "3", **kw}
+
+    skipped = [item("TRANSITION_REQUEST_TO_ARCHIVED_CREATED"),
+               item("TRANSITION_REQUEST_CREATED", to_stage="Archived"),
+               item("MODEL_VERSION_TRANSITIONED_STAGE", to_stage="None"), item("COMMENT_CREATED"),
+               item("MODEL_VERSION_TAG_SET"), {"full_name": "main.ml.churn"}, {"name": "m"}]
+    assert requests_from_event(skipped, "databricks") == []
+    [gated] = requests_from_event([item("TRANSITION_REQUEST_TO_PRODUCTION_CREATED")], "databricks")
+    assert (gated["gate"], gated["to_stage"]) == (True, "Production")
+    [ready, alias] = requests_from_event({"updates": [{"full_name": "main.ml.churn", "version": 2},
+                                                      {"full_name": "main.ml.churn", "version": 2,
+                                                       "alias_name": "champion"}]}, "databricks")
+    assert (ready["action"], ready["alias"]) == ("seal_and_check", None)
+    assert (alias["action"], alias["alias"]) == ("check", "champion")
 
 
 def test_job_passes_then_fails_after_tampering(mlflow_server, tmp_path):
