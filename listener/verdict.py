@@ -183,11 +183,15 @@ def render_report_json(verdict: Verdict, limit: int = TAG_VALUE_LIMIT) -> str:
         n //= 2
         text = _compact(report_dict(verdict, max_items=n))
     if len(text) >= limit:
-        # Only free text can still be too long (a huge error message): cut it.
+        # Free text and the seal's detail can still be too long (Unity Catalog allows 1,000 characters).
         rep = report_dict(verdict, max_items=0)
+        rep.pop("seal_detail", None)
         rep["error"] = (verdict.error or "")[: max(0, limit // 4)]
         rep["truncated"] = True
         text = _compact(rep)
+    if len(text) >= limit:
+        # The verdict alone; the summary tag and the store keep the rest.
+        text = _compact({"status": verdict.status, "seal": verdict.seal_digest, "truncated": True})
     return text
 
 

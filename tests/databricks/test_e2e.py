@@ -148,7 +148,9 @@ def test_created_tampered_rejected_untampered_approved(standin: DatabricksStandI
         api = requests.get(listener.url + "/api/validations", params={"model": "dbx-e2e"}, timeout=10)
         rows = api.json()["validations"]
         assert {r["status"] for r in rows} >= {"PASSED", "FAILED"}, api.text
-        assert {r["registry"] for r in rows} == {"databricks"}
+        # The stand-in is reached through an http:// tracking URI, so this listener's own catch-up sweep
+        # reads it as an open-source registry (keys "sweep:mlflow:..."); every delivery's job is Databricks.
+        assert {r["registry"] for r in rows if not r["job_key"].startswith("sweep:")} == {"databricks"}
     except BaseException:
         print(listener.logs())
         raise
