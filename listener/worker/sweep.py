@@ -195,9 +195,18 @@ def run_sweep(settings: Settings, dispatch: Dispatch | None = None, client: Any 
 
 
 def sweep_if_due(settings: Settings) -> SweepReport | None:
-    """Run a sweep when ``GUARD_SWEEP_INTERVAL`` has passed since the last one (any host's)."""
-    last = get_store(settings.store_url).get_mark(LAST_RUN_MARK)
-    if last is not None and time.time() - last < settings.sweep_interval_s:
+    """Run a sweep when ``GUARD_SWEEP_INTERVAL`` has passed since the last one (any host's).
+
+    The very first call only starts the clock; ``guard-sweep`` sweeps at once.
+    """
+    store = get_store(settings.store_url)
+    last = store.get_mark(LAST_RUN_MARK)
+    if last is None:
+        # A new deployment: its webhook jobs may still sit in the queue, not yet journaled, and a sweep now
+        # would queue them a second time. The first periodic sweep comes one interval later.
+        store.advance_mark(LAST_RUN_MARK, time.time())
+        return None
+    if time.time() - last < settings.sweep_interval_s:
         return None
     return run_sweep(settings)
 
