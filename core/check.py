@@ -16,19 +16,17 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
-from core.errors import CheckError, TransientError
+from core.error_mapping import is_transient, translate
+from core.errors import CheckError, TransientError, redact
 from core.exclude import validate_patterns, without_excluded
 from core.fetch import FetchRequest, read_trees
 from core.manifest import Difference, Manifest
+from core.reach import check_reachable
 from core.registry import (
-    check_reachable,
-    is_transient,
     locations_of,
     make_client,
-    redact,
     registry_uri_for,
     resolve_locations,
-    translate,
     version_summary,
 )
 from core.report import human_bytes, system_info

@@ -15,18 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from core.errors import CheckError, TransientError
+from core.error_mapping import is_transient, translate
+from core.errors import CheckError, TransientError, redact
 from core.exclude import excluded_paths, validate_patterns
 from core.fetch import FetchRequest, read_trees
 from core.manifest import Difference
+from core.reach import check_reachable
 from core.registry import (
-    check_reachable,
-    is_transient,
     make_client,
-    redact,
     registry_uri_for,
     resolve_locations,
-    translate,
     version_summary,
 )
 from core.report import system_info

@@ -7,6 +7,8 @@ so they name the model, version or URI involved and never carry credentials.
 
 from __future__ import annotations
 
+import urllib.parse
+
 
 class CheckError(Exception):
     """The check could not be carried out (exit status 2). The message is user-facing."""
@@ -33,3 +35,18 @@ class SealCorrupt(SealInvalid):
 
 class SealExistsError(CheckError):
     """The version already has a signed seal: seals are written once and never replaced."""
+
+
+def redact(uri: str | None) -> str | None:
+    """``uri`` without user information or query parameters (tokens never reach reports)."""
+    if not uri:
+        return uri
+    try:
+        parts = urllib.parse.urlsplit(uri)
+    except ValueError:
+        return uri
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "***" if parts.query else ""
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))

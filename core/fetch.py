@@ -23,9 +23,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from core.errors import CheckError
+from core.error_mapping import translate
+from core.errors import CheckError, redact
 from core.exclude import is_excluded
-from core.registry import redact, translate
 from core.remote.progress import NoProgress, TransferProgress
 from core.tree import ScanResult, scan_trees
 

@@ -1,6 +1,7 @@
 """Is a tracking server there? One cheap HTTP probe, shared by the core's checks and the listener's readiness.
 
-No MLflow import: the listener's web process uses it too.
+:func:`check_reachable` is the core's question before a check (is it there, and is it MLflow?);
+:func:`probe` the listener's readiness. No MLflow import: the listener's web process uses it too.
 """
 
 from __future__ import annotations
@@ -8,6 +9,10 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+
+from core.errors import CheckError, TransientError, redact
+
+PROBE_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -44,3 +49,28 @@ def probe(url: str, timeout: float, healthy_below: int = 600) -> str | None:
     if answer.code is None:
         return answer.reason
     return None if answer.code < healthy_below else f"answered {answer.code}"
+
+
+def check_reachable(tracking_uri: str | None, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Raise quickly when an HTTP tracking server does not answer, or is not an MLflow server.
+
+    A refused connection, a timeout or a name that does not resolve raise :class:`TransientError`.
+    MLflow servers answer ``GET /health`` with ``OK``; a server that answers it with something else
+    (a 404, a JSON error page: another service on that port) raises :class:`CheckError` saying it is
+    not an MLflow tracking server. Authentication or server errors (401, 403, 5xx) count as
+    reachable: a proxy may well guard ``/health``, and the API call that follows says what is wrong.
+    Non-HTTP URIs (``databricks://…``, ``sqlite://…``, paths) and no URI at all are not probed.
+    """
+    uri = tracking_uri
+    if not uri or not uri.lower().startswith(("http://", "https://")):
+        return
+    answer = get(uri.rstrip("/") + "/health", timeout)
+    if answer.code is None:
+        raise TransientError(f"tracking server {redact(uri)} is {answer.reason}")
+    if answer.code in (404, 405) or (200 <= answer.code < 300 and answer.body != "OK"):
+        raise CheckError(_not_mlflow(uri, f"GET /health answered {answer.code} {answer.body[:40]!r}"))
+
+
+def _not_mlflow(uri: str, why: str) -> str:
+    return (f"{redact(uri)} is not an MLflow tracking server ({why}; an MLflow server answers 'OK'): "
+            "check the tracking URI and its port")

@@ -2,15 +2,13 @@
 
 Everything goes through :class:`mlflow.MlflowClient`, so the same code serves open-source MLflow
 and Databricks workspaces (``databricks://profile`` tracking URIs). MLflow failures are turned
-into the core's errors: unknown things into :class:`NotFoundError`, an unreachable or overloaded
-server into :class:`TransientError`, anything else into :class:`CheckError`.
+into the core's errors by :func:`core.error_mapping.translate`.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,8 +16,8 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from core.errors import CheckError, NotFoundError, TransientError
-from core.reach import get
+from core.error_mapping import translate
+from core.errors import CheckError, NotFoundError
 from core.stages import canonical_stage
 
 # MLflow's own defaults wait up to 120 s per request and retry 7 times with exponential backoff:
@@ -31,95 +29,10 @@ HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
 }
-PROBE_TIMEOUT_S = 5.0
-_TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "RESOURCE_EXHAUSTED", "REQUEST_LIMIT_EXCEEDED",
-                    "DEADLINE_EXCEEDED", "ABORTED"}
-_TRANSIENT_TEXT = re.compile(r"max retries exceeded|connection (refused|reset|aborted)|timed? ?out|"
-                             r"temporarily unavailable|too many requests|name or service not known|"
-                             r"failed to establish a new connection|remote end closed", re.I)
-
-
-def redact(uri: str | None) -> str | None:
-    """``uri`` without user information or query parameters (tokens never reach reports)."""
-    if not uri:
-        return uri
-    try:
-        parts = urllib.parse.urlsplit(uri)
-    except ValueError:
-        return uri
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = "***" if parts.query else ""
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True when ``exc`` says a dependency is down, slow or rate limiting (retrying may help)."""
-    if isinstance(exc, TransientError):
-        return True
-    if isinstance(exc, MlflowException):
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "PERMISSION_DENIED",
-                              "UNAUTHENTICATED", "RESOURCE_ALREADY_EXISTS"):
-            return False
-        if exc.error_code in _TRANSIENT_CODES:
-            return True
-        status = exc.get_http_status_code()
-        if status == 429 or (status >= 500 and exc.error_code != "INTERNAL_ERROR"):
-            return True
-        # INTERNAL_ERROR is also what MLflow raises when it gave up connecting: judge by the text.
-        return bool(_TRANSIENT_TEXT.search(str(exc)))
-    if isinstance(exc, (ConnectionError, TimeoutError)):
-        return True
-    mod = type(exc).__module__
-    if mod.startswith(("requests", "urllib3")):
-        return True
-    return bool(_TRANSIENT_TEXT.search(str(exc)))
-
-
-def translate(exc: BaseException, what: str) -> CheckError:
-    """A core error for ``exc``, raised while doing ``what`` (e.g. "reading model 'm' version 3")."""
-    if isinstance(exc, CheckError):
-        return exc
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if len(text) > 500:
-        text = text[:500] + "…"
-    if isinstance(exc, MlflowException) and exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-        return NotFoundError(f"{what}: {text}")
-    if is_transient(exc):
-        return TransientError(f"{what}: tracking server unavailable or overloaded: {text}")
-    return CheckError(f"{what}: {text}")
-
-
 def apply_http_defaults(env: dict[str, str] | os._Environ[str] = os.environ) -> None:
     """Bound MLflow's HTTP waits (see :data:`HTTP_DEFAULTS`) unless already configured."""
     for key, value in HTTP_DEFAULTS.items():
         env.setdefault(key, value)
-
-
-def check_reachable(tracking_uri: str | None, timeout: float = PROBE_TIMEOUT_S) -> None:
-    """Raise quickly when an HTTP tracking server does not answer, or is not an MLflow server.
-
-    A refused connection, a timeout or a name that does not resolve raise :class:`TransientError`.
-    MLflow servers answer ``GET /health`` with ``OK``; a server that answers it with something else
-    (a 404, a JSON error page: another service on that port) raises :class:`CheckError` saying it is
-    not an MLflow tracking server. Authentication or server errors (401, 403, 5xx) count as
-    reachable: a proxy may well guard ``/health``, and the API call that follows says what is wrong.
-    Non-HTTP URIs (``databricks://…``, ``sqlite://…``, paths) and no URI at all are not probed.
-    """
-    uri = tracking_uri
-    if not uri or not uri.lower().startswith(("http://", "https://")):
-        return
-    answer = get(uri.rstrip("/") + "/health", timeout)
-    if answer.code is None:
-        raise TransientError(f"tracking server {redact(uri)} is {answer.reason}")
-    if answer.code in (404, 405) or (200 <= answer.code < 300 and answer.body != "OK"):
-        raise CheckError(_not_mlflow(uri, f"GET /health answered {answer.code} {answer.body[:40]!r}"))
-
-
-def _not_mlflow(uri: str, why: str) -> str:
-    return (f"{redact(uri)} is not an MLflow tracking server ({why}; an MLflow server answers 'OK'): "
-            "check the tracking URI and its port")
 
 
 NO_TRACKING_SERVER = ("no tracking server given: pass --tracking-uri (or set MLFLOW_TRACKING_URI), "

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Protocol
 
 from core.attestation import SealIdentity
-from core.errors import CheckError, SealExistsError, TransientError
-from core.registry import is_transient, redact
+from core.error_mapping import is_transient
+from core.errors import CheckError, SealExistsError, TransientError, redact
 
 LAYOUT_VERSION = "v1"
 BUNDLE_FILE = "model.sig"

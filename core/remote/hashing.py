@@ -18,9 +18,9 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from core.error_mapping import is_transient, translate
 from core.errors import CheckError, TransientError
 from core.manifest import FileDigest, Manifest
-from core.registry import is_transient, translate
 from core.remote.progress import NoProgress, TransferProgress
 from core.remote.source import BrokenTransfer, Listing, RemoteFile, RetryPolicy, ScratchMeter, Source
 from core.tree import IGNORED_FILES, ScanResult

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from core.errors import CheckError
-from core.registry import is_transient, redact, translate
+from core.error_mapping import is_transient, translate
+from core.errors import CheckError, redact
 from core.remote.source import BrokenTransfer, Found, Listing, RemoteFile, RetryPolicy, ScratchMeter
 from core.remote.walk import Entries, walk_folders
 

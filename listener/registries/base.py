@@ -6,8 +6,8 @@ from typing import Any, Protocol
 
 from mlflow import MlflowClient
 
+from core.error_mapping import translate
 from core.errors import CheckError
-from core.registry import translate
 from listener.config import Settings
 from listener.registries import version_url
 from listener.verdict import Verdict, ordered_tags, update_description

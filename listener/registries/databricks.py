@@ -33,8 +33,8 @@ from typing import Any
 
 from mlflow import MlflowClient
 
+from core.error_mapping import translate
 from core.errors import CheckError, NotFoundError, TransientError
-from core.registry import translate
 from core.seal import Manifest
 from core.stages import canonical_stage
 from listener.config import Settings
