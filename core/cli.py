@@ -6,104 +6,28 @@ only with ``--verbose``). A report file, when asked for, is written in all three
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
-import traceback
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import click
+
+from core.cli_exit import FastExitCommand
+from core.cli_output import (
+    fail_early,
+    finish,
+    print_differences,
+    print_headline,
+    quiet_unless_verbose,
+    transfer_progress,
+)
 
 # Progress bars of artifact downloads would drown the result in a terminal or a CI log.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 _EPILOG_EXIT = ("Exit status: 0 identical, 1 differences found, 2 could not check "
                 "(unknown model/version/alias, empty stage, tracking server unreachable, …).")
-
-
-class _Command(click.Command):
-    """A click command that, run as a program, ends without tearing the interpreter down.
-
-    Once ``import mlflow`` has loaded some 1,700 modules, Python's own finalization (clearing every
-    module and collecting every object) takes about 0.4 s of CPU time at exit, after the result is
-    printed and the report written. Run as a program (``command()``), the command flushes its
-    output, waits for any thread still running, runs the ``atexit`` handlers (MLflow's and
-    logging's included) and then ends the process with the same exit status, skipping only that
-    teardown. Called through ``main()`` (click's test runner, other Python code) it behaves as
-    any click command.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return self.main(*args, **kwargs)
-        except SystemExit as exc:
-            _exit_now(exc.code)
-
-
-def _exit_now(code: Any) -> None:
-    if code is None:
-        status = 0
-    elif isinstance(code, int):
-        status = code
-    else:  # sys.exit("message") prints the message and exits 1
-        print(code, file=sys.stderr)
-        status = 1
-    import atexit
-    import threading
-
-    # What Python does at exit, up to the teardown: threading's own shutdown (stops idle pool
-    # workers such as MLflow's download threads, then waits for every non-daemon thread), then the
-    # atexit handlers. CPython internals: anywhere else, exit the ordinary way.
-    shutdown_threads = getattr(threading, "_shutdown", None)
-    run_exitfuncs = getattr(atexit, "_run_exitfuncs", None)
-    if shutdown_threads is None or run_exitfuncs is None:
-        sys.exit(status)
-    shutdown_threads()
-    run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError, AttributeError):
-            # Closed or broken stdout (e.g. piped into `head`): as Python itself does at exit.
-            status = status or 120
-    os._exit(status)
-
-
-def _print_differences(title: str, diffs: list[Any], limit: int = 50) -> None:
-    if not diffs:
-        return
-    click.echo(f"{title}:")
-    for d in diffs[:limit]:
-        click.echo(f"  {d.describe()}")
-    if len(diffs) > limit:
-        click.echo(f"  … and {len(diffs) - limit} more (see the report file)")
-
-
-def _write(report: dict[str, Any], report_file: str | None, verbose: bool) -> bool:
-    if not report_file:
-        return True
-    from core.report import write_report
-
-    try:
-        write_report(report, Path(report_file))
-        return True
-    except OSError as exc:
-        click.echo(f"error: cannot write report {report_file}: {exc}", err=True)
-        if verbose:
-            traceback.print_exc()
-        return False
-
-
-def _headline(result: Any, verbose: bool) -> None:
-    if result.status == "ERROR":
-        click.echo(f"error: {result.error}", err=True)
-        if verbose and result.exception is not None:
-            traceback.print_exception(result.exception, file=sys.stderr)
-    else:
-        click.echo(f"{result.status}: {result.summary}")
 
 
 _CONCURRENCY_HELP = ("Concurrent transfers when streaming remote models [default: per store kind: 8 for the "
@@ -113,16 +37,8 @@ _EXCLUDE_HELP = ("Leave out paths matching this glob, relative to the model root
                  "Excluded paths are listed in the report ('excluded').")
 
 
-def _finish(result: Any, report_file: str | None, verbose: bool) -> None:
-    if not _write(result.report, report_file, verbose) and result.exit_code == 0:
-        sys.exit(2)
-    if report_file:
-        click.echo(f"report: {report_file}", err=result.status == "ERROR")
-    sys.exit(result.exit_code)
-
-
 @click.command(
-    cls=_Command,
+    cls=FastExitCommand,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=_EPILOG_EXIT + " With --seal-store and --public-key, the registry model is verified against the "
     "version's signed seal (signature by a given key, the seal names this version, every file matches); a "
@@ -178,7 +94,7 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
       check-model-version --model wine --version-or-stage production \\
           --tracking-uri http://127.0.0.1:5000 --report-file check.yaml
     """
-    _quiet(verbose)
+    quiet_unless_verbose(verbose)
     from core.check import check_model_version
     from core.errors import CheckError
     from core.manifest import Manifest
@@ -196,28 +112,28 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
         except (OSError, ValueError, KeyError, TypeError) as exc:
             click.echo(f"error: {seal_file} is not a valid manifest: {exc}", err=True)
             sys.exit(2)
-    with _progress() as progress:
+    with transfer_progress() as progress:
         result = check_model_version(model, version_or_stage, tracking_uri=tracking_uri,
                                      registry_uri=registry_uri, download_dir=download_dir,
                                      keep_downloads=keep_downloads, seal=seal, seal_from_tag=not no_seal_tag,
                                      report_file=report_file, exclude=exclude,
                                      transfer_concurrency=transfer_concurrency, progress=progress,
                                      signed_seal=signed_seal)
-    _headline(result, verbose)
+    print_headline(result, verbose)
     if result.status != "ERROR":
-        _print_differences("Differences between run model and registry model", result.differences)
-        _print_differences("Differences from the seal", result.seal_differences)
+        print_differences("Differences between run model and registry model", result.differences)
+        print_differences("Differences from the seal", result.seal_differences)
         if result.seal_outcome is not None:
             click.echo(f"seal ({result.seal_outcome.kind}): {result.report['Seal']['reason']}")
         elif result.seal_checked:
             src = result.report.get("Seal", {}).get("source")
             state = "matches" if not result.seal_differences else "DOES NOT match"
             click.echo(f"seal ({src}): {state}")
-    _finish(result, report_file, verbose)
+    finish(result, report_file, verbose)
 
 
 @click.command(
-    cls=_Command,
+    cls=FastExitCommand,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=_EPILOG_EXIT,
 )
@@ -271,7 +187,7 @@ def compare_model_versions_cli(config_file: str, download_dir: str | None, repor
       compare-model-versions --config-file config.yaml --download-dir /tmp/scratch \\
           --report-file compare.json --compare-run-models --compare-reg-models
     """
-    _quiet(verbose)
+    quiet_unless_verbose(verbose)
     from core.compare_versions import compare_model_versions
 
     try:
@@ -283,62 +199,22 @@ def compare_model_versions_cli(config_file: str, download_dir: str | None, repor
 
             config = yaml.safe_load(text)  # YAML is a superset of JSON: any other name reads both
     except (OSError, ValueError) as exc:
-        _fail_early(f"cannot read config file {config_file}: {exc}", report_file, verbose)
+        fail_early(f"cannot read config file {config_file}: {exc}", report_file, verbose)
     except Exception as exc:  # yaml.YAMLError and friends
-        _fail_early(f"cannot parse config file {config_file}: {exc}", report_file, verbose)
+        fail_early(f"cannot parse config file {config_file}: {exc}", report_file, verbose)
     # The original tool's flags select comparisons; with neither, both are made (as before).
     selected = compare_run_models or compare_reg_models
     skip_run = skip_compare_run_models or (selected and not compare_run_models)
     skip_reg = skip_compare_reg_models or (selected and not compare_reg_models)
-    with _progress() as progress:
+    with transfer_progress() as progress:
         result = compare_model_versions(config, download_dir=download_dir, skip_run=skip_run,
                                         skip_reg=skip_reg, keep_downloads=keep_downloads, exclude=exclude,
                                         default_host=os.environ.get("MLFLOW_TRACKING_URI") or None,
                                         transfer_concurrency=transfer_concurrency, progress=progress)
     result.report["Options"].update({"compare_run_models": compare_run_models,
                                      "compare_reg_models": compare_reg_models})
-    _headline(result, verbose)
+    print_headline(result, verbose)
     if result.status != "ERROR":
-        _print_differences("Differences between the run models", result.run_differences)
-        _print_differences("Differences between the registry models", result.reg_differences)
-    _finish(result, report_file, verbose)
-
-
-def _fail_early(message: str, report_file: str | None, verbose: bool) -> None:
-    from core.report import system_info
-
-    report = {"System": system_info("compare-model-versions"),
-              "Result": {"status": "ERROR", "exit_code": 2, "summary": f"could not compare: {message}",
-                         "error": message, "transient": False}, "equals": None}
-    click.echo(f"error: {message}", err=True)
-    if verbose:
-        traceback.print_exc()
-    if _write(report, report_file, verbose) and report_file:
-        click.echo(f"report: {report_file}", err=True)
-    sys.exit(2)
-
-
-@contextlib.contextmanager
-def _progress() -> Iterator[Any]:
-    """Progress of remote transfers on stderr when it is a terminal (None otherwise)."""
-    from core.remote.terminal import terminal_progress
-
-    progress = terminal_progress()
-    try:
-        yield progress
-    finally:
-        if progress is not None:
-            progress.close()
-
-
-def _quiet(verbose: bool) -> None:
-    """Keep MLflow's INFO chatter and warnings off the terminal unless --verbose."""
-    import logging
-    import warnings
-
-    if not verbose:
-        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
-        warnings.filterwarnings("ignore")
-        import mlflow  # noqa: F401  (configures its logger on import; lower it afterwards)
-
-        logging.getLogger("mlflow").setLevel(logging.ERROR)
+        print_differences("Differences between the run models", result.run_differences)
+        print_differences("Differences between the registry models", result.reg_differences)
+    finish(result, report_file, verbose)
