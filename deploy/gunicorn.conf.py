@@ -83,7 +83,8 @@ else:
 
 def when_ready(server) -> None:
     """Say once, in the master, what the webhook routes accept (workers inherit it and stay quiet)."""
-    from listener.config import Settings, announce_routes
+    from listener.config import Settings
+    from listener.route_notices import announce_routes
 
     announce_routes(Settings.from_env(), server.log)
 

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from listener.config_parsing import (
+    ConfigError,
+    exclude_patterns,
+    parse_bool,
+    parse_float,
+    parse_int,
+    registry_kind,
+    seal_keys,
+    split_list,
+)
 from listener.registry_route import is_unity_catalog_uri, route_problem
 from listener.store.engine import StoreConfigError, default_store_url, normalise_url, redacted
 
@@ -32,88 +41,6 @@ REVERIFY_SCOPES = ("protected", "all")
 # The webhook routes, named after the registry that calls them (``POST /webhooks/<route>``).
 ROUTES = ("mlflow", "databricks")
 SECRET_VARIABLES = {"mlflow": "GUARD_MLFLOW_SECRET", "databricks": "GUARD_DATABRICKS_SECRET"}
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-class ConfigError(ValueError):
-    """A configuration value is unusable; the message names the variable, never a secret's value."""
-
-
-def _split_list(value: str | None) -> list[str]:
-    """Comma list -> stripped, non-empty items (a secret list means rotation: any item is accepted)."""
-    if not value:
-        return []
-    return [item.strip() for item in value.split(",") if item.strip()]
-
-
-def _parse_bool(name: str, value: str | None, default: bool) -> bool:
-    if value is None:
-        return default
-    lowered = value.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ConfigError(f"{name} must be true or false, got {value!r}")
-
-
-def _parse_int(name: str, value: str | None, default: int, minimum: int) -> int:
-    if value is None or not value.strip():
-        return default
-    try:
-        number = int(value.strip())
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be an integer, got {value!r}") from exc
-    if number < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {number}")
-    return number
-
-
-def _parse_float(name: str, value: str | None, default: float, minimum: float) -> float:
-    if value is None or not value.strip():
-        return default
-    try:
-        number = float(value.strip())
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number, got {value!r}") from exc
-    if not number >= minimum:  # also refuses NaN
-        raise ConfigError(f"{name} must be at least {minimum:g}, got {value!r}")
-    return number
-
-
-def _seal_keys(env: Mapping[str, str]) -> dict[str, Any]:
-    """``GUARD_SIGNING_KEY`` and ``GUARD_TRUSTED_KEYS`` loaded (files named, never their content)."""
-    from core.errors import CheckError
-    from core.keys import load_signing_key, load_trusted_keys
-
-    values: dict[str, Any] = {}
-    try:
-        if env.get("GUARD_SIGNING_KEY"):
-            values["signing_key"] = load_signing_key(env["GUARD_SIGNING_KEY"])
-        trusted = _split_list(env.get("GUARD_TRUSTED_KEYS"))
-        if trusted:
-            values["trusted_keys"] = load_trusted_keys(trusted)
-    except CheckError as exc:
-        name = "GUARD_TRUSTED_KEYS" if "trusted" in str(exc) else "GUARD_SIGNING_KEY"
-        raise ConfigError(f"{name}: {exc}") from None
-    return values
-
-
-def _registry_kind(tracking_uri: str | None, registry_uri: str | None) -> str:
-    uri = registry_uri or tracking_uri or ""
-    return "databricks" if uri.startswith("databricks") else "mlflow"
-
-
-def _exclude_patterns(value: str | None) -> list[str]:
-    from core.exclude import validate_patterns
-
-    try:
-        return validate_patterns(_split_list(value))
-    except ValueError as exc:
-        raise ConfigError(f"GUARD_EXCLUDE: {exc}") from exc
-
 
 @dataclass
 class Settings:
@@ -205,12 +132,12 @@ class Settings:
         env = os.environ if env is None else env
 
         def integer(name: str, default: int, minimum: int = 1) -> int:
-            return _parse_int(name, env.get(name), default, minimum)
+            return parse_int(name, env.get(name), default, minimum)
 
         def number(name: str, default: float) -> float:
-            return _parse_float(name, env.get(name), default, 0)
+            return parse_float(name, env.get(name), default, 0)
 
-        allow_unsigned = {item.lower() for item in _split_list(env.get("GUARD_ALLOW_UNSIGNED"))}
+        allow_unsigned = {item.lower() for item in split_list(env.get("GUARD_ALLOW_UNSIGNED"))}
         unknown = allow_unsigned - set(ROUTES)
         if unknown:
             raise ConfigError(f"GUARD_ALLOW_UNSIGNED accepts only {', '.join(ROUTES)}; got {sorted(unknown)}")
@@ -225,25 +152,25 @@ class Settings:
             # The MLflow tracking server also serves its UI.
             ui_url = tracking_uri
         databricks_host = env.get("DATABRICKS_HOST") or None
-        if ui_url is None and _registry_kind(tracking_uri, registry_uri) == "databricks":
+        if ui_url is None and registry_kind(tracking_uri, registry_uri) == "databricks":
             ui_url = databricks_host
         values: dict[str, Any] = {
             "tracking_uri": tracking_uri,
             "registry_uri": registry_uri,
-            "mlflow_secrets": _split_list(env.get("GUARD_MLFLOW_SECRET")),
-            "databricks_secrets": _split_list(env.get("GUARD_DATABRICKS_SECRET")),
+            "mlflow_secrets": split_list(env.get("GUARD_MLFLOW_SECRET")),
+            "databricks_secrets": split_list(env.get("GUARD_DATABRICKS_SECRET")),
             "databricks_authorization": env.get("GUARD_DATABRICKS_AUTHORIZATION") or None,
             "allow_unsigned_mlflow": "mlflow" in allow_unsigned,
             "allow_unsigned_databricks": "databricks" in allow_unsigned,
             "queue_url": env.get("GUARD_QUEUE") or "",
             "data_dir": data_dir,
-            "gate_transitions": _parse_bool("GUARD_GATE_TRANSITIONS", env.get("GUARD_GATE_TRANSITIONS"),
+            "gate_transitions": parse_bool("GUARD_GATE_TRANSITIONS", env.get("GUARD_GATE_TRANSITIONS"),
                                             False),
-            "timestamp_tolerance_s": _parse_int("GUARD_TIMESTAMP_TOLERANCE",
+            "timestamp_tolerance_s": parse_int("GUARD_TIMESTAMP_TOLERANCE",
                                                 env.get("GUARD_TIMESTAMP_TOLERANCE"), DEFAULT_TOLERANCE_S, 1),
-            "max_body_bytes": _parse_int("GUARD_MAX_BODY_BYTES", env.get("GUARD_MAX_BODY_BYTES"),
+            "max_body_bytes": parse_int("GUARD_MAX_BODY_BYTES", env.get("GUARD_MAX_BODY_BYTES"),
                                          DEFAULT_MAX_BODY_BYTES, 1),
-            "registry_kind": _registry_kind(tracking_uri, registry_uri),
+            "registry_kind": registry_kind(tracking_uri, registry_uri),
             "ui_base_url": ui_url,
             "databricks_host": databricks_host,
             "ready_timeout_s": number("GUARD_READY_TIMEOUT", DEFAULT_READY_TIMEOUT_S),
@@ -257,20 +184,20 @@ class Settings:
                                                  DEFAULT_DATABRICKS_HTTP_TIMEOUT_S),
             "event_message": env.get("GUARD_EVENT_MESSAGE") or env.get("EVENT_MESSAGE") or None,
             "metrics_dir": env.get("PROMETHEUS_MULTIPROC_DIR") or None,
-            "exclude": _exclude_patterns(env.get("GUARD_EXCLUDE")),
+            "exclude": exclude_patterns(env.get("GUARD_EXCLUDE")),
             "transfer_concurrency": (integer("GUARD_TRANSFER_CONCURRENCY", 1)
                                      if (env.get("GUARD_TRANSFER_CONCURRENCY") or "").strip() else None),
             "store_url": env.get("GUARD_STORE") or "",
             "seal_store_uri": env.get("GUARD_SEAL_STORE") or None,
-            "protected_aliases": _split_list(env.get("GUARD_PROTECTED_ALIASES")),
-            "sweep_interval_s": _parse_float("GUARD_SWEEP_INTERVAL", env.get("GUARD_SWEEP_INTERVAL"),
+            "protected_aliases": split_list(env.get("GUARD_PROTECTED_ALIASES")),
+            "sweep_interval_s": parse_float("GUARD_SWEEP_INTERVAL", env.get("GUARD_SWEEP_INTERVAL"),
                                              DEFAULT_SWEEP_INTERVAL_S, 1),
-            "reverify_interval_s": _parse_float("GUARD_REVERIFY_INTERVAL", env.get("GUARD_REVERIFY_INTERVAL"),
+            "reverify_interval_s": parse_float("GUARD_REVERIFY_INTERVAL", env.get("GUARD_REVERIFY_INTERVAL"),
                                                 DEFAULT_REVERIFY_INTERVAL_S, 1),
             "reverify_scope": (env.get("GUARD_REVERIFY") or "protected").strip().lower(),
         }
         if "signing_key" not in overrides and "trusted_keys" not in overrides:
-            values.update(_seal_keys(env))
+            values.update(seal_keys(env.get("GUARD_SIGNING_KEY"), env.get("GUARD_TRUSTED_KEYS")))
         values.update(overrides)
         return cls(**values)
 
@@ -300,37 +227,3 @@ class Settings:
         if route == "mlflow":
             return self.allow_unsigned_mlflow and not self.mlflow_secrets
         return self.allow_unsigned_databricks and not self.databricks_secrets
-
-
-# (data folder, message) pairs already logged by this process. gunicorn's master logs them before it forks
-# its workers (deploy/gunicorn.conf.py), so every worker inherits them and none repeats them.
-_announced: set[tuple[str, str]] = set()
-
-
-def route_notices(settings: Settings) -> list[tuple[int, str]]:
-    """What an operator must know about the webhook routes: (logging level, message) pairs."""
-    notices: list[tuple[int, str]] = []
-    for route in ROUTES:
-        if settings.secrets_for(route):
-            continue
-        if settings.allows_unsigned(route):
-            notices.append((logging.WARNING, f"POST /webhooks/{route} accepts UNSIGNED deliveries "
-                            "(GUARD_ALLOW_UNSIGNED): anyone who can reach it can trigger validations; "
-                            "configure a secret instead"))
-        elif route != settings.registry_kind:
-            notices.append((logging.INFO, f"POST /webhooks/{route} is off: no {SECRET_VARIABLES[route]} is "
-                            f"configured, so its deliveries are refused with 401 (this listener serves the "
-                            f"{settings.registry_kind} registry)"))
-        else:
-            notices.append((logging.WARNING, f"POST /webhooks/{route} has no secret configured "
-                            f"({SECRET_VARIABLES[route]}): every delivery will be refused with 401"))
-    return notices
-
-
-def announce_routes(settings: Settings, logger: Any) -> None:
-    """Log :func:`route_notices` once per process and data folder (``logger``: anything with ``log``)."""
-    for level, message in route_notices(settings):
-        key = (str(settings.data_dir), message)
-        if key not in _announced:
-            _announced.add(key)
-            logger.log(level, message)

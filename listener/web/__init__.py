@@ -14,8 +14,9 @@ from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
 from listener import intake
-from listener.config import Settings, announce_routes
+from listener.config import Settings
 from listener.protocol.request import Ignored, Rejected
+from listener.route_notices import announce_routes
 from listener.web import ops, status, webhooks
 
 log = logging.getLogger("listener.web")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from listener.config import ConfigError, Settings
+from listener.config import Settings
+from listener.config_parsing import ConfigError
 
 
 def test_defaults():
@@ -84,25 +85,6 @@ def test_sqlite_queue_durability_option(tmp_path):
             job_queue.get_huey(Settings(data_dir=tmp_path, queue_url=f"sqlite:///{tmp_path}/x.db?fsync=maybe"))
     finally:
         job_queue.close_all()
-
-
-def test_an_mlflow_only_listener_says_its_databricks_route_is_off_once(tmp_path, caplog):
-    import logging
-
-    from listener.config import announce_routes, route_notices
-
-    settings = Settings(data_dir=tmp_path, mlflow_secrets=["s"])
-    [(level, message)] = route_notices(settings)
-    assert level == logging.INFO and message.startswith("POST /webhooks/databricks is off")
-    assert "GUARD_DATABRICKS_SECRET" in message
-    unsigned = Settings(data_dir=tmp_path, allow_unsigned_mlflow=True, registry_kind="databricks")
-    assert [(lvl, m.split(" ", 2)[1]) for lvl, m in route_notices(unsigned)] == [
-        (logging.WARNING, "/webhooks/mlflow"), (logging.WARNING, "/webhooks/databricks")]
-    logger = logging.getLogger("test.notices")
-    with caplog.at_level("INFO", logger="test.notices"):
-        announce_routes(settings, logger)
-        announce_routes(Settings(data_dir=tmp_path, mlflow_secrets=["s"]), logger)
-    assert caplog.text.count("is off") == 1
 
 
 @pytest.mark.parametrize("env, says", [

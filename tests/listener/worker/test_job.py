@@ -206,7 +206,7 @@ def test_one_structured_log_line_per_finished_job_without_secrets(settings, clie
 
 
 def test_listener_policy_guard_exclude_reaches_the_check(mlflow_server, tmp_path: Path):
-    from listener.config import ConfigError
+    from listener.config_parsing import ConfigError
 
     with pytest.raises(ConfigError, match="GUARD_EXCLUDE"):
         Settings.from_env({"GUARD_EXCLUDE": "../outside"})

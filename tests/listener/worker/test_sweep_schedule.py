@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from listener.config import ConfigError, Settings
+from listener.config import Settings
+from listener.config_parsing import ConfigError
 from listener.store import Store
 from listener.worker.sweep import reverify_due, sweep_key
 

@@ -1,0 +1,99 @@
+"""Parsing configuration values: the strings :mod:`listener.config` reads from the environment, checked.
+
+Nothing here reads the environment: each function gets the variable's name (for its error message)
+and its value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    """A configuration value is unusable; the message names the variable, never a secret's value."""
+
+
+def split_list(value: str | None) -> list[str]:
+    """Comma list -> stripped, non-empty items (a secret list means rotation: any item is accepted)."""
+    if not value:
+        return []
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def parse_bool(name: str, value: str | None, default: bool) -> bool:
+    """``value`` of variable ``name`` as a boolean (true/false, yes/no, on/off, 1/0), ``default`` if unset."""
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def parse_int(name: str, value: str | None, default: int, minimum: int) -> int:
+    """``value`` of variable ``name`` as an integer of at least ``minimum``; ``default`` if unset or blank."""
+    if value is None or not value.strip():
+        return default
+    try:
+        number = int(value.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from exc
+    if number < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {number}")
+    return number
+
+
+def parse_float(name: str, value: str | None, default: float, minimum: float) -> float:
+    """``value`` of variable ``name`` as a number of at least ``minimum``; ``default`` when unset or blank."""
+    if value is None or not value.strip():
+        return default
+    try:
+        number = float(value.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {value!r}") from exc
+    if not number >= minimum:  # also refuses NaN
+        raise ConfigError(f"{name} must be at least {minimum:g}, got {value!r}")
+    return number
+
+
+def registry_kind(tracking_uri: str | None, registry_uri: str | None) -> str:
+    """``databricks`` for a Databricks registry (workspace or Unity Catalog), else ``mlflow``."""
+    uri = registry_uri or tracking_uri or ""
+    return "databricks" if uri.startswith("databricks") else "mlflow"
+
+
+def exclude_patterns(value: str | None) -> list[str]:
+    """``GUARD_EXCLUDE`` (comma-separated globs) checked by :mod:`core.exclude`."""
+    from core.exclude import validate_patterns
+
+    try:
+        return validate_patterns(split_list(value))
+    except ValueError as exc:
+        raise ConfigError(f"GUARD_EXCLUDE: {exc}") from exc
+
+
+def seal_keys(signing_key: str | None, trusted_keys: str | None) -> dict[str, Any]:
+    """The values of ``GUARD_SIGNING_KEY`` (a PEM path) and ``GUARD_TRUSTED_KEYS`` (comma-separated PEM
+    paths), loaded: ``signing_key`` / ``trusted_keys`` entries for :class:`listener.config.Settings`.
+
+    Errors name the variable and the file, never a key's content.
+    """
+    from core.errors import CheckError
+    from core.keys import load_signing_key, load_trusted_keys
+
+    values: dict[str, Any] = {}
+    try:
+        if signing_key:
+            values["signing_key"] = load_signing_key(signing_key)
+        trusted = split_list(trusted_keys)
+        if trusted:
+            values["trusted_keys"] = load_trusted_keys(trusted)
+    except CheckError as exc:
+        name = "GUARD_TRUSTED_KEYS" if "trusted" in str(exc) else "GUARD_SIGNING_KEY"
+        raise ConfigError(f"{name}: {exc}") from None
+    return values
