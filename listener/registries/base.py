@@ -10,7 +10,9 @@ from core.error_mapping import translate
 from core.errors import CheckError
 from listener.config import Settings
 from listener.registries import version_url
-from listener.verdict import Verdict, ordered_tags, update_description
+from listener.verdict import Verdict
+from listener.verdict_tags import ordered_tags
+from listener.verdict_text import update_description
 
 
 class RegistryAdapter(Protocol):

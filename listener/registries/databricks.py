@@ -40,7 +40,9 @@ from core.stages import canonical_stage
 from listener.config import Settings
 from listener.registries import own_approvals
 from listener.registries.base import MlflowClientAdapter, write_tags_and_description
-from listener.verdict import COMMENT_LIMIT, PASSED, Verdict, ordered_tags, render_comment, render_tags
+from listener.verdict import PASSED, Verdict
+from listener.verdict_tags import ordered_tags, render_tags
+from listener.verdict_text import COMMENT_LIMIT, render_comment
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from listener.registries.base import MlflowClientAdapter, write_tags_and_description
-from listener.verdict import Verdict, render_tags
+from listener.verdict import Verdict
+from listener.verdict_tags import render_tags
 
 
 class MlflowOssAdapter(MlflowClientAdapter):

@@ -22,7 +22,8 @@ from listener.store.database import Database
 from listener.store.engine import is_sqlite
 from listener.store.owners import STALE_AFTER_S, owner_alive
 from listener.store.schema import validations as v
-from listener.verdict import STATUSES, Verdict, render_report_json
+from listener.verdict import STATUSES, Verdict
+from listener.verdict_tags import render_report_json
 
 # In-progress states; the final ones are the verdict statuses PASSED / FAILED / ERROR.
 QUEUED = "QUEUED"

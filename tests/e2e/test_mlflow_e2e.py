@@ -25,7 +25,7 @@ from core.keys import generate_key_pair
 from listener.config import Settings
 from listener.intake import queue_depth
 from listener.store import Store, get_store
-from listener.verdict import SECTION_START
+from listener.verdict_text import SECTION_START
 from tests.core.signing_support import model_signing_verify
 from tests.listener.worker.helpers import local_model_path, register_model, wait_for
 from tests.support.procs import ManagedProcess, MlflowServer, free_port, wait_http

@@ -10,6 +10,7 @@ from typing import Any
 from listener import intake as job_queue
 from listener.config import Settings
 from listener.protocol import databricks_signature, mlflow_signature
+from listener.verdict import Verdict
 
 MLFLOW_SECRET = "s3cr3t"
 DATABRICKS_SECRET = "dbx-secret"
@@ -46,3 +47,14 @@ def queued_messages(settings: Settings) -> list[Any]:
     """The huey messages waiting in the queue, decoded."""
     instance = job_queue.get_huey(settings)
     return [instance.serializer.deserialize(bytes(item)) for item in instance.storage.enqueued_items()]
+
+
+def sample_verdict(status: str = "FAILED", n_diffs: int = 1, **kw: Any) -> Verdict:
+    """A verdict on ``churn`` version 3 with ``n_diffs`` seal differences; ``kw`` overrides any field."""
+    diffs = [{"path": f"data/deep/file_{i:06d}.bin", "kind": "changed",
+              "detail": {"size_sealed": 10, "size_current": 11}} for i in range(n_diffs)]
+    base = {"status": status, "model": "churn", "version": "3", "registry": "mlflow",
+            "trigger": "model_version_alias.created", "summary": "1 difference from the seal",
+            "seal_differences": diffs, "seal_digest": "ab" * 32, "duration_s": 1.234, "action": "check"}
+    base.update(kw)
+    return Verdict(**base)

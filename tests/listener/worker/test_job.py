@@ -18,7 +18,7 @@ from listener.config import Settings
 from listener.protocol import ValidationRequest
 from listener.registries.mlflow_oss import MlflowOssAdapter
 from listener.store import get_store
-from listener.verdict import SECTION_END, SECTION_START
+from listener.verdict_text import SECTION_END, SECTION_START
 from listener.worker.job import RetryLater, process_job, run_validation
 from tests.listener.worker.helpers import local_model_path, register_model
 from tests.support.procs import free_port

@@ -1,0 +1,117 @@
+"""A verdict as the ``validation.*`` tags written onto a model version, and its compact JSON report.
+
+Pure: a :class:`~listener.verdict.Verdict` in, strings and dicts out, every value under the registry's limit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from listener.verdict import Verdict
+
+# Open-source MLflow tag values: up to 100,000 characters (the Databricks adapter passes its own limit).
+TAG_VALUE_LIMIT = 100_000
+
+TAG_STATUS = "validation.status"
+TAG_SUMMARY = "validation.summary"
+TAG_CHECKED_AT = "validation.checked_at"
+TAG_SEAL = "validation.seal"
+TAG_REPORT = "validation.report"
+TAG_SEAL_BUNDLE = "validation.seal_bundle"
+# The unsigned seal: written only when no signing key is configured, read for versions sealed that way.
+TAG_MANIFEST = "validation.manifest"
+TAG_ALIAS_REVERTED = "validation.alias_reverted"
+# The order tags are written in: the seal first (a version is sealed as early as possible), the status
+# last (whoever sees a fresh status also sees the report and summary that belong to it).
+TAG_ORDER = (TAG_MANIFEST, TAG_SEAL_BUNDLE, TAG_SEAL, TAG_REPORT, TAG_SUMMARY, TAG_CHECKED_AT, TAG_STATUS)
+
+
+def report_dict(verdict: Verdict, max_items: int | None = None) -> dict[str, Any]:
+    """The verdict as a report dict; difference lists cut to ``max_items`` each (None = all)."""
+    diffs = verdict.differences if max_items is None else verdict.differences[:max_items]
+    seal_diffs = verdict.seal_differences if max_items is None else verdict.seal_differences[:max_items]
+    truncated = len(diffs) < len(verdict.differences) or len(seal_diffs) < len(verdict.seal_differences)
+    report: dict[str, Any] = {
+        "status": verdict.status,
+        "summary": verdict.summary,
+        "registry": verdict.registry,
+        "model": verdict.model,
+        "version": verdict.version,
+        "trigger": verdict.trigger,
+        "action": verdict.action,
+        "checked_at": verdict.checked_at,
+        "duration_s": round(verdict.duration_s, 3),
+        "seal": verdict.seal_digest,
+        "sealed_now": verdict.new_seal_json is not None or verdict.seal_bundle is not None,
+        "seal_detail": _seal_detail(verdict.seal),
+        "error": verdict.error,
+        "differences_total": len(verdict.differences),
+        "seal_differences_total": len(verdict.seal_differences),
+        "differences": diffs,
+        "seal_differences": seal_diffs,
+    }
+    if truncated:
+        report["truncated"] = True
+        report["note"] = (f"difference lists truncated to {max_items} entries each to fit the tag limit; "
+                          "the full list is in the listener's results store")
+    return report
+
+
+def _seal_detail(seal: dict | None) -> dict | None:
+    # The seal's outcome without its difference list (that is already in seal_differences).
+    return None if seal is None else {k: v for k, v in seal.items() if k != "differences"}
+
+
+def _compact(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, sort_keys=False)
+
+
+def render_report_json(verdict: Verdict, limit: int = TAG_VALUE_LIMIT) -> str:
+    """Compact JSON report strictly shorter than ``limit`` characters.
+
+    Halves the difference lists until it fits, and says so in the report (``truncated``/``note``).
+    """
+    text = _compact(report_dict(verdict))
+    n = max(len(verdict.differences), len(verdict.seal_differences))
+    while len(text) >= limit and n > 0:
+        n //= 2
+        text = _compact(report_dict(verdict, max_items=n))
+    if len(text) >= limit:
+        # Free text and the seal's detail can still be too long (Unity Catalog allows 1,000 characters).
+        rep = report_dict(verdict, max_items=0)
+        rep.pop("seal_detail", None)
+        rep["error"] = (verdict.error or "")[: max(0, limit // 4)]
+        rep["truncated"] = True
+        text = _compact(rep)
+    if len(text) >= limit:
+        # The verdict alone; the summary tag and the store keep the rest.
+        text = _compact({"status": verdict.status, "seal": verdict.seal_digest, "truncated": True})
+    return text
+
+
+def render_tags(verdict: Verdict, limit: int = TAG_VALUE_LIMIT) -> dict[str, str]:
+    """The ``validation.*`` tags for a model version (every value shorter than ``limit``)."""
+    tags = {
+        TAG_STATUS: verdict.status,
+        TAG_SUMMARY: verdict.summary,
+        TAG_CHECKED_AT: verdict.checked_at,
+        TAG_REPORT: render_report_json(verdict, limit),
+    }
+    if verdict.seal_digest:
+        tags[TAG_SEAL] = verdict.seal_digest
+    if verdict.alias_reverted:
+        tags[TAG_ALIAS_REVERTED] = verdict.alias_reverted
+    if verdict.new_seal_json is not None:
+        if len(verdict.new_seal_json) >= limit:
+            # core keeps manifests under the limit; this guards against a caller passing a raw one.
+            raise ValueError("seal manifest JSON exceeds the tag value limit")
+        tags[TAG_MANIFEST] = verdict.new_seal_json
+    if verdict.seal_bundle:
+        tags[TAG_SEAL_BUNDLE] = verdict.seal_bundle
+    return tags
+
+
+def ordered_tags(tags: dict[str, str]) -> list[str]:
+    """The keys of ``tags`` in :data:`TAG_ORDER` (keys it does not name first)."""
+    return sorted(tags, key=lambda k: TAG_ORDER.index(k) if k in TAG_ORDER else -1)

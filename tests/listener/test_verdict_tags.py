@@ -1,0 +1,50 @@
+"""A verdict as tags: status, summary, seal and a report that always fits the tag limit."""
+
+from __future__ import annotations
+
+import json
+
+from listener.verdict import Verdict
+from listener.verdict_tags import (
+    TAG_MANIFEST,
+    TAG_REPORT,
+    TAG_SEAL,
+    TAG_STATUS,
+    render_report_json,
+    render_tags,
+)
+from tests.listener.helpers import sample_verdict
+
+
+def test_tags_carry_status_summary_seal_and_report():
+    v = sample_verdict()
+    tags = render_tags(v)
+    assert tags[TAG_STATUS] == "FAILED"
+    assert tags[TAG_SEAL] == "ab" * 32
+    assert TAG_MANIFEST not in tags  # only written when this validation created the seal
+    report = json.loads(tags[TAG_REPORT])
+    assert report["seal_differences"][0]["path"] == "data/deep/file_000000.bin"
+    assert not any(k.startswith("mlflow.") for k in tags)
+    sealed = render_tags(sample_verdict(status="PASSED", n_diffs=0, new_seal_json='{"tree_digest":"x"}'))
+    assert sealed[TAG_MANIFEST] == '{"tree_digest":"x"}'
+
+
+def test_report_tag_truncates_difference_lists_and_says_so():
+    v = sample_verdict(n_diffs=5000)
+    text = render_report_json(v)
+    assert len(text) < 100_000
+    report = json.loads(text)
+    assert report["truncated"] is True
+    assert report["seal_differences_total"] == 5000
+    assert 0 < len(report["seal_differences"]) < 5000
+    assert "truncated" in report["note"]
+    # Small reports are complete and carry no truncation marker.
+    small = json.loads(render_report_json(sample_verdict(n_diffs=3)))
+    assert "truncated" not in small and len(small["seal_differences"]) == 3
+
+
+def test_report_tag_cuts_a_huge_error_message():
+    v = Verdict.error_verdict(model="m", version="1", registry="mlflow", trigger="t", reason="x" * 300_000)
+    text = render_report_json(v)
+    assert len(text) < 100_000
+    assert json.loads(text)["status"] == "ERROR"
