@@ -1,13 +1,15 @@
-"""The shape every registry adapter has, and what adapters reading through ``MlflowClient`` share."""
+"""The shape every registry adapter has, reading a version once it is registered, and what adapters reading
+through ``MlflowClient`` share."""
 
 from __future__ import annotations
 
+import time
 from typing import Any, Protocol
 
 from mlflow import MlflowClient
 
 from core.error_mapping import translate
-from core.errors import CheckError
+from core.errors import CheckError, TransientError
 from listener.config import Settings
 from listener.registries import version_url
 from listener.verdict import Verdict
@@ -39,6 +41,45 @@ class RegistryAdapter(Protocol):
         ``TransientError`` when retrying may help.
         """
         ...
+
+
+READY = "READY"
+PENDING = "PENDING_REGISTRATION"
+FAILED_REGISTRATION = "FAILED_REGISTRATION"
+
+
+def version_status(mv: Any) -> str:
+    """Normalised registration status of a ModelVersion-like object (MLflow string or SDK enum)."""
+    status = getattr(mv, "status", None)
+    if status is None:
+        return READY
+    status = getattr(status, "value", status)
+    return str(status).rsplit(".", 1)[-1].upper()
+
+
+def read_when_ready(adapter: RegistryAdapter, model: str, version: str, timeout_s: float,
+                    poll_s: float = 0.5) -> Any:
+    """Read the version; while it is still registering, read it again until it is READY.
+
+    FAILED_REGISTRATION raises ``CheckError``; still pending after ``timeout_s`` raises ``TransientError``
+    (the job is retried later rather than failed). A version that is READY is read exactly once.
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = poll_s
+    while True:
+        mv = adapter.read_version(model, version)
+        status = version_status(mv)
+        if status == READY:
+            return mv
+        if status == FAILED_REGISTRATION:
+            raise CheckError(f"{model} version {version} failed to register (status FAILED_REGISTRATION)")
+        if status != PENDING:
+            raise CheckError(f"{model} version {version} has an unknown status {status!r}")
+        if time.monotonic() >= deadline:
+            raise TransientError(
+                f"{model} version {version} still PENDING_REGISTRATION after {timeout_s:.0f} s")
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 1.5, 5.0)
 
 
 class MlflowClientAdapter:

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,19 +23,15 @@ from listener import metrics
 from listener.config import Settings
 from listener.protocol.request import ValidationRequest
 from listener.registries import get_adapter
-from listener.registries.base import RegistryAdapter
+from listener.registries.base import RegistryAdapter, read_when_ready
 from listener.store import Store, get_store, is_transient, owner_id, short_reason
 from listener.verdict import ERROR, Verdict
 from listener.worker import aliases
-from listener.worker.lock import VersionLock, version_lock
+from listener.worker.lock import kept_alive, version_lock
 from listener.worker.sealing import seal_options
 
 log = logging.getLogger(__name__)
 
-READY = "READY"
-PENDING = "PENDING_REGISTRATION"
-FAILED_REGISTRATION = "FAILED_REGISTRATION"
-HEARTBEAT_S = 5.0
 LOCK_WAIT_S = 2.0
 STORE_WAIT_S = 10.0
 # The publish error of a verdict kept off the version on purpose (the sweep does not publish it later).
@@ -61,40 +54,6 @@ class Checked:
     version: Any
 
 
-def version_status(mv: Any) -> str:
-    """Normalised registration status of a ModelVersion-like object (MLflow string or SDK enum)."""
-    status = getattr(mv, "status", None)
-    if status is None:
-        return READY
-    status = getattr(status, "value", status)
-    return str(status).rsplit(".", 1)[-1].upper()
-
-
-def wait_until_ready(adapter: RegistryAdapter, model: str, version: str, timeout_s: float,
-                     poll_s: float = 0.5) -> Any:
-    """Read the version; while it is still registering, read it again until it is READY.
-
-    FAILED_REGISTRATION raises ``CheckError``; still pending after ``timeout_s`` raises ``TransientError``
-    (the job is retried later rather than failed). A version that is READY is read exactly once.
-    """
-    deadline = time.monotonic() + timeout_s
-    delay = poll_s
-    while True:
-        mv = adapter.read_version(model, version)
-        status = version_status(mv)
-        if status == READY:
-            return mv
-        if status == FAILED_REGISTRATION:
-            raise CheckError(f"{model} version {version} failed to register (status FAILED_REGISTRATION)")
-        if status != PENDING:
-            raise CheckError(f"{model} version {version} has an unknown status {status!r}")
-        if time.monotonic() >= deadline:
-            raise TransientError(
-                f"{model} version {version} still PENDING_REGISTRATION after {timeout_s:.0f} s")
-        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 1.5, 5.0)
-
-
 def _fields(request: ValidationRequest) -> dict[str, Any]:
     return {"model": request.model, "version": str(request.version), "registry": request.registry,
             "trigger": request.trigger, "action": request.action, "alias": request.alias,
@@ -112,7 +71,7 @@ def validate(request: ValidationRequest, settings: Settings, adapter: RegistryAd
     started = time.monotonic()
     mv = None
     try:
-        mv = wait_until_ready(adapter, request.model, request.version, settings.ready_timeout_s)
+        mv = read_when_ready(adapter, request.model, request.version, settings.ready_timeout_s)
         # Sealing never overwrites an existing seal: a re-delivered "created" event must not bless
         # files that changed since the first one (core.seal_step).
         scratch = settings.data_dir / "scratch"
@@ -149,27 +108,6 @@ def run_validation(request: ValidationRequest, settings: Settings,
                    adapter: RegistryAdapter | None = None) -> Verdict:
     """The verdict on the version ``request`` names (see :func:`validate`); nothing is stored or published."""
     return validate(request, settings, adapter or get_adapter(request.registry, settings)).verdict
-
-
-@contextmanager
-def _heartbeat(store: Store, job_key: str, owner: str, lock: VersionLock) -> Iterator[None]:
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(HEARTBEAT_S):
-            try:
-                store.heartbeat(job_key, owner)
-                lock.refresh()
-            except Exception:  # noqa: BLE001 - a missed beat only makes the job look stale sooner
-                log.warning("heartbeat for %s failed", job_key, exc_info=True)
-
-    thread = threading.Thread(target=beat, name=f"heartbeat-{job_key[:16]}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=HEARTBEAT_S)
 
 
 def process_job(request_dict: dict[str, Any], settings: Settings, adapter: RegistryAdapter | None = None,
@@ -231,7 +169,7 @@ def _run_job(request_dict: dict[str, Any], settings: Settings, adapter: Registry
 
     started = time.monotonic()
     try:
-        with _heartbeat(store, job_key, owner, lock):
+        with kept_alive(lock, store, job_key, owner):
             checked = Checked(claim.verdict, None) if claim.verdict is not None else _check(
                 request, settings, adapter, adapter_error, store, owner, claim.attempts)
             verdict = aliases.enforce(checked.verdict, settings, adapter, store)

@@ -9,6 +9,9 @@ refreshed by the job's heartbeat: a host that dies frees the version within ``TT
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from listener.config import Settings
 from listener.store import Store, StoreVersionLock
@@ -16,6 +19,8 @@ from listener.store import Store, StoreVersionLock
 log = logging.getLogger(__name__)
 
 TTL_S = 30
+# The job's heartbeat (store) and the lock's time-to-live are refreshed this often while a check runs.
+HEARTBEAT_S = 5.0
 
 
 class NoLock:
@@ -73,3 +78,25 @@ def version_lock(settings: Settings, registry: str, model: str, version: str, *,
     if queue_url.startswith(("redis://", "rediss://")):
         return RedisVersionLock(queue_url, registry, model, str(version))
     return NoLock()
+
+
+@contextmanager
+def kept_alive(lock: VersionLock, store: Store, job_key: str, owner: str) -> Iterator[None]:
+    """While the block runs, refresh the job's heartbeat and the version lock every ``HEARTBEAT_S``."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            try:
+                store.heartbeat(job_key, owner)
+                lock.refresh()
+            except Exception:  # noqa: BLE001 - a missed beat only makes the job look stale sooner
+                log.warning("heartbeat for %s failed", job_key, exc_info=True)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{job_key[:16]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=HEARTBEAT_S)
