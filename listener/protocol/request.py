@@ -53,6 +53,12 @@ class Ignored(Exception):
         return {"status": "ignored", "reason": self.reason}
 
 
+# Keys of jobs no webhook delivered start with their origin. A webhook's key never does: an MLflow delivery
+# id has no colon, and a Databricks key starts with "databricks:".
+SWEEP_KEY_PREFIX = "sweep:"
+JOB_KEY_PREFIX = "job:"
+
+
 @dataclass(frozen=True)
 class ValidationRequest:
     """One model version to validate, as stored in the queue."""
@@ -65,7 +71,7 @@ class ValidationRequest:
     to_stage: str | None
     alias: str | None
     gate: bool                    # a Databricks transition request (approve/reject it when gating is on)
-    delivery_key: str             # MLflow delivery id / "databricks:" + sha256(raw body)
+    delivery_key: str             # MLflow delivery id, "databricks:" + sha256(raw body), "sweep:…", "job:…"
     received_at: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,6 +85,13 @@ class ValidationRequest:
                 "trigger": self.trigger, "action": self.action, "to_stage": self.to_stage,
                 "alias": self.alias, "gate": self.gate, "delivery_key": self.delivery_key,
                 "received_at": self.received_at}
+
+    @property
+    def origin(self) -> str:
+        """Who asked: ``sweep`` (catch-up, re-verification), ``job`` (the job entry point) or ``webhook``."""
+        if self.delivery_key.startswith(SWEEP_KEY_PREFIX):
+            return "sweep"
+        return "job" if self.delivery_key.startswith(JOB_KEY_PREFIX) else "webhook"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ValidationRequest:

@@ -26,6 +26,7 @@ from listener.store.journal import (
     QUEUED,
     RETRYING,
     RUNNING,
+    SKIPPED,
     Claim,
     Journal,
 )
@@ -35,9 +36,10 @@ from listener.store.results import Results
 
 __all__ = [
     "LOCK_TTL_S", "PUBLISH_DONE", "PUBLISH_FAILED", "PUBLISH_PENDING", "QUEUED", "RETRYING", "RUNNING",
-    "SOURCE_GUARD", "SOURCE_SWEEP", "SOURCE_WEBHOOK", "STALE_AFTER_S", "AliasEvent", "Claim", "Store",
-    "StoreConfigError", "StoreVersionLock", "close_all", "default_store_url", "get_store", "is_transient",
-    "normalise_url", "owner_alive", "owner_id", "pid_alive", "redacted", "short_reason", "version_lock_key",
+    "SKIPPED", "SOURCE_GUARD", "SOURCE_SWEEP", "SOURCE_WEBHOOK", "STALE_AFTER_S", "AliasEvent", "Claim",
+    "Store", "StoreConfigError", "StoreVersionLock", "close_all", "default_store_url", "get_store",
+    "is_transient", "normalise_url", "owner_alive", "owner_id", "pid_alive", "redacted", "short_reason",
+    "version_lock_key",
 ]
 
 

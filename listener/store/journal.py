@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,8 @@ from listener.verdict_tags import render_report_json
 QUEUED = "QUEUED"
 RUNNING = "RUNNING"
 RETRYING = "RETRYING"
+# Final, with no verdict of its own: another job's verdict on the version already answers this one.
+SKIPPED = "SKIPPED"
 
 PUBLISH_PENDING = "PENDING"
 PUBLISH_DONE = "PUBLISHED"
@@ -41,7 +44,9 @@ class Claim:
 
     state: ``run`` (you own the job now), ``done`` (already finished and published, nothing to do),
     ``busy`` (a live worker is on this very job), ``locked`` (a live worker is checking another job of
-    the same model version). ``verdict`` is set when the check is done but publishing is not.
+    the same model version), ``skipped`` (another job's verdict on the version makes this one redundant:
+    recorded as :data:`SKIPPED`, ``answered_by`` names that job). ``verdict`` is set when the check is done
+    but publishing is not.
     """
 
     state: str
@@ -49,6 +54,7 @@ class Claim:
     attempts: int = 0
     publish_attempts: int = 0
     verdict: Verdict | None = None
+    answered_by: str | None = None
 
 
 def advisory_key(*parts: str) -> int:
@@ -66,11 +72,14 @@ class Journal(Database):
                          {"k": advisory_key("claim", registry, model, version)})
 
     def claim(self, request: dict[str, Any], owner: str, *, job_key: str | None = None,
-              ui_url: str | None = None, stale_after: float = STALE_AFTER_S) -> Claim:
+              ui_url: str | None = None, stale_after: float = STALE_AFTER_S,
+              redundant_after: Collection[str] = ()) -> Claim:
         """Atomically take the job for ``owner``; see :class:`Claim` for the outcomes.
 
         A job is not handed out while another job of the same registry/model/version is held by a live
-        worker, on any host sharing the store.
+        worker, on any host sharing the store. A job with no verdict of its own is ``skipped`` when
+        another job of the version whose action is in ``redundant_after`` already has a verdict; that
+        is decided under the same per-version serialisation, so of two such jobs exactly one checks.
         """
         key = job_key or request["delivery_key"]
         registry, model, version = request["registry"], request["model"], str(request["version"])
@@ -91,6 +100,14 @@ class Journal(Database):
                     v.c.job_key != key, v.c.owner.is_not(None))).all()
             if any(owner_alive(o.owner, o.heartbeat, now, stale_after) for o in others):
                 return Claim("locked", row["id"] if row is not None else None)
+            if redundant_after and (row is None or not row["verdict"]):
+                answer = conn.execute(
+                    select(v.c.job_key, v.c.status).where(
+                        v.c.registry == registry, v.c.model == model, v.c.version == version,
+                        v.c.job_key != key, v.c.verdict.is_not(None), v.c.action.in_(list(redundant_after)))
+                    .order_by(v.c.id).limit(1)).first()
+                if answer is not None:
+                    return _record_skipped(conn, row, key, request, now, ui_url, answer)
             if row is None:
                 row_id = conn.execute(insert(v).values(
                     job_key=key, registry=registry, model=model, version=version,
@@ -209,6 +226,26 @@ class Journal(Database):
             query = query.where((v.c.publish_error.is_(None)) | (v.c.publish_error != exclude_error))
         return self._read(lambda conn: [(r.job_key, json.loads(r.request)) for r in conn.execute(query)],
                           "unpublished")
+
+
+def _record_skipped(conn: Connection, row: Any, key: str, request: dict[str, Any], now: float,
+                    ui_url: str | None, answer: Any) -> Claim:
+    """The job's row as :data:`SKIPPED` (final, nothing to publish), naming the job that answers it."""
+    summary = f"skipped: already checked by job {answer.job_key} ({answer.status})"
+    values = {"status": SKIPPED, "summary": summary, "finished_at": now, "owner": None, "heartbeat": None,
+              "requeued_at": None, "publish_status": None}
+    if row is None:
+        row_id = conn.execute(insert(v).values(
+            job_key=key, registry=request["registry"], model=request["model"],
+            version=str(request["version"]), trigger=request.get("trigger"), action=request.get("action"),
+            request=json.dumps(request), created_at=now, started_at=now, ui_url=ui_url, attempts=0,
+            publish_attempts=0, **values).returning(v.c.id)).scalar_one()
+    else:
+        row_id = row["id"]
+        conn.execute(update(v).where(v.c.id == row_id).values(
+            started_at=func.coalesce(v.c.started_at, now), ui_url=func.coalesce(ui_url, v.c.ui_url),
+            **values))
+    return Claim("skipped", int(row_id), answered_by=answer.job_key)
 
 
 def _unfinished_query() -> Any:

@@ -39,6 +39,7 @@ from core.stages import canonical_stage
 from listener.config import Settings
 from listener.protocol import Rejected, check_model_name, job_rule, model_version
 from listener.protocol.events import skip_reason
+from listener.protocol.request import JOB_KEY_PREFIX
 from listener.store import get_store
 
 _LIST_KEYS = ("updates", "events", "model_updates")
@@ -91,7 +92,7 @@ def _one_request(item: dict[str, Any], registry: str, index: int) -> dict[str, A
     alias = next((data[k] for k in ("alias_name", "alias") if isinstance(data.get(k), str) and data[k]), None)
     return {"registry": registry, "model": name, "version": version, "trigger": trigger[:100],
             "action": rule.action, "to_stage": stage, "alias": alias, "gate": rule.gate,
-            "delivery_key": f"job:{uuid.uuid4().hex}:{index}", "received_at": time.time()}
+            "delivery_key": f"{JOB_KEY_PREFIX}{uuid.uuid4().hex}:{index}", "received_at": time.time()}
 
 
 def requests_from_event(event: Any, registry: str) -> list[dict[str, Any]]:

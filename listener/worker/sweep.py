@@ -10,7 +10,9 @@ sweep, run every ``GUARD_SWEEP_INTERVAL`` seconds by the worker or by cron/CI wi
   Versions are read newest first, a page at a time, and reading stops at the mark, so a sweep costs
   the versions since the last sweep plus one request per page of registered models. Delivery keys are
   deterministic (``sweep:<registry>:<model>:<version>:<event>``): a sweep run twice enqueues once, and a
-  version validated by a delivery is not validated again.
+  version validated by a delivery is not validated again. A catch-up queued while the version's webhook
+  job still waited in the queue (not journaled yet) is skipped when it is claimed after that job's
+  verdict, and the late webhook job after a catch-up's (:func:`listener.worker.job.redundant_after`).
 - **re-verification**: every version holding a protected alias (``GUARD_REVERIFY=all``: any alias) is
   checked against its seal once per ``GUARD_REVERIFY_INTERVAL``. Each version's turn is offset by a hash
   of its identity, so the checks spread over the interval instead of landing together. A mismatch is
@@ -32,7 +34,7 @@ from typing import Any
 from listener import intake
 from listener.config import Settings
 from listener.protocol.events import CHECK, SEAL_AND_CHECK
-from listener.protocol.request import ValidationRequest
+from listener.protocol.request import SWEEP_KEY_PREFIX, ValidationRequest
 from listener.registries import get_adapter
 from listener.store import SOURCE_SWEEP, Store, get_store
 from listener.worker.aliases import ALIAS_EVENT, REVERIFY_TRIGGER
@@ -81,7 +83,7 @@ def _request(registry: str, model: str, version: str, trigger: str, action: str,
 
 def sweep_key(registry: str, model: str, version: str, event: str) -> str:
     """The deterministic delivery key of a job the sweep hands out."""
-    return f"sweep:{registry}:{model}:{version}:{event}"
+    return f"{SWEEP_KEY_PREFIX}{registry}:{model}:{version}:{event}"
 
 
 def _pages(search: Callable[..., Any], **kwargs: Any) -> Iterator[Any]:

@@ -159,3 +159,30 @@ def test_concurrent_claims_of_one_version_on_two_hosts_let_one_run(open_store: C
     for thread in threads:
         thread.join()
     assert sorted(states) == ["locked"] * 7 + ["run"]
+
+
+def test_a_job_answered_by_another_jobs_verdict_is_recorded_as_skipped(store: Store):
+    first, second = owner_id(), owner_id()
+    creation = ("seal_and_check",)
+    assert store.claim(request("webhook"), first, redundant_after=creation).state == "run"
+    # While the first check runs, the second job waits; it is not skipped on a verdict still to come.
+    assert store.claim(request("sweep:x"), second, redundant_after=creation).state == "locked"
+    store.record_verdict("webhook", verdict("PASSED"))
+    store.record_publish("webhook", ok=True)
+    store.release("webhook", first)
+    claim = store.claim(request("sweep:x"), second, redundant_after=creation)
+    assert (claim.state, claim.answered_by) == ("skipped", "webhook")
+    row = store.get("sweep:x")
+    assert row["status"] == "SKIPPED" and "already checked by job webhook (PASSED)" in row["summary"]
+    assert row["publish_status"] is None and row["finished_at"].endswith("Z")
+    assert store.unfinished() == [] and store.unpublished() == []
+    # Claimed again (a redelivered message), it stays skipped; the verdict's own job is still done.
+    assert store.claim(request("sweep:x"), owner_id(), redundant_after=creation).state == "skipped"
+    assert store.claim(request("webhook"), owner_id(), redundant_after=creation).state == "done"
+    # Only verdicts of the actions named answer a job; without any named, every job runs.
+    store.claim(request("alias", version="2") | {"action": "check"}, first)
+    store.record_verdict("alias", verdict("PASSED", version="2"))
+    store.release("alias", first)
+    assert store.claim(request("created-2", version="2"), second, redundant_after=creation).state == "run"
+    store.release("created-2", second)
+    assert store.claim(request("again", version="1"), second).state == "run"
