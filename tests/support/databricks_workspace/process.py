@@ -13,54 +13,15 @@ from typing import Any
 
 import requests
 
-from tests.support.procs import (
-    VENV_BIN,
-    WEBHOOK_SERVER_ENV,
-    ManagedProcess,
-    MotoS3Server,
-    free_port,
-    wait_http,
-)
+from tests.support.procs import ManagedProcess, MlflowServer, MotoS3Server, free_port, wait_http
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 S3_CREDENTIALS = {"access_key_id": "testing", "secret_access_key": "testing"}
 
 
-class WorkspaceBackend(ManagedProcess):
+def workspace_backend(root: Path) -> MlflowServer:
     """The ``mlflow server`` keeping the workspace's experiments, runs, logged models and registry."""
-
-    def __init__(self, root: Path) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        argv = [
-            str(VENV_BIN / "mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
-            "--workers",
-            "1",
-            "--no-serve-artifacts",
-            "--default-artifact-root",
-            "dbfs:/databricks/mlflow-tracking",
-        ]
-        super().__init__(argv, env=WEBHOOK_SERVER_ENV, log_path=root / "server.log")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 90.0) -> WorkspaceBackend:
-        super().start()
-        try:
-            wait_http(self.url + "/health", timeout=timeout, proc=self.proc)
-        except Exception as exc:
-            self.stop(timeout=3)
-            raise RuntimeError(f"workspace backend did not start: {exc}\n{self.log_tail()}") from exc
-        return self
+    return MlflowServer(root, artifact_root="dbfs:/databricks/mlflow-tracking")
 
 
 class WorkspaceFake(ManagedProcess):
@@ -77,7 +38,7 @@ class WorkspaceFake(ManagedProcess):
         self.root, self.s3, self.token = root, s3, token
         self.port = free_port()
         self.bucket = f"uc-{uuid.uuid4().hex[:12]}"
-        self.backend = WorkspaceBackend(root / "backend")
+        self.backend = workspace_backend(root / "backend")
         argv = [
             sys.executable,
             "-m",
