@@ -59,6 +59,14 @@ SWEEP_KEY_PREFIX = "sweep:"
 JOB_KEY_PREFIX = "job:"
 
 
+def origin_of(delivery_key: str) -> str:
+    """Who asked for the job with this key: ``sweep`` (catch-up, re-verification), ``job`` (the job entry
+    point) or ``webhook``."""
+    if delivery_key.startswith(SWEEP_KEY_PREFIX):
+        return "sweep"
+    return "job" if delivery_key.startswith(JOB_KEY_PREFIX) else "webhook"
+
+
 @dataclass(frozen=True)
 class ValidationRequest:
     """One model version to validate, as stored in the queue."""
@@ -88,10 +96,8 @@ class ValidationRequest:
 
     @property
     def origin(self) -> str:
-        """Who asked: ``sweep`` (catch-up, re-verification), ``job`` (the job entry point) or ``webhook``."""
-        if self.delivery_key.startswith(SWEEP_KEY_PREFIX):
-            return "sweep"
-        return "job" if self.delivery_key.startswith(JOB_KEY_PREFIX) else "webhook"
+        """Who asked for this job: see :func:`origin_of`."""
+        return origin_of(self.delivery_key)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ValidationRequest:

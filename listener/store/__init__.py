@@ -28,6 +28,7 @@ from listener.store.journal import (
     RUNNING,
     SKIPPED,
     Claim,
+    FinishedCheck,
     Journal,
 )
 from listener.store.locks import LOCK_TTL_S, Locks, StoreVersionLock, version_lock_key
@@ -37,9 +38,9 @@ from listener.store.results import Results
 __all__ = [
     "LOCK_TTL_S", "PUBLISH_DONE", "PUBLISH_FAILED", "PUBLISH_PENDING", "QUEUED", "RETRYING", "RUNNING",
     "SKIPPED", "SOURCE_GUARD", "SOURCE_SWEEP", "SOURCE_WEBHOOK", "STALE_AFTER_S", "AliasEvent", "Claim",
-    "Store", "StoreConfigError", "StoreVersionLock", "close_all", "default_store_url", "get_store",
-    "is_transient", "normalise_url", "owner_alive", "owner_id", "pid_alive", "redacted", "short_reason",
-    "version_lock_key",
+    "FinishedCheck", "Store", "StoreConfigError", "StoreVersionLock", "close_all", "default_store_url",
+    "get_store", "is_transient", "normalise_url", "owner_alive", "owner_id", "pid_alive", "redacted",
+    "short_reason", "version_lock_key",
 ]
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,11 +41,9 @@ PUBLISH_FAILED = "FAILED"
 class Claim:
     """Outcome of :meth:`Journal.claim`.
 
-    state: ``run`` (you own the job now), ``done`` (already finished and published, nothing to do),
-    ``busy`` (a live worker is on this very job), ``locked`` (a live worker is checking another job of
-    the same model version), ``skipped`` (another job's verdict on the version makes this one redundant:
-    recorded as :data:`SKIPPED`, ``answered_by`` names that job). ``verdict`` is set when the check is done
-    but publishing is not.
+    state: ``run`` (you own the job now), ``done`` (already finished and published, or skipped: nothing
+    to do), ``busy`` (a live worker is on this very job), ``locked`` (a live worker is checking another
+    job of the same model version). ``verdict`` is set when the check is done but publishing is not.
     """
 
     state: str
@@ -54,7 +51,16 @@ class Claim:
     attempts: int = 0
     publish_attempts: int = 0
     verdict: Verdict | None = None
-    answered_by: str | None = None
+
+
+@dataclass(frozen=True)
+class FinishedCheck:
+    """Another job's verdict on a model version: which job, what it was asked to do, when it was stored."""
+
+    job_key: str
+    action: str | None
+    status: str
+    finished_at: float
 
 
 def advisory_key(*parts: str) -> int:
@@ -72,14 +78,11 @@ class Journal(Database):
                          {"k": advisory_key("claim", registry, model, version)})
 
     def claim(self, request: dict[str, Any], owner: str, *, job_key: str | None = None,
-              ui_url: str | None = None, stale_after: float = STALE_AFTER_S,
-              redundant_after: Collection[str] = ()) -> Claim:
+              ui_url: str | None = None, stale_after: float = STALE_AFTER_S) -> Claim:
         """Atomically take the job for ``owner``; see :class:`Claim` for the outcomes.
 
         A job is not handed out while another job of the same registry/model/version is held by a live
-        worker, on any host sharing the store. A job with no verdict of its own is ``skipped`` when
-        another job of the version whose action is in ``redundant_after`` already has a verdict; that
-        is decided under the same per-version serialisation, so of two such jobs exactly one checks.
+        worker, on any host sharing the store.
         """
         key = job_key or request["delivery_key"]
         registry, model, version = request["registry"], request["model"], str(request["version"])
@@ -92,7 +95,8 @@ class Journal(Database):
                 if row["owner"] and row["owner"] != owner and owner_alive(row["owner"], row["heartbeat"],
                                                                            now, stale_after):
                     return Claim("busy", row["id"])
-                if row["status"] in STATUSES and row["publish_status"] != PUBLISH_PENDING:
+                if row["status"] == SKIPPED or (row["status"] in STATUSES
+                                                and row["publish_status"] != PUBLISH_PENDING):
                     return Claim("done", row["id"])
             others = conn.execute(
                 select(v.c.owner, v.c.heartbeat).where(
@@ -100,14 +104,6 @@ class Journal(Database):
                     v.c.job_key != key, v.c.owner.is_not(None))).all()
             if any(owner_alive(o.owner, o.heartbeat, now, stale_after) for o in others):
                 return Claim("locked", row["id"] if row is not None else None)
-            if redundant_after and (row is None or not row["verdict"]):
-                answer = conn.execute(
-                    select(v.c.job_key, v.c.status).where(
-                        v.c.registry == registry, v.c.model == model, v.c.version == version,
-                        v.c.job_key != key, v.c.verdict.is_not(None), v.c.action.in_(list(redundant_after)))
-                    .order_by(v.c.id).limit(1)).first()
-                if answer is not None:
-                    return _record_skipped(conn, row, key, request, now, ui_url, answer)
             if row is None:
                 row_id = conn.execute(insert(v).values(
                     job_key=key, registry=registry, model=model, version=version,
@@ -157,6 +153,29 @@ class Journal(Database):
                 verdict=verdict_json, publish_status=PUBLISH_PENDING,
                 attempts=func.coalesce(attempts, v.c.attempts)))
         self._write(work, "record_verdict")
+
+    def finished_checks(self, registry: str, model: str, version: str, *,
+                        excluding: str) -> list[FinishedCheck]:
+        """The verdicts other jobs stored on one model version, oldest first (``excluding``: this job)."""
+        query = (select(v.c.job_key, v.c.action, v.c.status, v.c.finished_at)
+                 .where(v.c.registry == registry, v.c.model == model, v.c.version == str(version),
+                        v.c.job_key != excluding, v.c.verdict.is_not(None))
+                 .order_by(v.c.id))
+        return self._read(lambda conn: [FinishedCheck(r.job_key, r.action, r.status,
+                                                      float(r.finished_at or 0))
+                                        for r in conn.execute(query)], "finished_checks")
+
+    def record_skipped(self, job_key: str, owner: str, answer: FinishedCheck) -> None:
+        """Close the job ``owner`` holds as :data:`SKIPPED`: ``answer``, another job's verdict, answers it.
+
+        Final and with nothing to publish; the row names the job that answered it.
+        """
+        summary = f"skipped: already checked by job {answer.job_key} ({answer.status})"
+
+        def work(conn: Connection) -> None:
+            conn.execute(update(v).where(v.c.job_key == job_key, v.c.owner == owner).values(
+                status=SKIPPED, summary=summary, finished_at=self.now(conn), publish_status=None))
+        self._write(work, "record_skipped")
 
     def record_publish(self, job_key: str, *, ok: bool, error: str | None = None,
                        final: bool = False) -> int:
@@ -226,26 +245,6 @@ class Journal(Database):
             query = query.where((v.c.publish_error.is_(None)) | (v.c.publish_error != exclude_error))
         return self._read(lambda conn: [(r.job_key, json.loads(r.request)) for r in conn.execute(query)],
                           "unpublished")
-
-
-def _record_skipped(conn: Connection, row: Any, key: str, request: dict[str, Any], now: float,
-                    ui_url: str | None, answer: Any) -> Claim:
-    """The job's row as :data:`SKIPPED` (final, nothing to publish), naming the job that answers it."""
-    summary = f"skipped: already checked by job {answer.job_key} ({answer.status})"
-    values = {"status": SKIPPED, "summary": summary, "finished_at": now, "owner": None, "heartbeat": None,
-              "requeued_at": None, "publish_status": None}
-    if row is None:
-        row_id = conn.execute(insert(v).values(
-            job_key=key, registry=request["registry"], model=request["model"],
-            version=str(request["version"]), trigger=request.get("trigger"), action=request.get("action"),
-            request=json.dumps(request), created_at=now, started_at=now, ui_url=ui_url, attempts=0,
-            publish_attempts=0, **values).returning(v.c.id)).scalar_one()
-    else:
-        row_id = row["id"]
-        conn.execute(update(v).where(v.c.id == row_id).values(
-            started_at=func.coalesce(v.c.started_at, now), ui_url=func.coalesce(ui_url, v.c.ui_url),
-            **values))
-    return Claim("skipped", int(row_id), answered_by=answer.job_key)
 
 
 def _unfinished_query() -> Any:

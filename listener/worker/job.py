@@ -21,7 +21,6 @@ from core.errors import CheckError, TransientError
 from core.remote.progress import LoggingProgress
 from listener import metrics
 from listener.config import Settings
-from listener.protocol.events import CHECK, SEAL_AND_CHECK
 from listener.protocol.request import ValidationRequest
 from listener.registries import get_adapter
 from listener.registries.base import RegistryAdapter, read_when_ready
@@ -29,6 +28,7 @@ from listener.store import Store, get_store, is_transient, owner_id, short_reaso
 from listener.verdict import ERROR, Verdict
 from listener.worker import aliases
 from listener.worker.lock import kept_alive, version_lock
+from listener.worker.redundant import answering_check
 from listener.worker.sealing import seal_options
 
 log = logging.getLogger(__name__)
@@ -111,27 +111,12 @@ def run_validation(request: ValidationRequest, settings: Settings,
     return validate(request, settings, adapter or get_adapter(request.registry, settings)).verdict
 
 
-def redundant_after(request: ValidationRequest) -> tuple[str, ...]:
-    """The actions whose verdict on the same version makes ``request`` redundant (empty: always check).
-
-    A version is created once, so its creation check (seal, then check) is wanted once, whether the
-    webhook or the sweep's catch-up of a lost webhook asks for it: the one that comes second, even while
-    both are queued, is skipped and no second verdict is written onto the version. A catch-up is also
-    answered by any verdict (the version was checked after all). Promotions (aliases, stage transitions,
-    transition requests), re-verifications and the job entry point, which reports its own verdict, are
-    always checked.
-    """
-    if request.action != SEAL_AND_CHECK or request.origin == "job":
-        return ()
-    return (SEAL_AND_CHECK, CHECK) if request.origin == "sweep" else (SEAL_AND_CHECK,)
-
-
 def process_job(request_dict: dict[str, Any], settings: Settings, adapter: RegistryAdapter | None = None,
                 store: Store | None = None, publish: bool = True) -> dict[str, Any]:
     """Run one validation job end to end: claim it, validate, store the verdict, publish it.
 
     The body of the queue task and of the job entry point. Returns ``{"job_key", "state", "status"}``
-    (state ``finished``, ``done``, ``busy``, ``ignored`` or ``skipped``: see :func:`redundant_after`).
+    (state ``finished``, ``done``, ``busy``, ``ignored``, or ``skipped``: :mod:`listener.worker.redundant`).
     Raises :class:`RetryLater` when the job should run again later (transient failure, publish failure,
     another check of the same version in progress, or the store unreachable for longer than its own
     write retries). ``publish=False`` stores the verdict without writing it onto the version.
@@ -161,15 +146,10 @@ def _run_job(request_dict: dict[str, Any], settings: Settings, adapter: Registry
             adapter_error = f"cannot use the {request.registry} registry: {exc}"
     owner = owner_id()
     claim = store.claim(request.to_dict(), owner, job_key=job_key,
-                        ui_url=adapter.version_url(request.model, request.version) if adapter else None,
-                        redundant_after=redundant_after(request))
+                        ui_url=adapter.version_url(request.model, request.version) if adapter else None)
     if claim.state in ("done", "busy"):
         log.info("job %s: %s, nothing to do", job_key, claim.state)
         return {"job_key": job_key, "state": claim.state, "status": None}
-    if claim.state == "skipped":
-        log.info("job %s: %s version %s was already checked by job %s; skipped", job_key, request.model,
-                 request.version, claim.answered_by)
-        return {"job_key": job_key, "state": "skipped", "status": None}
     if claim.state == "locked":
         log.info("job %s: another check of %s version %s is running; retrying in %ss",
                  job_key, request.model, request.version, LOCK_WAIT_S)
@@ -190,6 +170,13 @@ def _run_job(request_dict: dict[str, Any], settings: Settings, adapter: Registry
 
     started = time.monotonic()
     try:
+        # Decided with the job claimed and the version locked: no other check of it can finish meanwhile.
+        answer = answering_check(request, store) if claim.verdict is None else None
+        if answer is not None:
+            store.record_skipped(job_key, owner, answer)
+            log.info("job %s: %s version %s was already checked by job %s; skipped", job_key, request.model,
+                     request.version, answer.job_key)
+            return {"job_key": job_key, "state": "skipped", "status": None}
         with kept_alive(lock, store, job_key, owner):
             checked = Checked(claim.verdict, None) if claim.verdict is not None else _check(
                 request, settings, adapter, adapter_error, store, owner, claim.attempts)

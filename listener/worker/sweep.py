@@ -12,7 +12,7 @@ sweep, run every ``GUARD_SWEEP_INTERVAL`` seconds by the worker or by cron/CI wi
   deterministic (``sweep:<registry>:<model>:<version>:<event>``): a sweep run twice enqueues once, and a
   version validated by a delivery is not validated again. A catch-up queued while the version's webhook
   job still waited in the queue (not journaled yet) is skipped when it is claimed after that job's
-  verdict, and the late webhook job after a catch-up's (:func:`listener.worker.job.redundant_after`).
+  verdict, and a late webhook job after a catch-up's (:mod:`listener.worker.redundant`).
 - **re-verification**: every version holding a protected alias (``GUARD_REVERIFY=all``: any alias) is
   checked against its seal once per ``GUARD_REVERIFY_INTERVAL``. Each version's turn is offset by a hash
   of its identity, so the checks spread over the interval instead of landing together. A mismatch is

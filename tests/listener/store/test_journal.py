@@ -161,28 +161,27 @@ def test_concurrent_claims_of_one_version_on_two_hosts_let_one_run(open_store: C
     assert sorted(states) == ["locked"] * 7 + ["run"]
 
 
-def test_a_job_answered_by_another_jobs_verdict_is_recorded_as_skipped(store: Store):
+def test_finished_checks_of_a_version_and_a_job_closed_as_skipped(store: Store):
     first, second = owner_id(), owner_id()
-    creation = ("seal_and_check",)
-    assert store.claim(request("webhook"), first, redundant_after=creation).state == "run"
-    # While the first check runs, the second job waits; it is not skipped on a verdict still to come.
-    assert store.claim(request("sweep:x"), second, redundant_after=creation).state == "locked"
+    store.claim(request("webhook"), first)
     store.record_verdict("webhook", verdict("PASSED"))
-    store.record_publish("webhook", ok=True)
     store.release("webhook", first)
-    claim = store.claim(request("sweep:x"), second, redundant_after=creation)
-    assert (claim.state, claim.answered_by) == ("skipped", "webhook")
-    row = store.get("sweep:x")
-    assert row["status"] == "SKIPPED" and "already checked by job webhook (PASSED)" in row["summary"]
-    assert row["publish_status"] is None and row["finished_at"].endswith("Z")
-    assert store.unfinished() == [] and store.unpublished() == []
-    # Claimed again (a redelivered message), it stays skipped; the verdict's own job is still done.
-    assert store.claim(request("sweep:x"), owner_id(), redundant_after=creation).state == "skipped"
-    assert store.claim(request("webhook"), owner_id(), redundant_after=creation).state == "done"
-    # Only verdicts of the actions named answer a job; without any named, every job runs.
-    store.claim(request("alias", version="2") | {"action": "check"}, first)
-    store.record_verdict("alias", verdict("PASSED", version="2"))
+    store.claim(request("alias") | {"action": "check"}, first)  # no verdict yet: not a finished check
+    store.claim(request("other-version", version="2"), first)
+    store.record_verdict("other-version", verdict("FAILED", version="2"))
+    assert store.claim(request("sweep:x"), second).state == "locked"  # "alias" is held by a live worker
     store.release("alias", first)
-    assert store.claim(request("created-2", version="2"), second, redundant_after=creation).state == "run"
-    store.release("created-2", second)
-    assert store.claim(request("again", version="1"), second).state == "run"
+    assert store.claim(request("sweep:x"), second).state == "run"
+    [check] = store.finished_checks("mlflow", "churn", "1", excluding="sweep:x")
+    assert (check.job_key, check.action, check.status) == ("webhook", "seal_and_check", "PASSED")
+    assert check.finished_at > 0
+    assert store.finished_checks("mlflow", "churn", "1", excluding="webhook") == []
+
+    store.record_skipped("sweep:x", second, check)
+    store.release("sweep:x", second)
+    row = store.get("sweep:x")
+    assert row["status"] == "SKIPPED" and row["summary"] == "skipped: already checked by job webhook (PASSED)"
+    assert row["publish_status"] is None and row["finished_at"].endswith("Z")
+    assert "sweep:x" not in [k for k, _ in store.unfinished()] and store.unpublished() == []
+    # A skipped job is done: claimed again (a message delivered twice), it does not run.
+    assert store.claim(request("sweep:x"), owner_id()).state == "done"

@@ -1,4 +1,4 @@
-"""A version's creation check runs once, when both its webhook and the sweep's catch-up ask for it.
+"""A version's creation check runs once when its webhook and the sweep's catch-up (or two webhooks) ask.
 
 The race: a webhook job sits in the queue, not yet claimed, so the journal has no row for its version; a
 sweep then finds the version unchecked and queues a catch-up of its own. Real parts throughout: a real
@@ -105,3 +105,15 @@ def test_a_late_webhook_after_the_catch_up_is_skipped_and_an_alias_is_still_chec
     # A promotion is always checked, whatever was checked before.
     outcome, writes = _writes_during(proxy, jobs["model_version_alias.created"], settings)
     assert outcome["status"] == "PASSED" and writes
+
+
+def test_two_deliveries_of_one_creation_that_waited_together_check_once(settings, proxy, mlflow_server,
+                                                                         tmp_path):
+    # Two webhooks on one registry (say, one for every model and one for this model) each deliver it.
+    name, version = register_model(MlflowClient(tracking_uri=mlflow_server.url), tmp_path)
+    _deliver(settings, {"name": name, "version": version})
+    _deliver(settings, {"name": name, "version": version})
+    first, second = sorted(_take_queued(settings, name).values(), key=lambda job: job["received_at"])
+    assert process_job(first, settings)["status"] == "PASSED"
+    outcome, writes = _writes_during(proxy, second, settings)
+    assert outcome["state"] == "skipped" and writes == []
