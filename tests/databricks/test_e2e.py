@@ -21,6 +21,7 @@ from databricks.sdk import WorkspaceClient
 from databricks.sdk.service.ml import HttpUrlSpec, RegistryWebhookEvent
 
 from tests.databricks.endpoint_record import production_env
+from tests.databricks.readme_env import mismatches
 from tests.support.databricks_fixtures import (
     NESTED_KERNEL,
     activities,
@@ -58,12 +59,14 @@ class Listener:
             "PROMETHEUS_MULTIPROC_DIR": str(root / "prom"), "MLFLOW_DISABLE_TELEMETRY": "true",
         })
         (root / "prom").mkdir(parents=True, exist_ok=True)
+        self.env = env
         self.web = ManagedProcess([str(VENV_BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py",
-                                   "listener.web:create_app()"], env=env, cwd=REPO_ROOT,
-                                  log_path=root / "web.log")
+                                   "listener.web:create_app()"], cwd=REPO_ROOT, log_path=root / "web.log")
         self.worker = ManagedProcess([str(VENV_BIN / "huey_consumer"), "listener.worker.tasks.huey",
-                                      "-w", "2", "-k", "thread", "-m", "0.5"], env=env, cwd=REPO_ROOT,
+                                      "-w", "2", "-k", "thread", "-m", "0.5"], cwd=REPO_ROOT,
                                      log_path=root / "worker.log")
+        # Exactly this environment: nothing of the test process (ManagedProcess adds os.environ to env=).
+        self.web.env = self.worker.env = env
 
     @property
     def url(self) -> str:
@@ -99,7 +102,8 @@ def workspace(workspace_fake: WorkspaceFake, listener: Listener) -> Iterator[Wor
     """A user's SDK client; the registry webhook points at the listener for the test model only."""
     w = workspace_client(workspace_fake)
     hook = w.model_registry.create_webhook(
-        events=[RegistryWebhookEvent(e) for e in EVENTS], model_name=MODEL, description="mlflow-version-guard",
+        events=[RegistryWebhookEvent(e) for e in EVENTS], model_name=MODEL,
+        description="mlflow-version-guard",
         http_url_spec=HttpUrlSpec(url=listener.url + "/webhooks/databricks", secret=SECRET)).webhook
     yield w
     w.model_registry.delete_webhook(id=hook.id)
@@ -114,8 +118,8 @@ def tags_of(w: WorkspaceClient, version: str) -> dict[str, str]:
 
 
 def deliveries(state: dict[str, Any], event: str | None = None, version: str | None = None) -> list[dict]:
-    return [d for d in state["deliveries"] if d["model_name"] == MODEL and (event is None or d["event"] == event)
-            and (version is None or d["version"] == version)]
+    return [d for d in state["deliveries"] if d["model_name"] == MODEL
+            and (event is None or d["event"] == event) and (version is None or d["version"] == version)]
 
 
 def test_created_tampered_rejected_untampered_approved(workspace_fake: WorkspaceFake, listener: Listener,
@@ -186,6 +190,10 @@ def test_created_tampered_rejected_untampered_approved(workspace_fake: Workspace
     except BaseException:
         print(listener.logs())
         raise
+
+
+def test_the_listener_runs_with_the_readme_environment(listener: Listener) -> None:
+    assert mismatches("listener + worker, workspace model registry", [listener.env]) == []
 
 
 def test_the_listener_called_only_implemented_endpoints(workspace_fake: WorkspaceFake) -> None:

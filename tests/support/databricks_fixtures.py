@@ -109,7 +109,8 @@ def own_comments(fake: WorkspaceFake, model: str, version: str) -> list[str]:
             and c["version"] == str(version) and c["comment"].startswith(MARKER)]
 
 
-def activities(fake: WorkspaceFake, model: str, version: str, kind: str | None = None) -> list[dict[str, Any]]:
+def activities(fake: WorkspaceFake, model: str, version: str,
+               kind: str | None = None) -> list[dict[str, Any]]:
     """The activity log of one version (``kind``: only that activity type), oldest first."""
     return [a for a in fake.state()["activities"] if a["model_name"] == model
             and a["version"] == str(version) and (kind is None or a["activity_type"] == kind)]
