@@ -15,7 +15,8 @@ TEST_ONLY = {
     # pacing, documented with the listener's configuration: tests wait seconds, not minutes
     "GUARD_RETRY_BASE_S", "GUARD_RETRY_MAX_S", "GUARD_DATABRICKS_RETRY_TIMEOUT", "GUARD_SWEEP_INTERVAL",
     # the process runner (gunicorn / Procfile conventions) and MLflow's telemetry
-    "GUNICORN_BIND", "WEB_CONCURRENCY", "PROMETHEUS_MULTIPROC_DIR", "MLFLOW_DISABLE_TELEMETRY",
+    "GUNICORN_BIND", "WEB_CONCURRENCY", "GUNICORN_GRACEFUL_TIMEOUT", "PROMETHEUS_MULTIPROC_DIR",
+    "MLFLOW_DISABLE_TELEMETRY",
 }
 _VARIABLE = re.compile(r"^[A-Z][A-Z0-9_]+(=.*)?$")
 

@@ -10,6 +10,7 @@ MLflow anywhere else.
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,6 +57,8 @@ class Listener:
             "GUARD_DATA_DIR": str(root / "guard"), "GUARD_SWEEP_INTERVAL": SWEEP_INTERVAL_S,
             "GUARD_RETRY_BASE_S": "0.5", "GUARD_RETRY_MAX_S": "2", "GUARD_DATABRICKS_RETRY_TIMEOUT": "10",
             "GUNICORN_BIND": f"127.0.0.1:{self.port}", "WEB_CONCURRENCY": "1",
+            # The fake keeps its webhook connection alive, and a stopping gunicorn waits for it up to this.
+            "GUNICORN_GRACEFUL_TIMEOUT": "2",
             "PROMETHEUS_MULTIPROC_DIR": str(root / "prom"), "MLFLOW_DISABLE_TELEMETRY": "true",
         })
         (root / "prom").mkdir(parents=True, exist_ok=True)
@@ -83,6 +86,9 @@ class Listener:
         return self
 
     def stop(self) -> None:
+        # Both asked to stop at once, so their shutdowns overlap instead of adding up.
+        self.worker.kill(signal.SIGTERM)
+        self.web.kill(signal.SIGTERM)
         self.worker.stop()
         self.web.stop()
 
