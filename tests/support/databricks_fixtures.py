@@ -18,9 +18,6 @@ from tests.support.receiver import Receiver
 NESTED_KERNEL = "artifacts/nested/weights/layer1/kernel.bin"
 MARKER = "[mlflow-version-guard]"
 
-# tests/conftest.py imports this name; the workspace fake replaced what it used to be.
-standin = None
-
 
 @pytest.fixture(scope="session")
 def workspace_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3Server]:
