@@ -37,7 +37,10 @@ DEFAULT_DATABRICKS_HTTP_TIMEOUT_S = 30
 # The sweep catches up on missed events every 5 minutes and re-checks aliased versions every 6 hours.
 DEFAULT_SWEEP_INTERVAL_S = 300.0
 DEFAULT_REVERIFY_INTERVAL_S = 21600.0
-REVERIFY_SCOPES = ("protected", "all")
+# GUARD_REVERIFY: which versions are re-checked besides those holding a protected alias: none more
+# ("protected"), any aliased version ("all"), or every version in the Production stage ("production-stage":
+# the Databricks workspace registry, which has stages and no aliases).
+REVERIFY_SCOPES = ("protected", "all", "production-stage")
 # The webhook routes, named after the registry that calls them (``POST /webhooks/<route>``).
 ROUTES = ("mlflow", "databricks")
 SECRET_VARIABLES = {"mlflow": "GUARD_MLFLOW_SECRET", "databricks": "GUARD_DATABRICKS_SECRET"}
@@ -86,7 +89,7 @@ class Settings:
     seal_store_uri: str | None = None
     # GUARD_PROTECTED_ALIASES: aliases moved back off a version whose verdict is FAILED or ERROR (off: empty).
     protected_aliases: list[str] = field(default_factory=list)
-    # GUARD_SWEEP_INTERVAL / GUARD_REVERIFY_INTERVAL (seconds); GUARD_REVERIFY: "protected" or "all" aliases.
+    # GUARD_SWEEP_INTERVAL / GUARD_REVERIFY_INTERVAL (seconds); GUARD_REVERIFY: one of REVERIFY_SCOPES.
     sweep_interval_s: float = DEFAULT_SWEEP_INTERVAL_S
     reverify_interval_s: float = DEFAULT_REVERIFY_INTERVAL_S
     reverify_scope: str = "protected"

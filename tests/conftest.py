@@ -40,12 +40,11 @@ def mlflow_server_2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mlflow
     srv.stop()
 
 
-# The Databricks stand-in and workspace fake are shared by the Databricks, adapter and e2e tests.
+# The Databricks workspace fake is shared by the Databricks, adapter and e2e tests.
 from tests.support.databricks_fixtures import (  # noqa: E402, F401
     dbx_env,
     fake_webhook_receiver,
     recordings,
-    standin,
     workspace_fake,
     workspace_s3,
 )

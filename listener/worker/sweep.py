@@ -13,8 +13,9 @@ sweep, run every ``GUARD_SWEEP_INTERVAL`` seconds by the worker or by cron/CI wi
   version validated by a delivery is not validated again. A catch-up queued while the version's webhook
   job still waited in the queue (not journaled yet) is skipped when it is claimed after that job's
   verdict, and a late webhook job after a catch-up's (:mod:`listener.worker.redundant`).
-- **re-verification**: every version holding a protected alias (``GUARD_REVERIFY=all``: any alias) is
-  checked against its seal once per ``GUARD_REVERIFY_INTERVAL``. Each version's turn is offset by a hash
+- **re-verification**: every version holding a protected alias (``GUARD_REVERIFY=all``: any alias;
+  ``GUARD_REVERIFY=production-stage``: every version in the Production stage as well) is checked against
+  its seal once per ``GUARD_REVERIFY_INTERVAL``. Each version's turn is offset by a hash
   of its identity, so the checks spread over the interval instead of landing together. A mismatch is
   FAILED, counted in ``guard_tamper_detected_total``, and alias protection applies.
 - **re-publish**: a stored verdict whose publishing gave up (the registry was down past the retries) is
@@ -31,6 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.stages import canonical_stage
 from listener import intake
 from listener.config import Settings
 from listener.protocol.events import CHECK, SEAL_AND_CHECK
@@ -47,6 +49,7 @@ PAGE_SIZE = 1000
 # Versions committed slightly out of order (or under a skewed clock) still fall inside the next window.
 OVERLAP_MS = 300_000
 LAST_RUN_MARK = "sweep:last_run"
+PRODUCTION_STAGE = "Production"
 
 # A dispatcher takes a request dict and whether it is a new job (False: a journaled job run again).
 Dispatch = Callable[[dict[str, Any], bool], None]
@@ -138,6 +141,27 @@ def reverify_due(store: Store, registry: str, model: str, version: str, interval
     return None if done is None else period
 
 
+def _reverify_if_due(store: Store, settings: Settings, registry: str, model: str, version: str,
+                     alias: str | None, dispatch: Dispatch, report: SweepReport, now: float) -> None:
+    period = reverify_due(store, registry, model, version, settings.reverify_interval_s, now)
+    if period is not None:
+        key = sweep_key(registry, model, version, f"{REVERIFY_TRIGGER}:{period}")
+        dispatch(_request(registry, model, version, REVERIFY_TRIGGER, CHECK, key, alias), True)
+        report.reverified.append(key)
+
+
+def reverify_production_stage(client: Any, store: Store, settings: Settings, registry: str,
+                              dispatch: Dispatch, report: SweepReport, now: float) -> None:
+    """Re-verification jobs for every version in the Production stage (``GUARD_REVERIFY=production-stage``).
+
+    The workspace registry serves by stage and has no aliases. A transition creates no version, so the
+    mark cannot bound this read: every version is read, one request per page of versions.
+    """
+    for mv in _pages(client.search_model_versions):
+        if canonical_stage(getattr(mv, "current_stage", None)) == PRODUCTION_STAGE:
+            _reverify_if_due(store, settings, registry, mv.name, str(mv.version), None, dispatch, report, now)
+
+
 def observe_aliases(client: Any, store: Store, settings: Settings, registry: str, dispatch: Dispatch,
                     report: SweepReport, now: float) -> None:
     """Record every alias's holder; jobs for aliases that changed unseen, and for re-verifications due."""
@@ -154,11 +178,7 @@ def observe_aliases(client: Any, store: Store, settings: Settings, registry: str
             if settings.reverify_scope == "all" or alias in protected:
                 reverify.setdefault(version, alias)
         for version, alias in reverify.items():
-            period = reverify_due(store, registry, rm.name, version, settings.reverify_interval_s, now)
-            if period is not None:
-                key = sweep_key(registry, rm.name, version, f"{REVERIFY_TRIGGER}:{period}")
-                dispatch(_request(registry, rm.name, version, REVERIFY_TRIGGER, CHECK, key, alias), True)
-                report.reverified.append(key)
+            _reverify_if_due(store, settings, registry, rm.name, version, alias, dispatch, report, now)
 
 
 def republish(store: Store, dispatch: Dispatch, report: SweepReport) -> None:
@@ -186,6 +206,8 @@ def run_sweep(settings: Settings, dispatch: Dispatch | None = None, client: Any 
     report = SweepReport()
     catch_up_versions(client, store, registry, dispatch, report)
     observe_aliases(client, store, settings, registry, dispatch, report, now)
+    if settings.reverify_scope == "production-stage":
+        reverify_production_stage(client, store, settings, registry, dispatch, report, now)
     republish(store, dispatch, report)
     store.set_mark(LAST_RUN_MARK, now)
     report.duration_s = time.monotonic() - started

@@ -1,51 +1,75 @@
-"""The Databricks path end to end: stand-in workspace -> signed webhook -> listener (gunicorn) -> huey
-consumer -> check -> comment, tags and gate written back through the real databricks-sdk client."""
+"""The Databricks path end to end on the workspace fake: a version registered in the workspace -> signed
+registry webhook -> listener (gunicorn) -> huey consumer -> check of the registry's own copy -> comment,
+tags and gate written back through the unmodified databricks-sdk.
+
+The listener and its worker run with the README's environment for the workspace registry
+(``MLFLOW_TRACKING_URI=databricks``, ``MLFLOW_REGISTRY_URI=databricks``, ``DATABRICKS_HOST``,
+``DATABRICKS_TOKEN``, ``GUARD_DATABRICKS_SECRET``, ``GUARD_GATE_TRANSITIONS=true``) and nothing that points
+MLflow anywhere else.
+"""
 
 from __future__ import annotations
 
-import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 from databricks.sdk import WorkspaceClient
-from databricks.sdk.core import Config
 from databricks.sdk.service.ml import HttpUrlSpec, RegistryWebhookEvent
-from mlflow import MlflowClient
 
-from tests.support.databricks_fixtures import NESTED_FILE, TOKEN, register_model
-from tests.support.databricks_standin import REPO_ROOT, DatabricksStandIn
+from tests.databricks.endpoint_record import production_env
+from tests.databricks.readme_env import mismatches
+from tests.support.databricks_fixtures import (
+    NESTED_KERNEL,
+    activities,
+    new_workspace_version,
+    own_comments,
+    workspace_client,
+)
+from tests.support.databricks_workspace import WorkspaceFake
 from tests.support.procs import ManagedProcess, free_port, wait_http
 
 pytestmark = pytest.mark.e2e
+REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 SECRET = "dbx-e2e-webhook-secret"
-MARKER = "[mlflow-version-guard]"
+MODEL = "dbx-e2e"
+EVENTS = ("MODEL_VERSION_CREATED", "TRANSITION_REQUEST_CREATED", "MODEL_VERSION_TRANSITIONED_STAGE",
+          "COMMENT_CREATED", "MODEL_VERSION_TAG_SET")
+# A day: the worker's periodic sweep reads the whole workspace registry (other tests' versions too) and
+# would validate and comment on them; here every validation must come from a delivery.
+SWEEP_INTERVAL_S = "86400"
 
 
 class Listener:
     """gunicorn running the Flask app plus one huey consumer, sharing one environment and data folder."""
 
-    def __init__(self, root: Path, standin: DatabricksStandIn) -> None:
+    def __init__(self, root: Path, fake: WorkspaceFake) -> None:
         self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "GUARD_", "MLFLOW_"))}
+        env = production_env(fake, "databricks")
         env.update({
-            "MLFLOW_TRACKING_URI": standin.url, "DATABRICKS_HOST": standin.url, "DATABRICKS_TOKEN": TOKEN,
-            "DATABRICKS_CONFIG_FILE": os.devnull, "GUARD_DATABRICKS_SECRET": SECRET,
-            "GUARD_GATE_TRANSITIONS": "true", "GUARD_DATA_DIR": str(root / "guard"),
+            "PATH": f"{VENV_BIN}:{env['PATH']}",
+            "GUARD_DATABRICKS_SECRET": SECRET, "GUARD_GATE_TRANSITIONS": "true",
+            "GUARD_DATA_DIR": str(root / "guard"), "GUARD_SWEEP_INTERVAL": SWEEP_INTERVAL_S,
+            "GUARD_RETRY_BASE_S": "0.5", "GUARD_RETRY_MAX_S": "2", "GUARD_DATABRICKS_RETRY_TIMEOUT": "10",
             "GUNICORN_BIND": f"127.0.0.1:{self.port}", "WEB_CONCURRENCY": "1",
+            # The fake keeps its webhook connection alive, and a stopping gunicorn waits for it up to this.
+            "GUNICORN_GRACEFUL_TIMEOUT": "2",
             "PROMETHEUS_MULTIPROC_DIR": str(root / "prom"), "MLFLOW_DISABLE_TELEMETRY": "true",
-            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
         })
         (root / "prom").mkdir(parents=True, exist_ok=True)
+        self.env = env
         self.web = ManagedProcess([str(VENV_BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py",
-                                   "listener.web:create_app()"], env=env, cwd=REPO_ROOT,
-                                  log_path=root / "web.log")
+                                   "listener.web:create_app()"], cwd=REPO_ROOT, log_path=root / "web.log")
         self.worker = ManagedProcess([str(VENV_BIN / "huey_consumer"), "listener.worker.tasks.huey",
-                                      "-w", "2", "-k", "thread", "-m", "0.5"], env=env, cwd=REPO_ROOT,
+                                      "-w", "2", "-k", "thread", "-m", "0.5"], cwd=REPO_ROOT,
                                      log_path=root / "worker.log")
+        # Exactly this environment: nothing of the test process (ManagedProcess adds os.environ to env=).
+        self.web.env = self.worker.env = env
 
     @property
     def url(self) -> str:
@@ -62,6 +86,9 @@ class Listener:
         return self
 
     def stop(self) -> None:
+        # Both asked to stop at once, so their shutdowns overlap instead of adding up.
+        self.worker.kill(signal.SIGTERM)
+        self.web.kill(signal.SIGTERM)
         self.worker.stop()
         self.web.stop()
 
@@ -70,87 +97,111 @@ class Listener:
 
 
 @pytest.fixture(scope="module")
-def listener(standin: DatabricksStandIn, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listener]:
-    lst = Listener(tmp_path_factory.mktemp("dbx-listener"), standin).start()
+def listener(workspace_fake: WorkspaceFake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listener]:
+    lst = Listener(tmp_path_factory.mktemp("dbx-listener"), workspace_fake).start()
     yield lst
     lst.stop()
 
 
 @pytest.fixture(scope="module")
-def workspace(standin: DatabricksStandIn, listener: Listener) -> Iterator[WorkspaceClient]:
+def workspace(workspace_fake: WorkspaceFake, listener: Listener) -> Iterator[WorkspaceClient]:
     """A user's SDK client; the registry webhook points at the listener for the test model only."""
-    w = WorkspaceClient(config=Config(host=standin.url, token=TOKEN, config_file=os.devnull))
-    events = [RegistryWebhookEvent(e) for e in (
-        "MODEL_VERSION_CREATED", "TRANSITION_REQUEST_CREATED", "MODEL_VERSION_TRANSITIONED_STAGE",
-        "COMMENT_CREATED", "MODEL_VERSION_TAG_SET")]
+    w = workspace_client(workspace_fake)
     hook = w.model_registry.create_webhook(
-        events=events, model_name="dbx-e2e", description="mlflow-version-guard",
+        events=[RegistryWebhookEvent(e) for e in EVENTS], model_name=MODEL,
+        description="mlflow-version-guard",
         http_url_spec=HttpUrlSpec(url=listener.url + "/webhooks/databricks", secret=SECRET)).webhook
     yield w
     w.model_registry.delete_webhook(id=hook.id)
 
 
-def own_comments(standin: DatabricksStandIn, state: dict, version: str) -> list[str]:
-    return [c["comment"] for c in state["comments"] if c["model_name"] == "dbx-e2e"
-            and c["version"] == version and c["comment"].startswith(MARKER)]
+def version_of(w: WorkspaceClient, version: str) -> Any:
+    return w.model_registry.get_model_version(name=MODEL, version=version).model_version
 
 
-def last_activity(state: dict, version: str, kind: str) -> dict | None:
-    acts = [a for a in state["activities"] if a["model_name"] == "dbx-e2e" and a["version"] == version
-            and a["activity_type"] == kind]
-    return acts[-1] if acts else None
+def tags_of(w: WorkspaceClient, version: str) -> dict[str, str]:
+    return {t.key: t.value for t in version_of(w, version).tags or []}
 
 
-def test_created_tampered_rejected_untampered_approved(standin: DatabricksStandIn, listener: Listener,
-                                                       workspace: WorkspaceClient, tmp_path: Path) -> None:
-    reg = workspace.model_registry
-    client = MlflowClient(tracking_uri=standin.url)
+def deliveries(state: dict[str, Any], event: str | None = None, version: str | None = None) -> list[dict]:
+    return [d for d in state["deliveries"] if d["model_name"] == MODEL
+            and (event is None or d["event"] == event) and (version is None or d["version"] == version)]
+
+
+def test_created_tampered_rejected_untampered_approved(workspace_fake: WorkspaceFake, listener: Listener,
+                                                       workspace: WorkspaceClient,
+                                                       recordings: dict[str, Any]) -> None:
+    fake, reg = workspace_fake, workspace.model_registry
     try:
-        # 1. A new version: the listener seals and checks it -> a PASSED comment and tags.
-        v1 = register_model(standin.url, "dbx-e2e", tmp_path)
-        st = standin.wait_for(lambda s: own_comments(standin, s, v1), timeout=60, what="PASSED comment on v1")
-        [text] = own_comments(standin, st, v1)
+        # 1. A new version: the listener seals and checks it -> one PASSED comment and the tags.
+        v1 = new_workspace_version(fake, recordings, MODEL)
+        st = fake.wait_for(lambda s: own_comments(fake, MODEL, v1), timeout=120, what="PASSED comment on v1")
+        [text] = own_comments(fake, MODEL, v1)
         assert "Validation PASSED" in text
-        tags = client.get_model_version("dbx-e2e", v1).tags
+        tags = tags_of(workspace, v1)
         assert tags["validation.status"] == "PASSED" and tags.get("validation.manifest")
-        created = [d for d in st["deliveries"]
-                   if d["event"] == "MODEL_VERSION_CREATED" and d["version"] == v1]
-        assert created and created[0]["status_code"] == 202, created
+        created = deliveries(fake.state(), "MODEL_VERSION_CREATED", v1)
+        assert [d["status_code"] for d in created] == [202], created
 
         # 2. Someone changes a nested file of the registry's own copy; a transition request is rejected.
-        (standin.registry_copy("dbx-e2e", v1) / NESTED_FILE).write_bytes(b"tampered weights")
-        reg.create_transition_request(name="dbx-e2e", version=v1, stage="Staging", comment="ship it")
-        st = standin.wait_for(lambda s: last_activity(s, v1, "REJECTED_REQUEST"), timeout=60,
-                              what="rejected transition request of v1")
-        rejected = last_activity(st, v1, "REJECTED_REQUEST")
+        (fake.registry_copy(MODEL, v1) / NESTED_KERNEL).write_bytes(b"tampered weights")
+        reg.create_transition_request(name=MODEL, version=v1, stage="Staging", comment="ship it")
+        fake.wait_for(lambda s: activities(fake, MODEL, v1, "REJECTED_REQUEST"), timeout=120,
+                      what="rejected transition request of v1")
+        [rejected] = activities(fake, MODEL, v1, "REJECTED_REQUEST")
         assert rejected["to_stage"] == "Staging"
-        assert "Validation FAILED" in rejected["comment"] and NESTED_FILE in rejected["comment"]
-        assert any("Validation FAILED" in c and NESTED_FILE in c for c in own_comments(standin, st, v1))
-        assert reg.list_transition_requests(name="dbx-e2e", version=v1) == []
-        assert client.get_model_version("dbx-e2e", v1).current_stage == "None"
-        assert client.get_model_version("dbx-e2e", v1).tags["validation.status"] == "FAILED"
+        assert "Validation FAILED" in rejected["comment"] and NESTED_KERNEL in rejected["comment"]
+        first, second = own_comments(fake, MODEL, v1)
+        assert "Validation PASSED" in first and "Validation FAILED" in second and NESTED_KERNEL in second
+        assert reg.list_transition_requests(name=MODEL, version=v1) == []
+        assert version_of(workspace, v1).current_stage == "None"
+        assert tags_of(workspace, v1)["validation.status"] == "FAILED"
 
         # 3. An untampered version: its request is approved and the version moves to the stage.
-        v2 = register_model(standin.url, "dbx-e2e", tmp_path)
-        standin.wait_for(lambda s: own_comments(standin, s, v2), timeout=60, what="PASSED comment on v2")
-        reg.create_transition_request(name="dbx-e2e", version=v2, stage="Production")
-        st = standin.wait_for(lambda s: last_activity(s, v2, "APPROVED_REQUEST"), timeout=60,
-                              what="approved transition request of v2")
-        approved = last_activity(st, v2, "APPROVED_REQUEST")
+        v2 = new_workspace_version(fake, recordings, MODEL)
+        fake.wait_for(lambda s: own_comments(fake, MODEL, v2), timeout=120, what="PASSED comment on v2")
+        reg.create_transition_request(name=MODEL, version=v2, stage="Production")
+        fake.wait_for(lambda s: activities(fake, MODEL, v2, "APPROVED_REQUEST"), timeout=120,
+                      what="approved transition request of v2")
+        [approved] = activities(fake, MODEL, v2, "APPROVED_REQUEST")
         assert approved["to_stage"] == "Production" and "Validation PASSED" in approved["comment"]
-        assert client.get_model_version("dbx-e2e", v2).current_stage == "Production"
+        assert version_of(workspace, v2).current_stage == "Production"
+
+        # The approval's own MODEL_VERSION_TRANSITIONED_STAGE reached the listener and was ignored; once
+        # every delivery is answered, each version has exactly one comment per validation (two each).
+        st = fake.wait_for(lambda s: s["pending_deliveries"] == 0
+                           and deliveries(s, "MODEL_VERSION_TRANSITIONED_STAGE", v2), timeout=60,
+                           what="every delivery answered")
+        [moved] = deliveries(st, "MODEL_VERSION_TRANSITIONED_STAGE", v2)
+        assert moved["status_code"] == 200 and '"ignored"' in moved["response"], moved
+        assert [len(own_comments(fake, MODEL, v)) for v in (v1, v2)] == [2, 2]
 
         # Our own comments and tag writes reached the listener and were ignored, not validated.
-        ours = [d for d in st["deliveries"] if d["model_name"] == "dbx-e2e"]
+        ours = deliveries(st)
         own = [d for d in ours if d["event"] in ("COMMENT_CREATED", "MODEL_VERSION_TAG_SET")]
         assert own and all(d["status_code"] == 200 and '"ignored"' in (d["response"] or "") for d in own)
         assert all(d["status_code"] in (200, 202) for d in ours), ours
-        api = requests.get(listener.url + "/api/validations", params={"model": "dbx-e2e"}, timeout=10)
+        queued = [d for d in ours if d["status_code"] == 202]
+        assert sorted((d["event"], d["version"]) for d in queued) == sorted([
+            ("MODEL_VERSION_CREATED", v1), ("TRANSITION_REQUEST_CREATED", v1),
+            ("MODEL_VERSION_CREATED", v2), ("TRANSITION_REQUEST_CREATED", v2)])
+
+        # Four deliveries, four validations: all of them Databricks jobs (the sweep cannot run here).
+        api = requests.get(listener.url + "/api/validations", params={"model": MODEL}, timeout=10)
         rows = api.json()["validations"]
-        assert {r["status"] for r in rows} >= {"PASSED", "FAILED"}, api.text
-        # The stand-in is reached through an http:// tracking URI, so this listener's own catch-up sweep
-        # reads it as an open-source registry (keys "sweep:mlflow:..."); every delivery's job is Databricks.
-        assert {r["registry"] for r in rows if not r["job_key"].startswith("sweep:")} == {"databricks"}
+        assert sorted((r["version"], r["status"]) for r in rows) == \
+            sorted([(v1, "PASSED"), (v1, "FAILED"), (v2, "PASSED"), (v2, "PASSED")]), api.text
+        assert {r["registry"] for r in rows} == {"databricks"}
+        assert not [r for r in rows if r["job_key"].startswith("sweep:")]
     except BaseException:
         print(listener.logs())
         raise
+
+
+def test_the_listener_runs_with_the_readme_environment(listener: Listener) -> None:
+    assert mismatches("listener + worker, workspace model registry", [listener.env]) == []
+
+
+def test_the_listener_called_only_implemented_endpoints(workspace_fake: WorkspaceFake) -> None:
+    # Runs after the test above: every request the listener and its worker made reached a real route.
+    assert workspace_fake.unimplemented_requests() == []

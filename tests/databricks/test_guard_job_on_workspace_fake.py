@@ -20,6 +20,7 @@ import pytest
 
 from listener.worker.entry import requests_from_event
 from tests.databricks.endpoint_record import UC_MODEL, WORKSPACE_MODEL, production_env
+from tests.databricks.readme_env import mismatches
 from tests.support.databricks_workspace import WorkspaceFake
 
 VENV_BIN = Path(sys.executable).parent
@@ -27,14 +28,22 @@ NESTED_KERNEL = "artifacts/nested/weights/layer1/kernel.bin"
 MARKER = "[mlflow-version-guard]"
 
 
-def guard_job(fake: WorkspaceFake, registry_uri: str, args: list[str], gate: bool = False,
-              data_dir: Path | None = None) -> subprocess.CompletedProcess:
-    """The ``guard-job`` console script, with the README's environment for ``registry_uri``."""
+def job_env(fake: WorkspaceFake, registry_uri: str, gate: bool = False,
+            data_dir: Path | None = None) -> dict[str, str]:
+    """The README's environment of ``guard-job`` for ``registry_uri`` (gating only when ``gate``)."""
     env = production_env(fake, registry_uri)
     env.update({"PATH": f"{VENV_BIN}:{env['PATH']}",
                 "GUARD_DATA_DIR": str(data_dir or Path(tempfile.mkdtemp(prefix="guard-job-"))),
-                "GUARD_GATE_TRANSITIONS": "true" if gate else "false",
                 "GUARD_RETRY_BASE_S": "0.2", "GUARD_RETRY_MAX_S": "1", "GUARD_DATABRICKS_RETRY_TIMEOUT": "5"})
+    if gate:
+        env["GUARD_GATE_TRANSITIONS"] = "true"
+    return env
+
+
+def guard_job(fake: WorkspaceFake, registry_uri: str, args: list[str], gate: bool = False,
+              data_dir: Path | None = None) -> subprocess.CompletedProcess:
+    """The ``guard-job`` console script, with the README's environment for ``registry_uri``."""
+    env = job_env(fake, registry_uri, gate, data_dir)
     return subprocess.run([str(VENV_BIN / "guard-job"), *args], env=env, capture_output=True, text=True,
                           timeout=600, cwd=tempfile.mkdtemp(prefix="guard-job-cwd-"))
 
@@ -212,6 +221,26 @@ def test_readyz_asks_the_workspace_through_the_sdk(workspace_fake: WorkspaceFake
     monkeypatch.setenv("DATABRICKS_TOKEN", "dapi-wrong-token")
     answer = create_app(settings).test_client().get("/readyz")
     assert answer.status_code == 503 and "Databricks workspace not ready" in " ".join(answer.json["reasons"])
+
+
+@pytest.mark.parametrize("registry_uri, label", [
+    ("databricks-uc", "guard-job, Unity Catalog"),
+    ("databricks", "guard-job, workspace registry job webhook"),
+])
+def test_the_job_runs_with_the_readme_environment(workspace_fake: WorkspaceFake, registry_uri: str,
+                                                  label: str) -> None:
+    envs = [job_env(workspace_fake, registry_uri, gate) for gate in (False, True)]
+    if registry_uri == "databricks-uc":
+        envs = envs[:1]  # Unity Catalog has nothing to gate: its tests never set GUARD_GATE_TRANSITIONS
+    assert mismatches(label, envs) == []
+
+
+def test_the_readme_check_sees_a_different_environment() -> None:
+    found = mismatches("guard-job, Unity Catalog", [{"MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+                                                      "GUARD_GATE_TRANSITIONS": "true"}])
+    assert any("MLFLOW_TRACKING_URI='http://127.0.0.1:5000'" in p for p in found)
+    assert any("GUARD_GATE_TRANSITIONS is set by the tests but not in the README" in p for p in found)
+    assert any("MLFLOW_REGISTRY_URI is in the README row" in p for p in found)
 
 
 def test_the_guard_called_only_implemented_endpoints(workspace_fake: WorkspaceFake) -> None:

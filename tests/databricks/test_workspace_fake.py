@@ -81,7 +81,12 @@ def test_registry_copy_is_separate_from_the_run(
     workspace_fake: WorkspaceFake, recordings: dict[str, dict[str, Any]]
 ) -> None:
     r = recordings["workspace registry"]["result"]
-    kernel = workspace_fake.registry_copy(WORKSPACE_MODEL, r["version"]) / NESTED_KERNEL
+    # The download URI names the registry's own folder, not the run's.
+    copy = workspace_fake.registry_copy(WORKSPACE_MODEL, r["version"])
+    assert workspace_fake.dbfs_local(r["download_uri"]) == copy and "mlflow-registry" in copy.parts
+    run_folder = workspace_fake.dbfs_local(r["source"])
+    assert run_folder.is_dir() and run_folder.resolve() != copy.resolve()
+    kernel = copy / NESTED_KERNEL
     original = kernel.read_bytes()
     kernel.write_bytes(bytes([original[0] ^ 0xFF]) + original[1:])
     try:

@@ -1,4 +1,4 @@
-"""The webhook administration CLI against a real MLflow server and the Databricks workspace stand-in."""
+"""The webhook administration CLI against a real MLflow server and the Databricks workspace fake."""
 
 from __future__ import annotations
 

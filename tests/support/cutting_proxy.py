@@ -105,9 +105,13 @@ class CuttingProxy:
 
 
 def _reset(s: socket.socket) -> None:
-    # SO_LINGER with a zero timeout: close sends a RST, as a dropped connection does.
+    # SO_LINGER with a zero timeout: close sends a RST, as a dropped connection does. The other pipe
+    # thread may be blocked in recv() on this socket, and the kernel releases (and resets) it only once
+    # that call returns: shutting the read side wakes it without sending anything to the peer.
     with contextlib.suppress(OSError):
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        s.shutdown(socket.SHUT_RD)
     _close(s)
 
 

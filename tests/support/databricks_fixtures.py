@@ -1,79 +1,22 @@
-"""Databricks test fixtures (registered in tests/conftest.py): the workspace stand-in in front of the
-session's mlflow server, and the workspace fake the unmodified clients use in production configuration."""
+"""Databricks test fixtures (registered in tests/conftest.py): the workspace fake, driven by the unmodified
+MLflow and databricks-sdk clients in production configuration, and helpers to make versions on it."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 
-from tests.support.databricks_standin import DatabricksStandIn
 from tests.support.databricks_workspace import WorkspaceFake
-from tests.support.procs import MlflowServer, MotoS3Server
+from tests.support.procs import MotoS3Server
 from tests.support.receiver import Receiver
 
-TOKEN = "dapi-test-token-not-secret"
-NESTED_FILE = "weights/layer1/kernel.bin"
-
-
-@pytest.fixture(scope="session")
-def standin(tmp_path_factory: pytest.TempPathFactory,
-            mlflow_server: MlflowServer) -> Iterator[DatabricksStandIn]:
-    """The Databricks workspace stand-in, forwarding MLflow calls to the session's local mlflow server."""
-    srv = DatabricksStandIn(tmp_path_factory.mktemp("dbx-standin"), mlflow_server, token=TOKEN).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def dbx_env(standin: DatabricksStandIn, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """SDK unified-auth variables pointing at the stand-in, for this test only."""
-    for key in list(os.environ):
-        if key.startswith("DATABRICKS_"):
-            monkeypatch.delenv(key)
-    env = {"DATABRICKS_HOST": standin.url, "DATABRICKS_TOKEN": TOKEN}
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    # A config file in the home folder must not change which workspace the tests talk to.
-    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", os.devnull)
-    return env
-
-
-def register_model(uri: str, name: str, workdir: Path) -> str:
-    """Log a small model folder in a run through ``uri``, register it as ``name``; return the version.
-
-    The folder holds a nested file, :data:`NESTED_FILE`; the version's source is the run's folder.
-    """
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name("dbx-tests")
-    exp_id = exp.experiment_id if exp else client.create_experiment("dbx-tests")
-    run = client.create_run(exp_id)
-    src = workdir / f"src-{uuid.uuid4().hex[:8]}"
-    (src / "weights" / "layer1").mkdir(parents=True)
-    (src / NESTED_FILE).write_bytes(os.urandom(4096))
-    (src / "weights" / "vocab.txt").write_text("a\nb\nc\n")
-    (src / "MLmodel").write_text("artifact_path: model\nflavors: {}\n")
-    client.log_artifacts(run.info.run_id, str(src), "model")
-    client.set_terminated(run.info.run_id)
-    with contextlib.suppress(MlflowException):  # already registered by an earlier test
-        client.create_registered_model(name)
-    # Not MLflow's own wait (it polls every 3 s): the registry copy takes a fraction of a second.
-    mv = client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
-                                     await_creation_for=0)
-    deadline = time.monotonic() + 30
-    while mv.status == "PENDING_REGISTRATION" and time.monotonic() < deadline:
-        time.sleep(0.1)
-        mv = client.get_model_version(name, mv.version)
-    assert mv.status == "READY", mv
-    return str(mv.version)
+# The nested file of every model the client flows log (see tests/databricks/client_flows.py).
+NESTED_KERNEL = "artifacts/nested/weights/layer1/kernel.bin"
+MARKER = "[mlflow-version-guard]"
 
 
 @pytest.fixture(scope="session")
@@ -110,3 +53,61 @@ def recordings(workspace_fake: WorkspaceFake, fake_webhook_receiver: Receiver) -
     from tests.databricks.endpoint_record import record_all
 
     return record_all(workspace_fake, fake_webhook_receiver.url)
+
+
+@pytest.fixture
+def dbx_env(workspace_fake: WorkspaceFake, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """This process in production configuration for the workspace registry, for this test only.
+
+    Exactly the environment of the client flows and ``guard-job`` (``endpoint_record.production_env``)
+    but PATH; a test serving Unity Catalog sets ``MLFLOW_REGISTRY_URI=databricks-uc`` on top.
+    """
+    from tests.databricks.endpoint_record import production_env
+
+    for key in list(os.environ):
+        if key.startswith(("DATABRICKS_", "GUARD_", "AWS_")):
+            monkeypatch.delenv(key)
+    env = {k: v for k, v in production_env(workspace_fake, "databricks").items() if k != "PATH"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+def workspace_client(fake: WorkspaceFake, token: str | None = None, retry_timeout_s: int = 30) -> Any:
+    """A user's databricks-sdk client on the fake (PAT authentication, no config file)."""
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.core import Config
+
+    return WorkspaceClient(config=Config(host=fake.url, token=token or fake.token, config_file=os.devnull,
+                                         retry_timeout_seconds=retry_timeout_s))
+
+
+def new_workspace_version(fake: WorkspaceFake, recordings: dict[str, dict[str, Any]], model: str) -> str:
+    """A new workspace-registry version of ``model`` made from the logged model the client flows logged.
+
+    Registered as ``mlflow.register_model`` registers it (``registered-models/create``,
+    ``model-versions/create``); the workspace then makes its own copy of the files. Returns the version
+    once it is READY.
+    """
+    from databricks.sdk.errors import ResourceAlreadyExists
+
+    logged = recordings["workspace registry"]["result"]
+    reg = workspace_client(fake).model_registry
+    with contextlib.suppress(ResourceAlreadyExists):
+        reg.create_model(name=model)
+    mv = reg.create_model_version(name=model, source=logged["source"], run_id=logged["run_id"]).model_version
+    fake.registry_copy(model, mv.version)  # waits for READY
+    return str(mv.version)
+
+
+def own_comments(fake: WorkspaceFake, model: str, version: str) -> list[str]:
+    """The guard's comments on one version, oldest first."""
+    return [c["comment"] for c in fake.state()["comments"] if c["model_name"] == model
+            and c["version"] == str(version) and c["comment"].startswith(MARKER)]
+
+
+def activities(fake: WorkspaceFake, model: str, version: str,
+               kind: str | None = None) -> list[dict[str, Any]]:
+    """The activity log of one version (``kind``: only that activity type), oldest first."""
+    return [a for a in fake.state()["activities"] if a["model_name"] == model
+            and a["version"] == str(version) and (kind is None or a["activity_type"] == kind)]

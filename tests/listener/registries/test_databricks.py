@@ -1,18 +1,22 @@
-"""DatabricksAdapter against the workspace stand-in: the worker's pipeline in-process, the real SDK client."""
+"""DatabricksAdapter on the workspace fake, built as the product builds it: ``Settings.from_env()`` in
+production configuration (``MLFLOW_TRACKING_URI=databricks``, ``MLFLOW_REGISTRY_URI=databricks`` |
+``databricks-uc``, ``DATABRICKS_HOST``, ``DATABRICKS_TOKEN``), then ``get_adapter``; the worker's pipeline
+runs in process through the unmodified MLflow and databricks-sdk clients."""
 
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from mlflow import MlflowClient
 
 from core.errors import CheckError, NotFoundError, TransientError
 from core.seal import Manifest
 from listener.config import Settings
 from listener.protocol import ValidationRequest
+from listener.registries import get_adapter
 from listener.registries.databricks import (
     COMMENT_MARKER,
     DatabricksAdapter,
@@ -21,14 +25,27 @@ from listener.registries.databricks import (
 )
 from listener.verdict import FAILED, PASSED, Verdict
 from listener.worker.job import run_validation
-from tests.support.databricks_fixtures import NESTED_FILE, register_model
-from tests.support.databricks_standin import DatabricksStandIn
+from tests.databricks.endpoint_record import UC_MODEL
+from tests.support.databricks_fixtures import NESTED_KERNEL, activities, new_workspace_version
+from tests.support.databricks_workspace import WorkspaceFake
+from tests.support.procs import free_port
+
+COMMENTS = "/api/2.0/mlflow/comments/create"
+APPROVE = "/api/2.0/mlflow/transition-requests/approve"
+
+
+def production_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> Settings:
+    """Settings as the listener reads them, with the guard's own variables ``env`` on top of dbx_env's."""
+    monkeypatch.setenv("GUARD_DATA_DIR", str(tmp_path / "guard"))
+    monkeypatch.setenv("GUARD_GATE_TRANSITIONS", "true")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Settings.from_env()
 
 
 @pytest.fixture
-def settings(standin: DatabricksStandIn, dbx_env: dict[str, str], tmp_path: Path) -> Settings:
-    return Settings(tracking_uri=standin.url, data_dir=tmp_path / "guard", gate_transitions=True,
-                    registry_kind="databricks")
+def settings(dbx_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
+    return production_settings(monkeypatch, tmp_path)
 
 
 def request(model: str, version: str, trigger: str, *, to_stage: str | None = None,
@@ -40,9 +57,10 @@ def request(model: str, version: str, trigger: str, *, to_stage: str | None = No
                              received_at=time.time())
 
 
-def comments(standin: DatabricksStandIn, model: str, version: str) -> list[str]:
-    return [c["comment"] for c in standin.state()["comments"]
-            if c["model_name"] == model and c["version"] == version]
+def comments(fake: WorkspaceFake, model: str, version: str) -> list[str]:
+    """Every comment on the version (ours or anyone's)."""
+    return [c["comment"] for c in fake.state()["comments"]
+            if c["model_name"] == model and c["version"] == str(version)]
 
 
 def is_own_comment(text: str) -> bool:
@@ -53,24 +71,27 @@ def differing_paths(verdict: Verdict) -> list[str]:
     return [d["path"] for d in [*verdict.differences, *verdict.seal_differences]]
 
 
-def activities(standin: DatabricksStandIn, model: str, version: str) -> list[dict]:
-    return [a for a in standin.state()["activities"] if a["model_name"] == model and a["version"] == version]
+def test_settings_build_the_workspace_registry_adapter(settings: Settings) -> None:
+    adapter = get_adapter("databricks", settings)
+    assert isinstance(adapter, DatabricksAdapter) and not adapter.unity_catalog
+    assert (settings.tracking_uri, settings.registry_uri, settings.registry_kind) == \
+        ("databricks", "databricks", "databricks")
 
 
-def test_created_then_gated_requests(standin: DatabricksStandIn, settings: Settings, tmp_path: Path) -> None:
+def test_created_then_gated_requests(workspace_fake: WorkspaceFake, recordings: dict[str, Any],
+                                     settings: Settings) -> None:
     model = "adapter-gate"
-    v = register_model(standin.url, model, tmp_path)
-    adapter = DatabricksAdapter(settings)
-    client = MlflowClient(tracking_uri=standin.url)
+    v = new_workspace_version(workspace_fake, recordings, model)
+    adapter = get_adapter("databricks", settings)
 
     # Creation: sealed and checked against the registry's own copy -> PASSED comment and tags.
     verdict = run_validation(request(model, v, "MODEL_VERSION_CREATED"), settings, adapter=adapter)
     assert verdict.status == PASSED, verdict
     adapter.publish(verdict)
-    [text] = comments(standin, model, v)
-    assert text.splitlines()[0] == COMMENT_MARKER and is_own_comment(text)
+    [text] = comments(workspace_fake, model, v)
+    assert is_own_comment(text)
     assert "Validation PASSED" in text and verdict.seal_digest in text
-    tags = client.get_model_version(model, v).tags
+    tags = adapter.read_version(model, v).tags
     assert tags["validation.status"] == PASSED
     assert Manifest.from_json(tags["validation.manifest"]).tree_digest == verdict.seal_digest
 
@@ -81,108 +102,124 @@ def test_created_then_gated_requests(standin: DatabricksStandIn, settings: Setti
                              settings, adapter=adapter)
     assert verdict.status == PASSED, verdict
     adapter.publish(verdict)
-    assert client.get_model_version(model, v).current_stage == "Staging"
-    approved = activities(standin, model, v)[-1]
+    assert adapter.read_version(model, v).current_stage == "Staging"
+    approved = activities(workspace_fake, model, v)[-1]
     assert approved["activity_type"] == "APPROVED_REQUEST" and is_own_comment(approved["comment"])
     assert reg.list_transition_requests(name=model, version=v) == []
 
     # Tamper with the registry's copy; a request to Production is rejected, naming the file.
-    copy = standin.registry_copy(model, v)
-    (copy / NESTED_FILE).write_bytes(b"tampered")
+    (workspace_fake.registry_copy(model, v) / NESTED_KERNEL).write_bytes(b"tampered")
     reg.create_transition_request(name=model, version=v, stage="Production")
     verdict = run_validation(request(model, v, "TRANSITION_REQUEST_TO_PRODUCTION_CREATED",
                                      to_stage="production", gate=True), settings, adapter=adapter)
-    assert verdict.status == FAILED and NESTED_FILE in differing_paths(verdict), verdict
+    assert verdict.status == FAILED and NESTED_KERNEL in differing_paths(verdict), verdict
     adapter.publish(verdict)
-    rejected = activities(standin, model, v)[-1]
+    rejected = activities(workspace_fake, model, v)[-1]
     assert rejected["activity_type"] == "REJECTED_REQUEST" and rejected["to_stage"] == "Production"
-    assert NESTED_FILE in rejected["comment"] and "Validation FAILED" in rejected["comment"]
-    assert client.get_model_version(model, v).current_stage == "Staging"
-    last = comments(standin, model, v)[-1]
-    assert "Validation FAILED" in last and NESTED_FILE in last
-    assert client.get_model_version(model, v).tags["validation.status"] == FAILED
-    assert len(comments(standin, model, v)) == 3  # one per validation
+    assert NESTED_KERNEL in rejected["comment"] and "Validation FAILED" in rejected["comment"]
+    assert adapter.read_version(model, v).current_stage == "Staging"
+    last = comments(workspace_fake, model, v)[-1]
+    assert "Validation FAILED" in last and NESTED_KERNEL in last
+    assert adapter.read_version(model, v).tags["validation.status"] == FAILED
+    assert len(comments(workspace_fake, model, v)) == 3  # one per validation
 
 
-def test_gating_off_comments_only(standin: DatabricksStandIn, settings: Settings, tmp_path: Path) -> None:
+def test_gating_off_comments_only(workspace_fake: WorkspaceFake, recordings: dict[str, Any],
+                                  dbx_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+                                  tmp_path: Path) -> None:
     model = "adapter-nogate"
-    v = register_model(standin.url, model, tmp_path)
-    settings.gate_transitions = False
-    adapter = DatabricksAdapter(settings)
+    v = new_workspace_version(workspace_fake, recordings, model)
+    settings = production_settings(monkeypatch, tmp_path, GUARD_GATE_TRANSITIONS="false")
+    adapter = get_adapter("databricks", settings)
     adapter.workspace.model_registry.create_transition_request(name=model, version=v, stage="Staging")
     verdict = run_validation(request(model, v, "TRANSITION_REQUEST_CREATED", to_stage="Staging", gate=True),
                              settings, adapter=adapter)
     adapter.publish(verdict)
-    assert len(comments(standin, model, v)) == 1
+    assert len(comments(workspace_fake, model, v)) == 1
     assert [r.to_stage for r in adapter.workspace.model_registry.list_transition_requests(
         name=model, version=v)] == ["Staging"]
+    assert activities(workspace_fake, model, v, "APPROVED_REQUEST") == []
+    assert activities(workspace_fake, model, v, "REJECTED_REQUEST") == []
 
 
-def _verdict(model: str, version: str, status: str = PASSED, **kw) -> Verdict:
+def _verdict(model: str, version: str, status: str = PASSED, **kw: Any) -> Verdict:
     return Verdict(status=status, model=model, version=version, registry="databricks",
                    trigger="TRANSITION_REQUEST_CREATED", summary="identical", to_stage="Staging", gate=True,
                    delivery_key=f"databricks:{model}:{version}:{time.time()}", **kw)
 
 
-def test_transient_failures_retry_without_duplicate_comments(standin: DatabricksStandIn, settings: Settings,
-                                                             tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GUARD_DATABRICKS_RETRY_TIMEOUT", "1")
+def test_transient_failures_retry_without_duplicate_comments(workspace_fake: WorkspaceFake,
+                                                             recordings: dict[str, Any],
+                                                             dbx_env: dict[str, str],
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
     model = "adapter-retry"
-    v = register_model(standin.url, model, tmp_path)
-    adapter = DatabricksAdapter(settings)
+    v = new_workspace_version(workspace_fake, recordings, model)
+    settings = production_settings(monkeypatch, tmp_path, GUARD_DATABRICKS_RETRY_TIMEOUT="1")
+    adapter = get_adapter("databricks", settings)
     adapter.workspace.model_registry.create_transition_request(name=model, version=v, stage="Staging")
     verdict = _verdict(model, v)
 
-    standin.inject_fault("/api/2.0/mlflow/comments/create", 503, count=50)
-    with pytest.raises(TransientError):
-        adapter.publish(verdict)
-    assert comments(standin, model, v) == []
-    standin.clear_faults()
+    # The workspace keeps answering 503: the SDK gives up after its retry timeout, the job retries later.
+    workspace_fake.inject_fault("POST", COMMENTS, 503, count=50, retry_after=0)
+    try:
+        with pytest.raises(TransientError):
+            adapter.publish(verdict)
+    finally:
+        workspace_fake.clear_faults()
+    assert comments(workspace_fake, model, v) == []
 
-    standin.inject_fault("/api/2.0/mlflow/transition-requests/approve", 500, count=1)
-    with pytest.raises(TransientError):
-        adapter.publish(verdict)  # comment posted, approval failed
+    workspace_fake.inject_fault("POST", APPROVE, 500, count=1)
+    try:
+        with pytest.raises(TransientError):
+            adapter.publish(verdict)  # comment posted, approval failed
+    finally:
+        workspace_fake.clear_faults()
     adapter.publish(verdict)      # the retry approves without a second comment
-    assert len(comments(standin, model, v)) == 1
-    assert activities(standin, model, v)[-1]["activity_type"] == "APPROVED_REQUEST"
+    assert len(comments(workspace_fake, model, v)) == 1
+    assert activities(workspace_fake, model, v)[-1]["activity_type"] == "APPROVED_REQUEST"
     # Publishing the same verdict again changes nothing; the request is no longer open.
     adapter.publish(verdict)
-    assert len(comments(standin, model, v)) == 1
+    assert len(comments(workspace_fake, model, v)) == 1
+    assert len(activities(workspace_fake, model, v, "APPROVED_REQUEST")) == 1
 
 
-def test_error_verdict_rejects_the_request(standin: DatabricksStandIn, settings: Settings,
-                                           tmp_path: Path) -> None:
+def test_error_verdict_rejects_the_request(workspace_fake: WorkspaceFake, recordings: dict[str, Any],
+                                           settings: Settings) -> None:
     model = "adapter-error"
-    v = register_model(standin.url, model, tmp_path)
-    adapter = DatabricksAdapter(settings)
+    v = new_workspace_version(workspace_fake, recordings, model)
+    adapter = get_adapter("databricks", settings)
     adapter.workspace.model_registry.create_transition_request(name=model, version=v, stage="Production")
     verdict = Verdict.error_verdict(model=model, version=v, registry="databricks",
                                     trigger="TRANSITION_REQUEST_CREATED", reason="artifact store unreachable",
                                     to_stage="Production", gate=True, delivery_key=f"k-{time.time()}")
     adapter.publish(verdict)
-    rejected = activities(standin, model, v)[-1]
+    rejected = activities(workspace_fake, model, v)[-1]
     assert rejected["activity_type"] == "REJECTED_REQUEST"
     assert "Validation ERROR" in rejected["comment"] and "artifact store unreachable" in rejected["comment"]
+    assert adapter.read_version(model, v).current_stage == "None"
 
 
-def test_permanent_errors_are_not_retried(standin: DatabricksStandIn, settings: Settings,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DATABRICKS_TOKEN", "wrong-token-value")
-    adapter = DatabricksAdapter(settings)
+def test_permanent_errors_are_not_retried(workspace_fake: WorkspaceFake, dbx_env: dict[str, str],
+                                          monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    settings = production_settings(monkeypatch, tmp_path, DATABRICKS_TOKEN="wrong-token-value")
+    adapter = get_adapter("databricks", settings)
+    workspace_fake.clear_recorded_requests()
     with pytest.raises(CheckError) as info:
         adapter.publish(_verdict("no-such-model", "1"))
     assert not isinstance(info.value, TransientError)
     assert "wrong-token-value" not in str(info.value)
+    # Refused once (403), not asked again.
+    assert [r["status"] for r in workspace_fake.recorded_requests()
+            if r["path"].startswith("/api/2.0/mlflow/")] == [403]
 
 
-def test_unreachable_workspace_is_transient(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.support.procs import free_port
-
-    monkeypatch.setenv("DATABRICKS_HOST", f"http://127.0.0.1:{free_port()}")
-    settings.databricks_retry_timeout_s = 1
+def test_unreachable_workspace_is_transient(dbx_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Path) -> None:
+    settings = production_settings(monkeypatch, tmp_path, DATABRICKS_HOST=f"http://127.0.0.1:{free_port()}",
+                                   GUARD_DATABRICKS_RETRY_TIMEOUT="1")
     with pytest.raises(TransientError):
-        DatabricksAdapter(settings).publish(_verdict("m", "1"))
+        get_adapter("databricks", settings).publish(_verdict("m", "1"))
 
 
 def test_tags_fit_the_workspace_limit_and_comment_is_marked() -> None:
@@ -205,22 +242,24 @@ def test_tags_fit_the_workspace_limit_and_comment_is_marked() -> None:
     assert not is_own_comment("Validation PASSED: someone pasting our words")
 
 
-def test_unity_catalog_gets_tags_and_description(standin: DatabricksStandIn, settings: Settings,
+def test_unity_catalog_gets_tags_and_description(workspace_fake: WorkspaceFake, recordings: dict[str, Any],
+                                                 dbx_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
                                                  tmp_path: Path) -> None:
-    model = "main.ml.adapter_uc"
-    v = register_model(standin.url, model, tmp_path)
-    client = MlflowClient(tracking_uri=standin.url)
-    client.update_model_version(model, v, description="Owner's notes.")
-    adapter = DatabricksAdapter(settings, unity_catalog=True)
-    verdict = run_validation(request(model, v, "MODEL_VERSION_CREATED"), settings, adapter=adapter)
+    v = str(recordings["unity catalog"]["result"]["version"])
+    settings = production_settings(monkeypatch, tmp_path, MLFLOW_REGISTRY_URI="databricks-uc")
+    adapter = get_adapter("databricks", settings)
+    assert isinstance(adapter, DatabricksAdapter) and adapter.unity_catalog and adapter.tag_limit == 1000
+    adapter.client.update_model_version(UC_MODEL, v, description="Owner's notes.")
+    verdict = run_validation(request(UC_MODEL, v, "MODEL_VERSION_CREATED"), settings, adapter=adapter)
+    assert verdict.status == PASSED, verdict
     adapter.publish(verdict)
-    mv = client.get_model_version(model, v)
+    mv = adapter.read_version(UC_MODEL, v)
     assert mv.tags["validation.status"] == PASSED
+    assert all(len(value) <= 1000 for value in mv.tags.values())
     assert mv.description.endswith("\n\nOwner's notes.") and "<!-- validation:start -->" in mv.description
-    assert mv.description.split(" ", 1)[0] in ("PASSED", "FAILED", "ERROR")  # the verdict comes first
-    assert comments(standin, model, v) == []  # no comments API for Unity Catalog models
-    assert DatabricksAdapter(Settings(tracking_uri="databricks", registry_uri="databricks-uc",
-                                      data_dir=tmp_path), client=client).unity_catalog
+    assert mv.description.split(" ", 1)[0] == PASSED  # the verdict comes first
+    assert comments(workspace_fake, UC_MODEL, v) == []  # no comments API for Unity Catalog models
+    assert workspace_fake.state()["uc_versions"][UC_MODEL][v]["_tags"]["validation.status"] == PASSED
 
 
 @pytest.mark.parametrize(("exc", "kind"), [
@@ -255,6 +294,7 @@ def test_tag_limit_and_links_per_registry_kind(tmp_path: Path) -> None:
                   databricks_host="https://adb-1.azuredatabricks.net", registry_kind="databricks")
     assert DatabricksAdapter(workspace).tag_limit == 5000
     assert DatabricksAdapter(uc).tag_limit == 1000
+    assert DatabricksAdapter(uc).unity_catalog and not DatabricksAdapter(workspace).unity_catalog
     assert version_url(workspace, "databricks", "churn", "3") == \
         "https://adb-1.azuredatabricks.net/#mlflow/models/churn/versions/3"
     assert version_url(uc, "databricks", "main.ml.churn", "3") == \

@@ -54,6 +54,7 @@ def test_settings_of_the_sweep_and_protected_aliases():
     default = Settings.from_env({})
     assert default.protected_aliases == [] and default.sweep_interval_s == 300.0
     assert default.reverify_interval_s == 21600.0 and default.reverify_scope == "protected"
+    assert Settings.from_env({"GUARD_REVERIFY": "Production-Stage"}).reverify_scope == "production-stage"
     with pytest.raises(ConfigError, match="GUARD_REVERIFY"):
         Settings.from_env({"GUARD_REVERIFY": "sometimes"})
     with pytest.raises(ConfigError, match="GUARD_SWEEP_INTERVAL"):
