@@ -14,8 +14,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
+# Test files run in TEST_WORKERS processes (each file's tests stay together, in order, in one of them).
+TEST_WORKERS ?= 3
+
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Command one: the whole loop on this machine (MLflow server, listener, worker, webhook). Ctrl-C stops it.
 run: venv

@@ -14,6 +14,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+# gunicorn waits out its graceful timeout while a client holds a keep-alive connection open; the
+# tests stop their stacks many times, and nothing they check depends on that wait.
+os.environ.setdefault("GUNICORN_GRACEFUL_TIMEOUT", "2")
 
 
 @pytest.fixture(scope="session")
