@@ -14,7 +14,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-# Test files run in TEST_WORKERS processes (each file's tests stay together, in order, in one of them).
+# Tests run in TEST_WORKERS processes, file by file; the files that use the Databricks workspace
+# fake run in one of them (tests/conftest.py).
 TEST_WORKERS ?= 3
 
 test: venv

@@ -51,3 +51,22 @@ from tests.support.databricks_fixtures import (  # noqa: E402, F401
     workspace_fake,
     workspace_s3,
 )
+
+# The files whose tests start the Databricks workspace fake (a session fixture, with its S3 API and
+# recorded client flows): ``make test`` runs them in one of its parallel processes, so the fake starts
+# once rather than once per process.
+_WORKSPACE_FILES = (
+    "tests/databricks/", "tests/listener/registries/test_databricks.py", "tests/listener/test_admin.py",
+)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """pytest-xdist's file-by-file scheduling, with the workspace fake's files as one unit of work."""
+    from xdist.scheduler import LoadFileScheduling
+
+    class _FilesAndWorkspace(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "databricks-workspace" if path.startswith(_WORKSPACE_FILES) else path
+
+    return _FilesAndWorkspace(config, log)
