@@ -6,7 +6,7 @@ run, each method in a fresh subprocess so that peak memory is per method:
 
 * ``import mlflow``  - ``python -c "import mlflow"``, the fixed cost of any MLflow CLI;
 * ``floor``          - reading both copies once (one thread per copy, 1 MiB chunks, no hashing);
-* ``core``           - ``core.tree.compare_trees`` on the two folders;
+* ``core``           - ``core.compare.tree.compare_trees`` on the two folders;
 * ``cli-compare``    - ``compare-model-versions --skip-compare-reg-models`` on two versions whose
                        sources are the two copies (run models only, so each byte is read once);
 * ``cli-compare-all``- ``compare-model-versions`` comparing run models and registry models (in
@@ -190,7 +190,7 @@ def child_core(a: Path, b: Path) -> dict:
     """This project's core: ``compare_trees`` on the two folders."""
     # Works from a checkout that is not pip-installed as well.
     sys.path.insert(0, str(REPO))
-    from core.tree import compare_trees
+    from core.compare.tree import compare_trees
 
     t0 = time.perf_counter()
     result = compare_trees(a, b, labels=("1", "2"))
@@ -347,7 +347,7 @@ def cli_argv(script: str, func: str) -> list[str]:
         return [str(exe)]
     return [sys.executable, "-c",
             f"import sys; sys.path.insert(0, {str(REPO)!r}); sys.argv[0] = {script!r}; "
-            f"from core.cli import {func}; sys.exit({func}())"]
+            f"from core.cli.commands import {func}; sys.exit({func}())"]
 
 
 def _free_port() -> int:
@@ -466,7 +466,7 @@ DESCRIPTIONS = {
     "import-mlflow-noteardown": "`import mlflow`, then atexit handlers and `os._exit` "
                                 "(no interpreter teardown, as the CLIs end)",
     "floor": "read both copies once (2 threads, 1 MiB chunks, no hashing)",
-    "core": "`core.tree.compare_trees` (this project)",
+    "core": "`core.compare.tree.compare_trees` (this project)",
     "cli-compare": "`compare-model-versions --skip-compare-reg-models` (this project, whole CLI)",
     "cli-compare-all": "`compare-model-versions`, run + registry models (same folders in OSS: read once)",
     "cli-check": "`check-model-version` (run model = registry model folder in OSS: one copy read)",

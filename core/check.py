@@ -16,24 +16,24 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
-from core.error_mapping import is_transient, translate
+from core.compare.exclude import validate_patterns, without_excluded
+from core.compare.fetch import FetchRequest, read_trees
+from core.compare.tree import comparison_from_scans
 from core.errors import CheckError, TransientError, redact
-from core.exclude import validate_patterns, without_excluded
-from core.fetch import FetchRequest, read_trees
-from core.manifest import Difference, Manifest
-from core.reach import check_reachable
-from core.registry import (
+from core.registry.access import (
     locations_of,
     make_client,
     registry_uri_for,
     resolve_locations,
     version_summary,
 )
+from core.registry.error_mapping import is_transient, translate
+from core.registry.reach import check_reachable
 from core.report import human_bytes, system_info
-from core.seal import verify_manifest
-from core.seal_step import SealOptions, SealStep, run_seal_step, seal_identity
-from core.signed_seal import SealRecord, SealVerification
-from core.tree import comparison_from_scans
+from core.seal.digest import verify_manifest
+from core.seal.manifest import Difference, Manifest
+from core.seal.signed import SealRecord, SealVerification
+from core.seal.step import SealOptions, SealStep, run_seal_step, seal_identity
 
 SEAL_TAG = "validation.manifest"  # compact JSON manifest of the registry model, set by the listener
 LABELS = ("run", "registry")
@@ -145,7 +145,7 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                         progress: Any = None, signed_seal: SealOptions | None = None) -> CheckResult:
     """Check that a model version's run model and registry model are identical, and match its seal.
 
-    ``version_or_stage`` is resolved by :func:`core.registry.resolve_version`. Both models are
+    ``version_or_stage`` is resolved by :func:`core.registry.access.resolve_version`. Both models are
     read concurrently (local ones in place, remote ones streamed and hashed without a copy, or
     also written into a fresh folder under ``download_dir`` with ``keep_downloads``) and compared
     file by file.
@@ -153,10 +153,10 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
     tag, the registry model is also verified against that seal. ``report_file`` is only recorded
     in the report's ``Options``; writing it is the caller's business. ``model_version``: the version
     already read by the caller (with ``client``), so it is not read again. Paths matching an
-    ``exclude`` glob (:mod:`core.exclude`) are left out of both models and of the seal, and listed
+    ``exclude`` glob (:mod:`core.compare.exclude`) are left out of both models and of the seal, and listed
     in the report's ``Comparison.excluded``. Remote models are streamed with
     ``transfer_concurrency`` transfers (default per store kind) and report to ``progress``
-    (a :class:`core.remote.progress.TransferProgress`). With ``signed_seal`` (:mod:`core.seal_step`), the
+    (a :class:`core.remote.progress.TransferProgress`). With ``signed_seal`` (:mod:`core.seal.step`), the
     seal is the version's signed seal in the seal store (an unsigned ``validation.manifest`` tag only
     for a version sealed before), ``seal``/``seal_from_tag`` are ignored, and the seal's outcome is
     part of the verdict: FAILED if it is, ERROR if the seal cannot be read.

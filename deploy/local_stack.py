@@ -39,7 +39,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from listener.registries.webhooks import ensure_mlflow_webhook
+from listener.registries.webhook_registration import ensure_mlflow_webhook
 from listener.store.owners import pid_alive
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -236,7 +236,7 @@ class LocalStack:
         self._register_webhook()
 
     def _ensure_signing_key(self) -> str:
-        from core.keys import ensure_signing_key
+        from core.seal.keys import ensure_signing_key
 
         path = self.data_dir / "seal-key.pem"
         ensure_signing_key(path)  # created once, mode 0600; reused on every later start

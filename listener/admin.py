@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 
 from listener.config import ROUTES, SECRET_VARIABLES, Settings
-from listener.registries.webhooks import (
+from listener.registries.webhook_registration import (
     DATABRICKS_DEFAULT_EVENTS,
     DEFAULT_NAME,
     MLFLOW_DEFAULT_EVENTS,

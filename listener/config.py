@@ -75,7 +75,7 @@ class Settings:
     event_message: str | None = None
     # prometheus-client's multiprocess folder: set, /metrics adds up every process writing into it.
     metrics_dir: str | None = None
-    # GUARD_EXCLUDE: comma-separated globs (core/exclude.py) left out of every check, reported as excluded.
+    # GUARD_EXCLUDE: comma-separated globs (core/compare/exclude.py) left out of every check, as excluded.
     exclude: list[str] = field(default_factory=list)
     # GUARD_TRANSFER_CONCURRENCY: concurrent transfers when streaming remote models (None: per store kind).
     transfer_concurrency: int | None = None
@@ -97,7 +97,7 @@ class Settings:
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
         if not self.trusted_keys and self.signing_key is not None:
-            from core.keys import trusted_from_signing_key
+            from core.seal.keys import trusted_from_signing_key
 
             self.trusted_keys = [trusted_from_signing_key(self.signing_key)]
         if not self.queue_url:
@@ -211,7 +211,7 @@ class Settings:
 
     def open_seal_store(self) -> Any:
         """The seal store (``GUARD_SEAL_STORE``, else ``<GUARD_DATA_DIR>/seals``, created if missing)."""
-        from core.seal_store import open_seal_store
+        from core.seal.store import open_seal_store
 
         if self.seal_store_uri:
             return open_seal_store(self.seal_store_uri)

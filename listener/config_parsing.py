@@ -68,8 +68,8 @@ def registry_kind(tracking_uri: str | None, registry_uri: str | None) -> str:
 
 
 def exclude_patterns(value: str | None) -> list[str]:
-    """``GUARD_EXCLUDE`` (comma-separated globs) checked by :mod:`core.exclude`."""
-    from core.exclude import validate_patterns
+    """``GUARD_EXCLUDE`` (comma-separated globs) checked by :mod:`core.compare.exclude`."""
+    from core.compare.exclude import validate_patterns
 
     try:
         return validate_patterns(split_list(value))
@@ -84,7 +84,7 @@ def seal_keys(signing_key: str | None, trusted_keys: str | None) -> dict[str, An
     Errors name the variable and the file, never a key's content.
     """
     from core.errors import CheckError
-    from core.keys import load_signing_key, load_trusted_keys
+    from core.seal.keys import load_signing_key, load_trusted_keys
 
     values: dict[str, Any] = {}
     try:

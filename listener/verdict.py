@@ -36,7 +36,7 @@ class Verdict:
     """What one validation of one model version concluded.
 
     ``differences`` (run model vs registry model) and ``seal_differences`` (sealed manifest vs the
-    registry model now) are lists of ``core.tree.Difference.to_dict()`` dicts, so a verdict survives a
+    registry model now) are lists of ``core.compare.tree.Difference.to_dict()`` dicts, so a verdict survives a
     round trip through JSON (the results store, a retried publish).
     """
 
@@ -57,7 +57,7 @@ class Verdict:
     new_seal_json: str | None = None
     # Set only when this validation made the signed seal: where its model-signing bundle is.
     seal_bundle: str | None = None
-    # The seal's outcome (core.signed_seal.SealVerification.to_dict()), None without signed seals.
+    # The seal's outcome (core.seal.signed.SealVerification.to_dict()), None without signed seals.
     seal: dict | None = None
     alias: str | None = None
     to_stage: str | None = None

@@ -24,8 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from core.error_mapping import is_transient, translate
 from core.errors import CheckError, NotFoundError, redact
+from core.registry.error_mapping import is_transient, translate
 from core.remote.source import BrokenTransfer, Found, Listing, RemoteFile, RetryPolicy, ScratchMeter, Source
 from core.remote.walk import Entries, walk_folders
 

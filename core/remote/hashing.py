@@ -18,12 +18,12 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from core.error_mapping import is_transient, translate
+from core.compare.tree import IGNORED_FILES, ScanResult
 from core.errors import CheckError, TransientError
-from core.manifest import FileDigest, Manifest
+from core.registry.error_mapping import is_transient, translate
 from core.remote.progress import NoProgress, TransferProgress
 from core.remote.source import BrokenTransfer, Listing, RemoteFile, RetryPolicy, ScratchMeter, Source
-from core.tree import IGNORED_FILES, ScanResult
+from core.seal.manifest import FileDigest, Manifest
 
 ExcludePredicate = Callable[[str], bool]
 

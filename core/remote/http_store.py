@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from core.error_mapping import is_transient, translate
 from core.errors import CheckError, NotFoundError, redact
+from core.registry.error_mapping import is_transient, translate
 from core.remote.source import BrokenTransfer, Found, Listing, RemoteFile, RetryPolicy
 from core.remote.walk import Entries, walk_folders
 

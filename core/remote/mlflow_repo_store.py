@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from core.error_mapping import is_transient, translate
 from core.errors import CheckError, redact
+from core.registry.error_mapping import is_transient, translate
 from core.remote.source import BrokenTransfer, Found, Listing, RemoteFile, RetryPolicy, ScratchMeter
 from core.remote.walk import Entries, walk_folders
 

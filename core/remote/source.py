@@ -41,7 +41,7 @@ class Listing:
     """A tree as listed: its files, its folders (S3 folder markers, empty folders), single-file flag.
 
     ``single_file`` is set when the URI names one file rather than a folder: the tree is then that
-    one file, named after it (as :func:`core.tree.scan_tree` does for a local file).
+    one file, named after it (as :func:`core.compare.tree.scan_tree` does for a local file).
     """
 
     files: list[RemoteFile]

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from core.stages import canonical_stage
+from core.registry.stages import canonical_stage
 from listener.protocol.events import IGNORED, rule_for, skip_reason
 from listener.protocol.request import (
     Ignored,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from core.stages import canonical_stage
+from core.registry.stages import canonical_stage
 
 SEAL_AND_CHECK = "seal_and_check"
 CHECK = "check"

@@ -8,8 +8,8 @@ from typing import Any, Protocol
 
 from mlflow import MlflowClient
 
-from core.error_mapping import translate
 from core.errors import CheckError, TransientError
+from core.registry.error_mapping import translate
 from listener.config import Settings
 from listener.registries import version_url
 from listener.verdict import Verdict
@@ -93,7 +93,7 @@ class MlflowClientAdapter:
     def __init__(self, settings: Settings, client: MlflowClient | None = None) -> None:
         self.settings = settings
         if client is None:
-            from core.registry import make_client
+            from core.registry.access import make_client
 
             client = make_client(settings.tracking_uri, settings.registry_uri)
         self.client = client

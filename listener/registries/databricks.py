@@ -33,10 +33,10 @@ from typing import Any
 
 from mlflow import MlflowClient
 
-from core.error_mapping import translate
 from core.errors import CheckError, NotFoundError, TransientError
-from core.seal import Manifest
-from core.stages import canonical_stage
+from core.registry.error_mapping import translate
+from core.registry.stages import canonical_stage
+from core.seal.digest import Manifest
 from listener.config import Settings
 from listener.registries import own_approvals
 from listener.registries.base import MlflowClientAdapter, write_tags_and_description

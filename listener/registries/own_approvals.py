@@ -14,7 +14,7 @@ import json
 import time
 from pathlib import Path
 
-from core.stages import canonical_stage
+from core.registry.stages import canonical_stage
 
 #: how long an approval waits for its event; workspaces deliver within seconds
 MAX_AGE_S = 3600.0

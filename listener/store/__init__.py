@@ -16,7 +16,14 @@ from __future__ import annotations
 
 import threading
 
-from listener.store.aliases import SOURCE_GUARD, SOURCE_SWEEP, SOURCE_WEBHOOK, Aliases, AliasEvent, Marks
+from listener.store.alias_history import (
+    SOURCE_GUARD,
+    SOURCE_SWEEP,
+    SOURCE_WEBHOOK,
+    Aliases,
+    AliasEvent,
+    Marks,
+)
 from listener.store.database import is_transient, short_reason
 from listener.store.engine import StoreConfigError, default_store_url, normalise_url, redacted
 from listener.store.journal import (

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response
 
-from core.reach import probe
+from core.registry.reach import probe
 from listener import intake, metrics
 from listener.config import Settings
 from listener.store import get_store

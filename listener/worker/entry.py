@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from core.check import EXIT_CODES
-from core.stages import canonical_stage
+from core.registry.stages import canonical_stage
 from listener.config import Settings
 from listener.protocol import Rejected, check_model_name, job_rule, model_version
 from listener.protocol.events import skip_reason

@@ -26,10 +26,10 @@ from listener.registries import get_adapter
 from listener.registries.base import RegistryAdapter, read_when_ready
 from listener.store import Store, get_store, is_transient, owner_id, short_reason
 from listener.verdict import ERROR, Verdict
-from listener.worker import aliases
-from listener.worker.lock import kept_alive, version_lock
+from listener.worker import alias_gate
 from listener.worker.redundant import answering_check
 from listener.worker.sealing import seal_options
+from listener.worker.version_lock import kept_alive, version_lock
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def validate(request: ValidationRequest, settings: Settings, adapter: RegistryAd
     try:
         mv = read_when_ready(adapter, request.model, request.version, settings.ready_timeout_s)
         # Sealing never overwrites an existing seal: a re-delivered "created" event must not bless
-        # files that changed since the first one (core.seal_step).
+        # files that changed since the first one (core.seal.step).
         scratch = settings.data_dir / "scratch"
         scratch.mkdir(parents=True, exist_ok=True)
         # Long checks log their progress now and then; every verified byte is counted for /metrics.
@@ -136,7 +136,7 @@ def _run_job(request_dict: dict[str, Any], settings: Settings, adapter: Registry
              store: Store, publish: bool) -> dict[str, Any]:
     request = ValidationRequest.from_dict(request_dict)
     job_key = request.delivery_key
-    if aliases.observe_event(request, settings):
+    if alias_gate.observe_event(request, settings):
         return {"job_key": job_key, "state": "ignored", "status": None}
     adapter_error: str | None = None
     if adapter is None:
@@ -180,7 +180,7 @@ def _run_job(request_dict: dict[str, Any], settings: Settings, adapter: Registry
         with kept_alive(lock, store, job_key, owner):
             checked = Checked(claim.verdict, None) if claim.verdict is not None else _check(
                 request, settings, adapter, adapter_error, store, owner, claim.attempts)
-            verdict = aliases.enforce(checked.verdict, settings, adapter, store)
+            verdict = alias_gate.enforce(checked.verdict, settings, adapter, store)
             if not publish:
                 store.record_publish(job_key, ok=False, error=NOT_PUBLISHED, final=True)
                 published = "NOT_PUBLISHED"

@@ -1,13 +1,13 @@
 """The worker's seal settings for one job: which store and keys, and whether this job may seal.
 
-The seal step itself is in the core (:mod:`core.seal_step`), shared with ``check-model-version``.
+The seal step itself is in the core (:mod:`core.seal.step`), shared with ``check-model-version``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from core.seal_step import SealOptions
+from core.seal.step import SealOptions
 from listener.config import Settings
 from listener.protocol.events import SEAL_AND_CHECK
 from listener.protocol.request import ValidationRequest
@@ -16,7 +16,7 @@ from listener.protocol.request import ValidationRequest
 def may_seal(request: ValidationRequest) -> bool:
     """A new version ("seal, then check"), or an alias set (a stage reached) on a version never sealed.
 
-    Only a version with no seal at all is ever sealed (:func:`core.signed_seal.verify_or_seal`), and
+    Only a version with no seal at all is ever sealed (:func:`core.seal.signed.verify_or_seal`), and
     only when its run and registry models compare equal.
     """
     return request.action == SEAL_AND_CHECK or bool(request.alias) or bool(request.to_stage)
@@ -34,7 +34,7 @@ def workspace_host(settings: Settings, adapter: Any = None) -> str | None:
 
 
 def seal_options(settings: Settings, request: ValidationRequest, adapter: Any = None) -> SealOptions:
-    """The :class:`~core.seal_step.SealOptions` of ``request``'s check, from the settings.
+    """The :class:`~core.seal.step.SealOptions` of ``request``'s check, from the settings.
 
     Opening the store can raise ``TransientError`` / ``CheckError`` (an unmounted or read-only folder).
     """

@@ -32,14 +32,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.stages import canonical_stage
+from core.registry.stages import canonical_stage
 from listener import intake
 from listener.config import Settings
 from listener.protocol.events import CHECK, SEAL_AND_CHECK
 from listener.protocol.request import SWEEP_KEY_PREFIX, ValidationRequest
 from listener.registries import get_adapter
 from listener.store import SOURCE_SWEEP, Store, get_store
-from listener.worker.aliases import ALIAS_EVENT, REVERIFY_TRIGGER
+from listener.worker.alias_gate import ALIAS_EVENT, REVERIFY_TRIGGER
 from listener.worker.job import NOT_PUBLISHED
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.keys import SigningKey, TrustedKey, generate_key_pair, load_trusted_keys
+from core.seal.keys import SigningKey, TrustedKey, generate_key_pair, load_trusted_keys
 
 MODEL_SIGNING_CLI = str(Path(sys.executable).parent / "model_signing")
 

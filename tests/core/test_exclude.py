@@ -1,4 +1,5 @@
-"""``--exclude``: the glob matching of core/exclude.py, and both CLIs leaving out what differs between two
+"""``--exclude``: the glob matching of core/compare/exclude.py,
+and both CLIs leaving out what differs between two
 loggings of one trained scikit-learn model (``MLmodel``, and ``model.skops``, a zip whose entries carry the
 time of writing), listed as ``excluded`` in the report, never silently."""
 
@@ -14,9 +15,9 @@ import yaml
 from mlflow import MlflowClient
 
 from core.check import SEAL_TAG
-from core.exclude import is_excluded, validate_patterns
-from core.seal import make_seal
-from core.tree import compare_trees
+from core.compare.exclude import is_excluded, validate_patterns
+from core.compare.tree import compare_trees
+from core.seal.digest import make_seal
 from tests.core.test_server import CLI_TIMEOUT, _cli, _tracking
 from tests.core.test_switching import _clean_env
 
@@ -56,7 +57,7 @@ def test_excluded_folder_is_listed_once_and_not_compared(tmp_path: Path):
         (tmp_path / side / "logs" / "deep" / "run.txt").write_bytes(content)
         (tmp_path / side / "weights.bin").write_bytes(b"same")
     assert not compare_trees(tmp_path / "l", tmp_path / "r").equal
-    from core.tree import comparison_from_scans, scan_trees
+    from core.compare.tree import comparison_from_scans, scan_trees
 
     left, right = scan_trees([tmp_path / "l", tmp_path / "r"], exclude=["logs"])
     cmp = comparison_from_scans(left, right, ("l", "r"), 0.0)

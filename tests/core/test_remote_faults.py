@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from core.compare_versions import compare_model_versions
+from core.compare.fetch import FetchRequest, read_trees
+from core.compare.tree import compare_trees, scan_tree
+from core.compare.versions import compare_model_versions
 from core.errors import TransientError
-from core.fetch import FetchRequest, read_trees
 from core.remote.progress import ProgressCounter
 from core.remote.source import RetryPolicy
-from core.tree import compare_trees, scan_tree
 from tests.core.conftest import DEEP, SHARD, Store
 from tests.core.test_remote_mutations import as_listed, config
 from tests.support.cutting_proxy import CuttingProxy

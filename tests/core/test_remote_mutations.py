@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from core.compare_versions import compare_model_versions
-from core.tree import compare_trees
+from core.compare.tree import compare_trees
+from core.compare.versions import compare_model_versions
 from tests.core.conftest import CASES, DEEP, Store
 
 EXPECTED = {"identical": "PASSED", "flip": "FAILED", "extra": "FAILED", "missing": "FAILED",

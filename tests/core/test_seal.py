@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from core.check import SEAL_TAG, seal_from_tags
-from core.compare_versions import normalize_config
+from core.compare.versions import normalize_config
 from core.errors import CheckError
-from core.manifest import FileDigest
 from core.report import write_report
-from core.seal import Manifest, make_seal, tree_digest, verify_manifest, verify_seal
+from core.seal.digest import Manifest, make_seal, tree_digest, verify_manifest, verify_seal
+from core.seal.manifest import FileDigest
 
 
 def _model(root: Path) -> Path:

@@ -10,10 +10,11 @@ from pathlib import Path
 import boto3
 import pytest
 
-from core.attestation import SealIdentity, registry_identity
 from core.errors import CheckError, SealExistsError, TransientError
-from core.seal import make_seal
-from core.seal_store import (
+from core.seal.attestation import SealIdentity, registry_identity
+from core.seal.digest import make_seal
+from core.seal.signed import CORRUPT, VERIFIED, create_signed_seal, verify_signed_seal
+from core.seal.store import (
     ATTESTATION_FILE,
     BUNDLE_FILE,
     ArtifactSealStore,
@@ -23,7 +24,6 @@ from core.seal_store import (
     open_seal_store,
     seal_relative_dir,
 )
-from core.signed_seal import CORRUPT, VERIFIED, create_signed_seal, verify_signed_seal
 from tests.core.signing_support import make_key, write_model
 from tests.support.procs import MotoS3Server
 

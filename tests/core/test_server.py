@@ -22,12 +22,12 @@ import yaml
 from mlflow import MlflowClient
 
 from core.check import SEAL_TAG, check_model_version
-from core.compare_versions import compare_model_versions
+from core.compare.fetch import materialize
+from core.compare.tree import compare_trees
+from core.compare.versions import compare_model_versions
 from core.errors import NotFoundError
-from core.fetch import materialize
-from core.registry import make_client, resolve_version
-from core.seal import make_seal
-from core.tree import compare_trees
+from core.registry.access import make_client, resolve_version
+from core.seal.digest import make_seal
 from tests.support.procs import free_port
 
 BIN = Path(sys.executable).parent
@@ -147,7 +147,7 @@ def _cli(name: str) -> list[str]:
     if script.exists():
         return [str(script)]
     func = name.replace("-", "_") + "_cli"  # not installed as a script: run the same entry point
-    return [sys.executable, "-c", f"from core.cli import {func}; {func}()"]
+    return [sys.executable, "-c", f"from core.cli.commands import {func}; {func}()"]
 
 
 def _env(url: str) -> dict[str, str]:

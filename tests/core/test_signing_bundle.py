@@ -12,9 +12,9 @@ import model_signing
 import pytest
 
 from core.errors import SealCorrupt, SealInvalid
-from core.manifest import FileDigest, Manifest
-from core.seal import make_seal
-from core.signing import BUNDLE_IGNORED_PATHS, sign_bundle, verify_bundle
+from core.seal.digest import make_seal
+from core.seal.manifest import FileDigest, Manifest
+from core.seal.signing import BUNDLE_IGNORED_PATHS, sign_bundle, verify_bundle
 from tests.core.signing_support import FILES, MODEL_SIGNING_CLI, make_key, model_signing_verify, write_model
 
 

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from core.errors import CheckError
-from core.keys import (
+from core.seal.keys import (
     ensure_signing_key,
     generate_key_pair,
     key_id,

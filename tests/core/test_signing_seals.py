@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from core.attestation import SealIdentity
 from core.errors import SealExistsError
-from core.manifest import Manifest
-from core.seal import make_seal
-from core.seal_store import ATTESTATION_FILE, BUNDLE_FILE, StoredSeal, open_seal_store
-from core.signed_seal import (
+from core.seal.attestation import SealIdentity
+from core.seal.digest import make_seal
+from core.seal.manifest import Manifest
+from core.seal.signed import (
     CORRUPT,
     INVALID,
     LEGACY_MISMATCH,
@@ -29,6 +28,7 @@ from core.signed_seal import (
     verify_or_seal,
     verify_signed_seal,
 )
+from core.seal.store import ATTESTATION_FILE, BUNDLE_FILE, StoredSeal, open_seal_store
 from tests.core.signing_support import FILES, make_key, model_signing_verify, write_model
 
 REGISTRY = "http://mlflow.example.com"

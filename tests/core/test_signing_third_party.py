@@ -10,10 +10,10 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from core.attestation import SealIdentity, registry_identity
-from core.seal import make_seal
-from core.seal_store import open_seal_store
-from core.signed_seal import TAG_SEAL_BUNDLE, create_signed_seal
+from core.seal.attestation import SealIdentity, registry_identity
+from core.seal.digest import make_seal
+from core.seal.signed import TAG_SEAL_BUNDLE, create_signed_seal
+from core.seal.store import open_seal_store
 from tests.core.signing_support import FILES, make_key, write_model
 
 BIN = Path(sys.executable).parent

@@ -26,7 +26,7 @@ import yaml
 from mlflow import MlflowClient
 
 from core.check import SEAL_TAG
-from core.seal import make_seal
+from core.seal.digest import make_seal
 from tests.core.test_server import CLI_TIMEOUT, _cli, _Echo, _tracking
 from tests.support.procs import ManagedProcess, free_port, wait_http
 

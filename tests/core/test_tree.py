@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from core.compare.tree import CHUNK_SIZE, compare_trees, scan_tree
 from core.errors import CheckError
-from core.tree import CHUNK_SIZE, compare_trees, scan_tree
 
 
 def _model(root: Path) -> Path:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from core.keys import generate_key_pair
+from core.seal.keys import generate_key_pair
 from tests.databricks.endpoint_record import TOKEN, production_env, run_flow
 from tests.support.databricks_workspace import WorkspaceFake
 from tests.support.procs import MotoS3Server

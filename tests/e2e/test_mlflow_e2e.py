@@ -21,7 +21,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from core.keys import generate_key_pair
+from core.seal.keys import generate_key_pair
 from listener.config import Settings
 from listener.intake import queue_depth
 from listener.store import Store, get_store

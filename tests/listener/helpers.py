@@ -7,7 +7,7 @@ import time
 import uuid
 from typing import Any
 
-from listener import intake as job_queue
+from listener import intake
 from listener.config import Settings
 from listener.protocol import databricks_signature, mlflow_signature
 from listener.verdict import Verdict
@@ -45,7 +45,7 @@ def databricks_delivery(event: str = "MODEL_VERSION_CREATED", *, secret: str = D
 
 def queued_messages(settings: Settings) -> list[Any]:
     """The huey messages waiting in the queue, decoded."""
-    instance = job_queue.get_huey(settings)
+    instance = intake.get_huey(settings)
     return [instance.serializer.deserialize(bytes(item)) for item in instance.storage.enqueued_items()]
 
 

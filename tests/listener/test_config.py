@@ -72,19 +72,19 @@ def test_bad_values_are_named(env):
 
 
 def test_sqlite_queue_durability_option(tmp_path):
-    from listener import intake as job_queue
+    from listener import intake
 
-    assert job_queue.sqlite_path("sqlite:///a/b.db?fsync=full") == Path("a/b.db")
+    assert intake.sqlite_path("sqlite:///a/b.db?fsync=full") == Path("a/b.db")
     try:
         for suffix, expected in (("", 1), ("?fsync=full", 2)):
             s = Settings(data_dir=tmp_path, queue_url=f"sqlite:///{tmp_path}/q{len(suffix)}.db{suffix}")
-            conn = job_queue.get_huey(s).storage.conn
+            conn = intake.get_huey(s).storage.conn
             assert conn.execute("pragma synchronous").fetchone()[0] == expected
             assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
         with pytest.raises(ValueError, match="fsync"):
-            job_queue.get_huey(Settings(data_dir=tmp_path, queue_url=f"sqlite:///{tmp_path}/x.db?fsync=maybe"))
+            intake.get_huey(Settings(data_dir=tmp_path, queue_url=f"sqlite:///{tmp_path}/x.db?fsync=maybe"))
     finally:
-        job_queue.close_all()
+        intake.close_all()
 
 
 @pytest.mark.parametrize("env, says", [
@@ -106,7 +106,7 @@ def test_databricks_registries_are_accepted():
 
 
 def test_seal_keys_and_store_from_the_environment(tmp_path):
-    from core.keys import generate_key_pair
+    from core.seal.keys import generate_key_pair
 
     key = generate_key_pair(tmp_path / "k.pem", tmp_path / "k.pub.pem")
     other = generate_key_pair(tmp_path / "o.pem", tmp_path / "o.pub.pem")

@@ -7,20 +7,20 @@ import threading
 import time
 import uuid
 
-from listener import intake as job_queue
+from listener import intake
 from listener.config import Settings
 from listener.protocol import ValidationRequest
 
 
 def test_concurrent_copies_of_one_delivery_store_one_job(settings):
-    job_queue.get_huey(settings)
+    intake.get_huey(settings)
     request = ValidationRequest("mlflow", "m", "1", "model_version.created", "seal_and_check", None, None,
                                 False, "same-delivery", time.time())
     results: list[tuple[str, bool]] = []
     lock = threading.Lock()
 
     def go():
-        outcome = job_queue.submit(settings, request)
+        outcome = intake.submit(settings, request)
         with lock:
             results.append(outcome)
 
@@ -31,28 +31,28 @@ def test_concurrent_copies_of_one_delivery_store_one_job(settings):
         t.join()
     assert sorted(dup for _, dup in results) == [False] + [True] * 7
     assert len({task_id for task_id, _ in results}) == 1
-    assert job_queue.queue_depth(settings) == 1
+    assert intake.queue_depth(settings) == 1
 
 
 
 def test_expired_delivery_keys_are_pruned_and_fresh_ones_kept(settings):
     """Keys older than the retention are dropped by a later intake; younger ones still mark duplicates."""
-    storage = job_queue.get_huey(settings).storage
+    storage = intake.get_huey(settings).storage
     t0 = 1_000_000.0
     assert storage.enqueue_once("old", "task-old", b"job", now=t0) == ("task-old", False)
     assert storage.enqueue_once("young", "task-young", b"job", now=t0 + 600) == ("task-young", False)
-    later = t0 + job_queue.DELIVERY_RETENTION_S + job_queue.PRUNE_INTERVAL_S
+    later = t0 + intake.DELIVERY_RETENTION_S + intake.PRUNE_INTERVAL_S
     assert storage.enqueue_once("new", "task-new", b"job", now=later) == ("task-new", False)
-    with sqlite3.connect(job_queue.sqlite_path(settings.queue_url)) as conn:
+    with sqlite3.connect(intake.sqlite_path(settings.queue_url)) as conn:
         kept = conn.execute("select key from guard_delivery order by key").fetchall()
     assert kept == [("new",), ("young",)]
     assert storage.enqueue_once("young", "other", b"job", now=later) == ("task-young", True)
-    assert job_queue.queue_depth(settings) == 3
+    assert intake.queue_depth(settings) == 3
 
 
 
 def _intake_process(settings: Settings, keys: list[str], out) -> None:
-    storage = job_queue.get_huey(settings).storage  # this process's own connection and intake lock
+    storage = intake.get_huey(settings).storage  # this process's own connection and intake lock
     out.put([(key, *storage.enqueue_once(key, str(uuid.uuid4()), b"job")) for key in keys])
 
 
@@ -60,8 +60,8 @@ def test_intake_processes_share_the_queue_and_take_each_key_once(settings):
     """Two processes (like gunicorn workers) taking the same and different keys at once."""
     import multiprocessing
 
-    job_queue.get_huey(settings)
-    job_queue.close_all()  # nothing open is inherited by the children
+    intake.get_huey(settings)
+    intake.close_all()  # nothing open is inherited by the children
     shared = [f"shared-{i}" for i in range(30)]
     own = [[f"own-{p}-{i}" for i in range(30)] for p in range(2)]
     ctx = multiprocessing.get_context("fork")
@@ -79,4 +79,4 @@ def test_intake_processes_share_the_queue_and_take_each_key_once(settings):
     for rows in results:
         for key, task_id, _ in rows:
             assert task_id == first[key]  # a duplicate reports the id the key was first taken with
-    assert job_queue.queue_depth(settings) == 90
+    assert intake.queue_depth(settings) == 90

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from listener import intake as job_queue
+from listener import intake
 from listener.config import Settings
 from listener.web import create_app
 from tests.listener.helpers import MLFLOW_SECRET, mlflow_delivery, queued_messages
@@ -41,14 +41,14 @@ def test_redis_queue_takes_each_delivery_once_across_restarts(tmp_path: Path):
         headers, body = mlflow_delivery()
         first = create_app(settings).test_client().post("/webhooks/mlflow", data=body, headers=headers)
         assert first.status_code == 202
-        job_queue.close_all()
+        intake.close_all()
         client = create_app(settings).test_client()
         again = client.post("/webhooks/mlflow", data=body, headers=headers)
         assert again.status_code == 200 and again.json == {"status": "duplicate", "id": first.json["id"]}
-        assert job_queue.queue_depth(settings) == 1
+        assert intake.queue_depth(settings) == 1
         [message] = queued_messages(settings)
-        assert message.name == job_queue.TASK_NAME and message.id == first.json["id"]
+        assert message.name == intake.TASK_NAME and message.id == first.json["id"]
         assert client.get("/readyz").json["reasons"] == ["MLFLOW_TRACKING_URI is not set"]
     finally:
-        job_queue.close_all()
+        intake.close_all()
         server.stop()

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from core.errors import CheckError, NotFoundError, TransientError
-from core.seal import Manifest
+from core.seal.digest import Manifest
 from listener.config import Settings
 from listener.protocol import ValidationRequest
 from listener.registries import get_adapter
@@ -224,8 +224,8 @@ def test_unreachable_workspace_is_transient(dbx_env: dict[str, str], monkeypatch
 
 def test_tags_fit_the_workspace_limit_and_comment_is_marked() -> None:
     files = {f"dir/file-{i:05d}.bin": [i, "ab" * 32] for i in range(400)}
-    from core.manifest import Manifest as M
-    from core.tree import FileDigest
+    from core.compare.tree import FileDigest
+    from core.seal.manifest import Manifest as M
 
     big = M.build({p: FileDigest(s, h) for p, (s, h) in files.items()})
     diffs = [{"path": f"dir/\u00e9-{i}", "kind": "changed", "detail": {}} for i in range(300)]

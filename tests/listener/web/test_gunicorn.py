@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from listener import intake as job_queue
+from listener import intake
 from listener.config import Settings
 from tests.listener.helpers import MLFLOW_SECRET, mlflow_delivery, queued_messages
 from tests.support.procs import VENV_BIN, ManagedProcess, free_port, wait_http
@@ -96,7 +96,7 @@ def test_signed_delivery_under_gunicorn_is_queued_counted_and_survives_a_restart
         [message] = queued_messages(settings)
         assert message.id == answer["id"] and message.args[0]["version"] == "7"
     finally:
-        job_queue.close_all()
+        intake.close_all()
 
 
 def _start_deployed(tmp_path: Path, port: int, **env: str) -> ManagedProcess:
@@ -155,7 +155,7 @@ def test_a_body_shorter_than_its_content_length_is_refused_and_not_queued(tmp_pa
     try:
         assert [m.args[0]["version"] for m in queued_messages(settings)] == ["4"]
     finally:
-        job_queue.close_all()
+        intake.close_all()
 
 
 def test_fifty_clients_holding_partial_bodies_do_not_stall_the_intake(tmp_path):
@@ -183,7 +183,7 @@ def test_fifty_clients_holding_partial_bodies_do_not_stall_the_intake(tmp_path):
     try:
         assert [m.args[0]["model"] for m in queued_messages(settings)] == ["demo-model"]
     finally:
-        job_queue.close_all()
+        intake.close_all()
 
 
 def test_a_client_that_stops_mid_body_is_answered_400_after_the_body_timeout(tmp_path):
@@ -202,7 +202,7 @@ def test_a_client_that_stops_mid_body_is_answered_400_after_the_body_timeout(tmp
     try:
         assert queued_messages(settings) == []
     finally:
-        job_queue.close_all()
+        intake.close_all()
 
 
 def test_route_notices_are_logged_once_however_many_workers(tmp_path):

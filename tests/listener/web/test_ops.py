@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from listener import intake as job_queue
+from listener import intake
 from listener.config import Settings
 from listener.web import create_app
 from tests.listener.helpers import mlflow_delivery
@@ -28,7 +28,7 @@ def test_readyz_reports_an_unreachable_tracking_server(tmp_path):
         assert response.status_code == 503
         assert any("unreachable" in r for r in response.json["reasons"])
     finally:
-        job_queue.close_all()
+        intake.close_all()
 
 
 class _HealthHandler(BaseHTTPRequestHandler):
@@ -62,7 +62,7 @@ def test_readyz_when_queue_and_tracking_server_answer(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
-        job_queue.close_all()
+        intake.close_all()
 
 
 def test_metrics_count_answers_and_show_queue_depth(client):

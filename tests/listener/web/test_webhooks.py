@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from listener import intake as job_queue
+from listener import intake
 from listener.config import Settings
 from listener.protocol import ValidationRequest
 from listener.web import create_app
@@ -36,9 +36,9 @@ def test_valid_delivery_is_queued_once_and_duplicate_is_recognised(client, setti
     first = _post(client, "mlflow", headers, body)
     assert first.status_code == 202, first.json
     assert first.json["status"] == "queued" and first.json["id"]
-    assert job_queue.queue_depth(settings) == 1
+    assert intake.queue_depth(settings) == 1
     [message] = queued_messages(settings)
-    assert message.name == job_queue.TASK_NAME and message.id == first.json["id"]
+    assert message.name == intake.TASK_NAME and message.id == first.json["id"]
     request = ValidationRequest.from_dict(message.args[0])
     assert (request.model, request.version, request.action, request.delivery_key) == (
         "demo-model", "3", "seal_and_check", headers["X-MLflow-Delivery-Id"])
@@ -47,23 +47,23 @@ def test_valid_delivery_is_queued_once_and_duplicate_is_recognised(client, setti
     again = _post(client, "mlflow", headers, body)
     assert again.status_code == 200
     assert again.json == {"status": "duplicate", "id": first.json["id"]}
-    assert job_queue.queue_depth(settings) == 1
+    assert intake.queue_depth(settings) == 1
 
 
 def test_duplicates_are_recognised_across_a_restart(settings):
     headers, body = mlflow_delivery()
     first = _post(create_app(settings).test_client(), "mlflow", headers, body)
     assert first.status_code == 202
-    job_queue.close_all()  # nothing of the first app's queue connection survives
+    intake.close_all()  # nothing of the first app's queue connection survives
     second = _post(create_app(settings).test_client(), "mlflow", headers, body)
     assert second.status_code == 200 and second.json == {"status": "duplicate", "id": first.json["id"]}
-    assert job_queue.queue_depth(settings) == 1
+    assert intake.queue_depth(settings) == 1
 
 
 def test_same_model_version_different_deliveries_are_separate_jobs(client, settings):
     for _ in range(2):
         assert _post(client, "mlflow", *mlflow_delivery()).status_code == 202
-    assert job_queue.queue_depth(settings) == 2
+    assert intake.queue_depth(settings) == 2
 
 
 def test_a_captured_delivery_end_to_end(tmp_path):
@@ -79,7 +79,7 @@ def test_a_captured_delivery_end_to_end(tmp_path):
         [message] = queued_messages(settings)
         assert message.args[0]["alias"] == "champion" and message.args[0]["action"] == "check"
     finally:
-        job_queue.close_all()
+        intake.close_all()
 
 
 def test_databricks_delivery_is_queued_and_duplicate_by_body_digest(client, settings):
@@ -89,7 +89,7 @@ def test_databricks_delivery_is_queued_and_duplicate_by_body_digest(client, sett
     [message] = queued_messages(settings)
     assert message.args[0]["gate"] is True and message.args[0]["to_stage"] == "Production"
     assert _post(client, "databricks", headers, body).json["status"] == "duplicate"
-    assert job_queue.queue_depth(settings) == 1
+    assert intake.queue_depth(settings) == 1
 
 
 def test_ignored_events_answer_200_and_queue_nothing(client, settings):
@@ -97,24 +97,24 @@ def test_ignored_events_answer_200_and_queue_nothing(client, settings):
                           entity="model_version_tag", action="set")
     assert _post(client, "mlflow", *tag).json["status"] == "ignored"
     assert _post(client, "databricks", *databricks_delivery("COMMENT_CREATED")).json["status"] == "ignored"
-    assert job_queue.queue_depth(settings) == 0
+    assert intake.queue_depth(settings) == 0
 
 
 def test_failed_enqueue_leaves_no_mark_and_answers_503(client, settings):
     """If the job cannot be stored, the delivery is not taken: the registry's retry must get a 202."""
-    db = sqlite3.connect(job_queue.sqlite_path(settings.queue_url))
+    db = sqlite3.connect(intake.sqlite_path(settings.queue_url))
     db.execute("create trigger refuse before insert on task begin select raise(abort, 'disk full'); end")
     db.commit()
     headers, body = mlflow_delivery()
     refused = _post(client, "mlflow", headers, body)
     assert refused.status_code == 503 and refused.json["status"] == "error"
-    assert job_queue.queue_depth(settings) == 0
+    assert intake.queue_depth(settings) == 0
     db.execute("drop trigger refuse")
     db.commit()
     db.close()
     retried = _post(client, "mlflow", headers, body)
     assert retried.status_code == 202
-    assert job_queue.queue_depth(settings) == 1
+    assert intake.queue_depth(settings) == 1
 
 
 @pytest.mark.parametrize("overrides", [{}, {"wsgi.input_terminated": True}], ids=DELIMITED_BY)
@@ -129,7 +129,7 @@ def test_unexpected_error_is_a_json_500_and_nothing_is_queued(settings, monkeypa
     headers, body = mlflow_delivery()
     response = client.post("/webhooks/mlflow", data=body, headers=headers, environ_overrides=overrides)
     assert response.status_code == 500 and response.json == {"status": "error", "reason": "internal error"}
-    assert job_queue.queue_depth(settings) == 0
+    assert intake.queue_depth(settings) == 0
 
 
 
@@ -164,7 +164,7 @@ def test_a_client_gone_mid_body_gets_400_and_nothing_is_queued(settings, overrid
     response = client.post("/webhooks/mlflow", input_stream=_BrokenInput(), headers=headers,
                            environ_overrides=overrides)
     assert response.status_code == 400 and response.json["status"] == "error" and response.json["reason"]
-    assert job_queue.queue_depth(settings) == 0
+    assert intake.queue_depth(settings) == 0
 
 
 @pytest.mark.parametrize("overrides", [{}, {"wsgi.input_terminated": True}], ids=DELIMITED_BY)
@@ -176,7 +176,7 @@ def test_a_body_shorter_than_its_content_length_is_400_and_nothing_is_queued(set
     environ.update(overrides, CONTENT_LENGTH=str(len(body) + 20))
     answer, status, _ = run_wsgi_app(app, environ, buffered=True)
     assert status.startswith("400 ") and json.loads(b"".join(answer))["status"] == "error", status
-    assert job_queue.queue_depth(settings) == 0
+    assert intake.queue_depth(settings) == 0
 
 
 # ------------------------------------------------------------------------------------------- bad input
@@ -274,7 +274,7 @@ def test_malformed_mlflow_deliveries(client, settings, name, delivery, status):
     response = _post(client, "mlflow", headers, body)
     assert response.status_code == status, response.json
     assert response.is_json and response.json["reason"]
-    assert job_queue.queue_depth(settings) == 0
+    assert intake.queue_depth(settings) == 0
 
 
 @pytest.mark.parametrize("name, delivery, status", MALFORMED_DATABRICKS,
@@ -284,7 +284,7 @@ def test_malformed_databricks_deliveries(client, settings, name, delivery, statu
     response = _post(client, "databricks", headers, body)
     assert response.status_code == status, response.json
     assert response.is_json and response.json["reason"]
-    assert job_queue.queue_depth(settings) == 0
+    assert intake.queue_depth(settings) == 0
 
 
 def test_there_are_at_least_thirty_malformed_cases():
@@ -296,7 +296,7 @@ def test_replayed_delivery_after_it_was_taken_is_a_duplicate_not_a_second_job(cl
     assert _post(client, "mlflow", *delivery).status_code == 202
     for _ in range(3):
         assert _post(client, "mlflow", *delivery).json["status"] == "duplicate"
-    assert job_queue.queue_depth(settings) == 1
+    assert intake.queue_depth(settings) == 1
 
 
 def test_oversized_bodies_are_413_by_header_and_by_actual_size(tmp_path):
@@ -315,15 +315,15 @@ def test_oversized_bodies_are_413_by_header_and_by_actual_size(tmp_path):
         ok_headers, ok_body = mlflow_delivery({"name": "m", "version": "1", "description": "d" * 1500})
         assert len(ok_body) < 2048
         assert _post(client, "mlflow", ok_headers, ok_body).status_code == 202
-        assert job_queue.queue_depth(settings) == 1
+        assert intake.queue_depth(settings) == 1
     finally:
-        job_queue.close_all()
+        intake.close_all()
 
 
 def test_default_limit_is_one_mebibyte(client, settings):
     headers, body = mlflow_delivery({"name": "m", "version": "1", "description": "x" * (1 << 20)})
     assert _post(client, "mlflow", headers, body).status_code == 413
-    assert job_queue.queue_depth(settings) == 0
+    assert intake.queue_depth(settings) == 0
 
 
 def test_unconfigured_route_refuses_everything_unless_opened(tmp_path, caplog):
@@ -343,7 +343,7 @@ def test_unconfigured_route_refuses_everything_unless_opened(tmp_path, caplog):
         assert _post(opened_client, "mlflow", headers, body).status_code == 202
         assert _post(opened_client, "databricks", *databricks_delivery()).status_code == 401
     finally:
-        job_queue.close_all()
+        intake.close_all()
 
 
 def test_unknown_routes_and_methods_answer_json(client):
@@ -359,7 +359,7 @@ def test_queued_job_is_the_workers_validate_version_task(client, settings, tmp_p
 
     headers, body = mlflow_delivery({"name": "demo-model", "version": "5"})
     assert _post(client, "mlflow", headers, body).status_code == 202
-    [raw] = job_queue.get_huey(settings).storage.enqueued_items()
+    [raw] = intake.get_huey(settings).storage.enqueued_items()
     task = tasks.huey.deserialize_task(bytes(raw))
     assert isinstance(task, tasks.validate_version.task_class)
     assert task.args[0]["model"] == "demo-model" and task.args[0]["version"] == "5"
@@ -373,8 +373,8 @@ def test_the_transition_the_guard_approved_is_not_validated_again(client, settin
     moved = databricks_delivery("MODEL_VERSION_TRANSITIONED_STAGE")
     answer = _post(client, "databricks", *moved)
     assert answer.status_code == 200 and answer.json["status"] == "ignored"
-    assert job_queue.queue_depth(settings) == 0
+    assert intake.queue_depth(settings) == 0
     # Claimed once: the next transition of that version (someone else's) is validated.
     again = databricks_delivery("MODEL_VERSION_TRANSITIONED_STAGE", text="a later move")
     assert _post(client, "databricks", *again).status_code == 202
-    assert job_queue.queue_depth(settings) == 1
+    assert intake.queue_depth(settings) == 1

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from core.keys import load_trusted_keys
-from core.seal_store import ATTESTATION_FILE, BUNDLE_FILE
+from core.seal.keys import load_trusted_keys
+from core.seal.store import ATTESTATION_FILE, BUNDLE_FILE
 from listener.config import Settings
 from listener.protocol import ValidationRequest
 from listener.store import get_store
@@ -91,7 +91,7 @@ def test_tampered_nested_file_with_rewritten_seal_tags_fails(settings, client, t
     before = (folder / ATTESTATION_FILE).read_bytes()
     target = local_model_path(client, name, version) / NESTED
     target.write_bytes(b"tampered weights")
-    from core.seal import make_seal
+    from core.seal.digest import make_seal
 
     forged = make_seal(local_model_path(client, name, version)).tree_digest
     client.set_model_version_tag(name, version, "validation.seal", forged)

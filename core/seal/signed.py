@@ -1,16 +1,16 @@
 """Signed seals: seal a model version once, and later verify its files against that seal.
 
-A signed seal is two files in the seal store (:mod:`core.seal_store`), both signed with the
+A signed seal is two files in the seal store (:mod:`core.seal.store`), both signed with the
 guard's key: an OpenSSF model-signing bundle of the per-file SHA-256 digests
-(:mod:`core.signing`) and an identity attestation binding them to the version
-(:mod:`core.attestation`). Both are made from a core :class:`~core.manifest.Manifest`, so a
+(:mod:`core.seal.signing`) and an identity attestation binding them to the version
+(:mod:`core.seal.attestation`). Both are made from a core :class:`~core.seal.manifest.Manifest`, so a
 model that is only streamed (hashed while read, never on disk) is sealed and verified the same
 way as a local folder.
 
 :func:`verify_signed_seal` answers with a :class:`SealVerification` whose ``status`` is the
 seal's part of the verdict: ``PASSED`` (signature valid for a trusted key, the attestation names
 this version, every file matches), ``FAILED`` (invalid seal, another version's seal, a seal
-gone missing, or files that differ, listed as :class:`~core.manifest.Difference`), ``ERROR`` (a
+gone missing, or files that differ, listed as :class:`~core.seal.manifest.Difference`), ``ERROR`` (a
 seal that cannot be read), or None when the version was never sealed. A store that cannot be
 reached raises :class:`~core.errors.TransientError` and a store that refuses access raises
 :class:`~core.errors.CheckError`: neither is ever a pass.
@@ -23,13 +23,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.attestation import Attestation, SealIdentity, sign_attestation, verify_attestation
 from core.errors import SealCorrupt, SealExistsError, SealInvalid
-from core.keys import SigningKey, TrustedKey
-from core.manifest import Difference, Manifest
-from core.seal import verify_manifest
-from core.seal_store import SealStore, StoredSeal
-from core.signing import sign_bundle, signed_files, verify_bundle
+from core.seal.attestation import Attestation, SealIdentity, sign_attestation, verify_attestation
+from core.seal.digest import verify_manifest
+from core.seal.keys import SigningKey, TrustedKey
+from core.seal.manifest import Difference, Manifest
+from core.seal.signing import sign_bundle, signed_files, verify_bundle
+from core.seal.store import SealStore, StoredSeal
 
 # Tags a signed seal leaves on the version: the tree digest and where the bundle is, for people
 # and third parties. The guard never reads a seal's location from them.

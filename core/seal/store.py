@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from core.attestation import SealIdentity
-from core.error_mapping import is_transient
 from core.errors import CheckError, SealExistsError, TransientError, redact
+from core.registry.error_mapping import is_transient
+from core.seal.attestation import SealIdentity
 
 LAYOUT_VERSION = "v1"
 BUNDLE_FILE = "model.sig"

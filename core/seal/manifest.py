@@ -5,8 +5,8 @@ symbolic link, other) and, for files, the size and SHA-256 of the content. Two t
 exactly when their manifests are equal, so comparing two trees, and checking a tree against a
 seal recorded earlier, are the same operation: :func:`diff_manifests`.
 
-This module holds the data types only; reading a tree from disk lives in :mod:`core.tree`, and
-the seal operations in :mod:`core.seal` (which re-exports :class:`Manifest`).
+This module holds the data types only; reading a tree from disk lives in :mod:`core.compare.tree`, and
+the seal operations in :mod:`core.seal.digest` (which re-exports :class:`Manifest`).
 """
 
 from __future__ import annotations

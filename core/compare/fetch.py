@@ -23,11 +23,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from core.error_mapping import translate
+from core.compare.exclude import is_excluded
+from core.compare.tree import ScanResult, scan_trees
 from core.errors import CheckError, redact
-from core.exclude import is_excluded
+from core.registry.error_mapping import translate
 from core.remote.progress import NoProgress, TransferProgress
-from core.tree import ScanResult, scan_trees
 
 
 @dataclass
@@ -99,7 +99,7 @@ _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<sp
 def resolve_models_uri(uri: str, tracking_uri: str | None = None, registry_uri: str | None = None) -> str:
     """The storage URI behind ``models:/<name>/<version|stage>[/path]``, ``models:/<name>@<alias>``
     or ``models:/m-<id>`` (a logged model), resolved with a client for the given servers."""
-    from core.registry import make_client, registry_model_uri, resolve_version
+    from core.registry.access import make_client, registry_model_uri, resolve_version
 
     logged, m = _LOGGED_MODEL_URI.match(uri), _MODELS_URI.match(uri)
     if not (logged or m):
@@ -154,7 +154,7 @@ class FetchRequest:
 
 @dataclass
 class ReadTree:
-    """A tree read for a check: its :class:`core.tree.ScanResult`, and where it was read from.
+    """A tree read for a check: its :class:`core.compare.tree.ScanResult`, and where it was read from.
 
     ``path`` is the local folder read (in place, or the kept copy of a remote tree) or, for a tree
     streamed without keeping a copy, its redacted URI. ``scratch`` is the kept copy's folder.
@@ -192,12 +192,12 @@ def read_trees(requests: Sequence[FetchRequest], scratch_root: Path | str | None
                exclude: Sequence[str] = ()) -> Iterator[list[ReadTree]]:
     """Read several model trees for one check; yields one :class:`ReadTree` per request, in order.
 
-    Local trees are read in place (:func:`core.tree.scan_trees`); remote ones are streamed and
+    Local trees are read in place (:func:`core.compare.tree.scan_trees`); remote ones are streamed and
     hashed without touching the disk (:mod:`core.remote`), all through one pool of
     ``concurrency`` transfers (default: per store kind). With ``keep`` a remote tree's files are
     also written, as they stream, into a fresh folder under ``scratch_root`` that is left in
     place. The same URI on the same server is read once and shared. Paths matching an ``exclude``
-    glob (:mod:`core.exclude`) are left out of every tree, local or remote, and named in
+    glob (:mod:`core.compare.exclude`) are left out of every tree, local or remote, and named in
     ``ScanResult.excluded``.
     """
     from core.remote import open_source

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from core.cli_exit import FastExitCommand
-from core.cli_output import (
+from core.cli.exit_codes import FastExitCommand
+from core.cli.output import (
     fail_early,
     finish,
     print_differences,
@@ -97,8 +97,8 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
     quiet_unless_verbose(verbose)
     from core.check import check_model_version
     from core.errors import CheckError
-    from core.manifest import Manifest
-    from core.seal_step import verify_only_options
+    from core.seal.manifest import Manifest
+    from core.seal.step import verify_only_options
 
     try:
         signed_seal = verify_only_options(seal_store, public_keys, workspace_host=workspace_host)
@@ -188,7 +188,7 @@ def compare_model_versions_cli(config_file: str, download_dir: str | None, repor
           --report-file compare.json --compare-run-models --compare-reg-models
     """
     quiet_unless_verbose(verbose)
-    from core.compare_versions import compare_model_versions
+    from core.compare.versions import compare_model_versions
 
     try:
         text = Path(config_file).read_text(encoding="utf-8")

@@ -13,7 +13,7 @@ from listener.config import Settings
 from listener.protocol import ValidationRequest
 from listener.store import get_store
 from listener.worker.job import RetryLater, process_job
-from listener.worker.lock import NoLock, RedisVersionLock, version_lock
+from listener.worker.version_lock import NoLock, RedisVersionLock, version_lock
 from tests.support.procs import RedisServer
 
 REDIS_SERVER = shutil.which("redis-server")

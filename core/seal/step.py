@@ -11,12 +11,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.attestation import SealIdentity, registry_identity
 from core.errors import CheckError
-from core.keys import SigningKey, TrustedKey
-from core.manifest import Manifest
-from core.seal_store import SealStore
-from core.signed_seal import LEGACY_SEAL_TAG, UNSEALED, SealRecord, SealVerification, verify_or_seal
+from core.seal.attestation import SealIdentity, registry_identity
+from core.seal.keys import SigningKey, TrustedKey
+from core.seal.manifest import Manifest
+from core.seal.signed import LEGACY_SEAL_TAG, UNSEALED, SealRecord, SealVerification, verify_or_seal
+from core.seal.store import SealStore
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class SealOptions:
 
 @dataclass
 class SealStep:
-    """What the seal step found: ``outcome`` (see :class:`~core.signed_seal.SealVerification`),
+    """What the seal step found: ``outcome`` (see :class:`~core.seal.signed.SealVerification`),
     ``record`` when this check made the seal, and ``status`` the seal's part of the verdict."""
 
     outcome: SealVerification
@@ -92,8 +92,8 @@ def verify_only_options(seal_store: str | None, public_keys: Sequence[str], *,
     signed seal must not pass silently on a version that has none. Raises :class:`CheckError` when
     the store is given without a key or a key file cannot be used.
     """
-    from core.keys import load_trusted_keys
-    from core.seal_store import open_seal_store
+    from core.seal.keys import load_trusted_keys
+    from core.seal.store import open_seal_store
 
     if not seal_store:
         if public_keys:

@@ -22,7 +22,7 @@ from sigstore_models import intoto as intoto_pb
 from sigstore_models.bundle import v1 as bundle_pb
 
 from core.errors import SealCorrupt, SealInvalid
-from core.keys import SigningKey, TrustedKey
+from core.seal.keys import SigningKey, TrustedKey
 
 IN_TOTO_PAYLOAD_TYPE = ms_signing._IN_TOTO_JSON_PAYLOAD_TYPE
 IN_TOTO_STATEMENT_TYPE = ms_signing._IN_TOTO_STATEMENT_TYPE

@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
-from core.manifest import Manifest
+from core.seal.manifest import Manifest
 
 __all__ = ["excluded_paths", "is_excluded", "validate_patterns", "without_excluded"]
 

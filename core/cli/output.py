@@ -1,6 +1,6 @@
 """What the command-line tools print and write: the verdict line, differences, the report file, progress.
 
-Shared by ``check-model-version`` and ``compare-model-versions`` (:mod:`core.cli`).
+Shared by ``check-model-version`` and ``compare-model-versions`` (:mod:`core.cli.commands`).
 """
 
 from __future__ import annotations

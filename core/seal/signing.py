@@ -3,13 +3,13 @@
 A model streamed from a remote store is hashed while it is read and never lands on disk, so it
 cannot be handed to ``model_signing sign``. It does not need to be: model-signing's ``files``
 serialization is nothing but (relative path, SHA-256) pairs plus the hashing settings, and the
-core's :class:`~core.manifest.Manifest` holds exactly those pairs. This module builds
+core's :class:`~core.seal.manifest.Manifest` holds exactly those pairs. This module builds
 model-signing's own manifest and payload from them, with the settings ``model_signing sign key``
 uses on a folder (SHA-256 per file, no symbolic links, git files ignored), so the bundle it
 writes verifies with ``model_signing verify key`` on the files once they are on disk.
 
 The core manifest stays the complete record (empty folders, symbolic links, special files and the
-paths model-signing ignores are covered by the identity attestation, see :mod:`core.attestation`);
+paths model-signing ignores are covered by the identity attestation, see :mod:`core.seal.attestation`);
 the bundle covers every regular file a model-signing verifier looks at.
 """
 
@@ -25,11 +25,11 @@ from model_signing import manifest as ms_manifest
 from model_signing._hashing import hashing as ms_hashing
 from model_signing._signing import signing as ms_signing
 
+from core.compare.tree import IGNORED_FILES
 from core.errors import CheckError, SealInvalid
-from core.keys import SigningKey, TrustedKey
-from core.manifest import Manifest
-from core.sigstore_bundle import parse_bundle, sign_model_signing_payload, verify_bundle_signature
-from core.tree import IGNORED_FILES
+from core.seal.keys import SigningKey, TrustedKey
+from core.seal.manifest import Manifest
+from core.seal.sigstore_bundle import parse_bundle, sign_model_signing_payload, verify_bundle_signature
 
 # What model-signing's command line leaves out of a folder unless told otherwise (--ignore-git-paths).
 GIT_PATHS = (".git", ".gitattributes", ".github", ".gitignore")

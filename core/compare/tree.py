@@ -5,7 +5,7 @@ fixed-size chunks into one reusable buffer, and its SHA-256 is computed in that 
 memory stays flat whatever the model size and no byte is read twice. The two trees are read at
 the same time in two threads: ``hashlib`` and file reads release the GIL, so the two copies are
 hashed on two cores. The comparison itself then works on the two manifests (see
-:func:`core.manifest.diff_manifests`).
+:func:`core.seal.manifest.diff_manifests`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.compare.exclude import is_excluded
 from core.errors import CheckError
-from core.exclude import is_excluded
-from core.manifest import Difference, FileDigest, Manifest, diff_manifests
+from core.seal.manifest import Difference, FileDigest, Manifest, diff_manifests
 
 __all__ = ["CHUNK_SIZE", "IGNORED_FILES", "Difference", "FileDigest", "ScanResult", "TreeComparison",
            "compare_trees", "scan_tree", "scan_trees"]
@@ -75,7 +75,7 @@ def scan_tree(root: Path | str, *, ignore: Iterable[str] = IGNORED_FILES,
     ``ignore`` are left out and listed in ``Manifest.ignored``. Any entry that cannot be read is
     an error: nothing is skipped silently. With ``workers`` > 1 the files are hashed by that many
     threads (largest first, so that they finish together), each file still read once by one thread.
-    Entries whose relative path matches an ``exclude`` glob (:func:`core.exclude.is_excluded`; a
+    Entries whose relative path matches an ``exclude`` glob (:func:`core.compare.exclude.is_excluded`; a
     folder with everything under it) are left out the same way and listed in ``Manifest.ignored``.
     """
     started = time.perf_counter()

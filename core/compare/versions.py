@@ -15,20 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from core.error_mapping import is_transient, translate
+from core.compare.exclude import excluded_paths, validate_patterns
+from core.compare.fetch import FetchRequest, read_trees
+from core.compare.tree import TreeComparison, comparison_from_scans
 from core.errors import CheckError, TransientError, redact
-from core.exclude import excluded_paths, validate_patterns
-from core.fetch import FetchRequest, read_trees
-from core.manifest import Difference
-from core.reach import check_reachable
-from core.registry import (
+from core.registry.access import (
     make_client,
     registry_uri_for,
     resolve_locations,
     version_summary,
 )
+from core.registry.error_mapping import is_transient, translate
+from core.registry.reach import check_reachable
 from core.report import system_info
-from core.tree import TreeComparison, comparison_from_scans
+from core.seal.manifest import Difference
 
 SIDES = ("tracking_server_1", "tracking_server_2")
 _ALIASES = {"tracking_server_1": ("tracking_server_1", "tracking_server_01"),
@@ -62,7 +62,7 @@ def normalize_config(config: dict[str, Any], default_host: str | None = None) ->
 
     Each side needs ``model`` and ``version_or_stage``; ``host`` (tracking URI) defaults to
     ``default_host`` (the CLI passes ``$MLFLOW_TRACKING_URI``); ``registry_uri``, ``native_model``
-    and ``exclude`` (a glob or a list of globs, see :mod:`core.exclude`) are optional. A side's
+    and ``exclude`` (a glob or a list of globs, see :mod:`core.compare.exclude`) are optional. A side's
     registry is its ``registry_uri``, else what MLflow derives from its ``host`` alone.
     """
     if not isinstance(config, dict):

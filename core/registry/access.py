@@ -2,7 +2,7 @@
 
 Everything goes through :class:`mlflow.MlflowClient`, so the same code serves open-source MLflow
 and Databricks workspaces (``databricks://profile`` tracking URIs). MLflow failures are turned
-into the core's errors by :func:`core.error_mapping.translate`.
+into the core's errors by :func:`core.registry.error_mapping.translate`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from core.error_mapping import translate
 from core.errors import CheckError, NotFoundError
-from core.stages import canonical_stage
+from core.registry.error_mapping import translate
+from core.registry.stages import canonical_stage
 
 # MLflow's own defaults wait up to 120 s per request and retry 7 times with exponential backoff:
 # minutes before an unreachable server is reported. These bound one call to roughly 30 s in the

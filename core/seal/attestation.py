@@ -24,9 +24,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import CheckError, SealInvalid
-from core.keys import SigningKey, TrustedKey
-from core.manifest import Manifest
-from core.sigstore_bundle import IN_TOTO_STATEMENT_TYPE, parse_bundle, sign_statement, verify_bundle_signature
+from core.seal.keys import SigningKey, TrustedKey
+from core.seal.manifest import Manifest
+from core.seal.sigstore_bundle import (
+    IN_TOTO_STATEMENT_TYPE,
+    parse_bundle,
+    sign_statement,
+    verify_bundle_signature,
+)
 
 PREDICATE_TYPE = "https://mlflow-version-guard/seal-attestation/v1"
 ATTESTATION_WHAT = "the identity attestation"
@@ -189,7 +194,7 @@ def verify_attestation(data: bytes, trusted: Sequence[TrustedKey]) -> VerifiedAt
 
     :class:`~core.errors.SealCorrupt` when it cannot be read, :class:`~core.errors.SealInvalid`
     when the key is not trusted, the signature does not verify or the statement is inconsistent.
-    Whether it names the expected version is the caller's check (:mod:`core.signed_seal`).
+    Whether it names the expected version is the caller's check (:mod:`core.seal.signed`).
     """
     envelope = verify_bundle_signature(parse_bundle(data, ATTESTATION_WHAT), trusted, ATTESTATION_WHAT)
     return VerifiedAttestation(envelope.key, attestation_from_statement(envelope.statement))

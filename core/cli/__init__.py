@@ -1,0 +1,1 @@
+"""The two command-line tools, check-model-version and compare-model-versions."""

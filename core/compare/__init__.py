@@ -1,0 +1,1 @@
+"""Comparing two model trees: reading them (local or streamed), exclusions, and the two-version compare."""

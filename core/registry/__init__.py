@@ -1,0 +1,1 @@
+"""Registry access: resolving versions and their locations, stages, reachability, MLflow error mapping."""
