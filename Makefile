@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: venv test lint run demo bench clean
+.PHONY: venv test lint run demo stop bench clean
 
 venv: $(VENV)/.installed
 
@@ -28,6 +28,17 @@ run: venv
 # While `make run` is up: register a model, watch it pass; tamper with a second one, watch it fail.
 demo: venv
 	$(PY) deploy/demo.py
+
+# From another terminal: stop the stack `make run` started (SIGTERM to its launcher, which stops its
+# children and removes stack.json), and wait until it is gone. A pid that is no longer the launcher's
+# (the stack is gone, the pid reused) is left alone.
+stop:
+	@f="$${GUARD_DATA_DIR:-.guard}/stack.json"; \
+	if [ -f "$$f" ] && pid=$$($(PYTHON) -c 'import json, sys; print(int(json.load(open(sys.argv[1]))["pid"]))' "$$f") \
+		&& ps -p "$$pid" -o args= | grep -q local_stack && kill -TERM "$$pid" 2>/dev/null; then \
+		echo "stopping the stack of make run (pid $$pid)"; \
+		while kill -0 "$$pid" 2>/dev/null; do sleep 0.2; done; \
+	else echo "no stack of make run is running"; fi
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -1,4 +1,4 @@
-"""The event table: which registry event leads to which validation (DESIGN.md, "Events -> actions").
+"""The event table: which registry event leads to which validation (docs/listener.md, "Routes and answers").
 
 One table for the webhook parsers and the job entry point (``guard-job``), so the two cannot drift.
 """
