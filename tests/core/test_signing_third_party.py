@@ -1,4 +1,5 @@
-"""A third party verifies a served model with the README's commands alone (MLflow download, model_signing)."""
+"""A third party verifies a served model with the commands of docs/signed-seals.md alone (MLflow download,
+model_signing)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def _register(client: MlflowClient, name: str, files_root: Path) -> str:
 
 def _third_party(workdir: Path, tracking_uri: str, model_uri: str, bundle: Path,
                  key_pem: bytes) -> subprocess.CompletedProcess:
-    """The README's steps, each a plain command: fetch key and bundle, download the model, verify."""
+    """The documented steps, each a plain command: fetch key and bundle, download the model, verify."""
     workdir.mkdir(parents=True)
     (workdir / "seal-key.pem").write_bytes(key_pem)  # curl -o seal-key.pem https://GUARD/seal-key.pem
     shutil.copyfile(bundle, workdir / "model.sig")  # the file named by the validation.seal_bundle tag

@@ -1,13 +1,13 @@
-"""The README's Databricks environment table ("The environment, exactly"), read so tests can prove that
-the environment they run the listener and ``guard-job`` with is the one the README gives a user."""
+"""The Databricks environment table of docs/databricks.md ("The environment, exactly"), read so tests can
+prove that the environment they run the listener and ``guard-job`` with is the one the docs give a user."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-# What a test sets besides the README's variables, and why it may:
+DOC = Path(__file__).resolve().parents[2] / "docs" / "databricks.md"
+# What a test sets besides the documented variables, and why it may:
 TEST_ONLY = {
     "PATH", "HOME",  # an empty home folder: no ~/.databrickscfg profile can change the workspace
     # where the fake's cloud storage (moto) is; on Databricks the temporary credentials name the real store
@@ -21,10 +21,10 @@ TEST_ONLY = {
 _VARIABLE = re.compile(r"^[A-Z][A-Z0-9_]+(=.*)?$")
 
 
-def readme_rows() -> dict[str, dict[str, str | None]]:
+def documented_rows() -> dict[str, dict[str, str | None]]:
     """Per row of the table (its first cell): variable -> the value as written (None: no value given)."""
-    text = README.read_text()
-    section = text.split("### The environment, exactly", 1)[1].split("\n### ", 1)[0]
+    text = DOC.read_text(encoding="utf-8")
+    section = text.split("\n## The environment, exactly", 1)[1].split("\n## ", 1)[0]
     rows: dict[str, dict[str, str | None]] = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -41,12 +41,12 @@ def readme_rows() -> dict[str, dict[str, str | None]]:
 
 def row(label: str) -> dict[str, str | None]:
     """The one row whose first cell contains ``label``."""
-    [found] = [v for k, v in readme_rows().items() if label in k]
+    [found] = [v for k, v in documented_rows().items() if label in k]
     return found
 
 
 def value_matches(written: str | None, actual: str) -> bool:
-    """``actual`` has the shape of the README's value: literal text equal, each ``<placeholder>`` any text.
+    """``actual`` has the shape of the documented value: literal text equal, each ``<placeholder>`` any text.
 
     ``https://`` also accepts ``http://``: the fake serves plain HTTP on loopback.
     """
@@ -58,7 +58,7 @@ def value_matches(written: str | None, actual: str) -> bool:
 
 
 def mismatches(label: str, envs: list[dict[str, str]]) -> list[str]:
-    """How the environments one path's tests use differ from the README's row ``label`` (empty: none).
+    """How the environments one path's tests use differ from the documented row ``label`` (empty: none).
 
     Every variable a test sets is in the row (or in :data:`TEST_ONLY`) with the row's value shape, and
     every variable of the row is set by one of the tests.
@@ -70,10 +70,10 @@ def mismatches(label: str, envs: list[dict[str, str]]) -> list[str]:
             if name in TEST_ONLY:
                 continue
             if name not in documented:
-                problems.append(f"{name} is set by the tests but not in the README row {label!r}")
+                problems.append(f"{name} is set by the tests but not in the documented row {label!r}")
             elif not value_matches(documented[name], value):
-                problems.append(f"{name}={value!r} does not have the README's shape {documented[name]!r}")
+                problems.append(f"{name}={value!r} does not have the documented shape {documented[name]!r}")
     used = set().union(*(set(env) for env in envs))
-    problems += [f"{name} is in the README row {label!r} but no test sets it" for name in documented
+    problems += [f"{name} is in the documented row {label!r} but no test sets it" for name in documented
                  if name not in used]
     return problems

@@ -2,7 +2,7 @@
 registry webhook -> listener (gunicorn) -> huey consumer -> check of the registry's own copy -> comment,
 tags and gate written back through the unmodified databricks-sdk.
 
-The listener and its worker run with the README's environment for the workspace registry
+The listener and its worker run with the environment docs/databricks.md gives for the workspace registry
 (``MLFLOW_TRACKING_URI=databricks``, ``MLFLOW_REGISTRY_URI=databricks``, ``DATABRICKS_HOST``,
 ``DATABRICKS_TOKEN``, ``GUARD_DATABRICKS_SECRET``, ``GUARD_GATE_TRANSITIONS=true``) and nothing that points
 MLflow anywhere else.
@@ -21,8 +21,8 @@ import requests
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.service.ml import HttpUrlSpec, RegistryWebhookEvent
 
+from tests.databricks.documented_env import mismatches
 from tests.databricks.endpoint_record import production_env
-from tests.databricks.readme_env import mismatches
 from tests.support.databricks_fixtures import (
     NESTED_KERNEL,
     activities,
@@ -198,7 +198,7 @@ def test_created_tampered_rejected_untampered_approved(workspace_fake: Workspace
         raise
 
 
-def test_the_listener_runs_with_the_readme_environment(listener: Listener) -> None:
+def test_the_listener_runs_with_the_documented_environment(listener: Listener) -> None:
     assert mismatches("listener + worker, workspace model registry", [listener.env]) == []
 
 

@@ -2,7 +2,7 @@
 
 The job is started as Databricks starts it (``--event_message=<json>`` from a job webhook or a model
 update trigger, ``--model_name=`` / ``--model_version=`` from a deployment job) with exactly the environment
-the README gives: ``MLFLOW_TRACKING_URI=databricks``, ``MLFLOW_REGISTRY_URI``, ``DATABRICKS_HOST``,
+docs/databricks.md gives: ``MLFLOW_TRACKING_URI=databricks``, ``MLFLOW_REGISTRY_URI``, ``DATABRICKS_HOST``,
 ``DATABRICKS_TOKEN`` (plus the guard's own data folder and retry pacing).
 """
 
@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from listener.worker.entry import requests_from_event
+from tests.databricks.documented_env import mismatches
 from tests.databricks.endpoint_record import UC_MODEL, WORKSPACE_MODEL, production_env
-from tests.databricks.readme_env import mismatches
 from tests.support.databricks_workspace import WorkspaceFake
 
 VENV_BIN = Path(sys.executable).parent
@@ -30,7 +30,7 @@ MARKER = "[mlflow-version-guard]"
 
 def job_env(fake: WorkspaceFake, registry_uri: str, gate: bool = False,
             data_dir: Path | None = None) -> dict[str, str]:
-    """The README's environment of ``guard-job`` for ``registry_uri`` (gating only when ``gate``)."""
+    """The documented environment of ``guard-job`` for ``registry_uri`` (gating only when ``gate``)."""
     env = production_env(fake, registry_uri)
     env.update({"PATH": f"{VENV_BIN}:{env['PATH']}",
                 "GUARD_DATA_DIR": str(data_dir or Path(tempfile.mkdtemp(prefix="guard-job-"))),
@@ -42,7 +42,7 @@ def job_env(fake: WorkspaceFake, registry_uri: str, gate: bool = False,
 
 def guard_job(fake: WorkspaceFake, registry_uri: str, args: list[str], gate: bool = False,
               data_dir: Path | None = None) -> subprocess.CompletedProcess:
-    """The ``guard-job`` console script, with the README's environment for ``registry_uri``."""
+    """The ``guard-job`` console script, with the documented environment for ``registry_uri``."""
     env = job_env(fake, registry_uri, gate, data_dir)
     return subprocess.run([str(VENV_BIN / "guard-job"), *args], env=env, capture_output=True, text=True,
                           timeout=600, cwd=tempfile.mkdtemp(prefix="guard-job-cwd-"))
@@ -227,20 +227,20 @@ def test_readyz_asks_the_workspace_through_the_sdk(workspace_fake: WorkspaceFake
     ("databricks-uc", "guard-job, Unity Catalog"),
     ("databricks", "guard-job, workspace registry job webhook"),
 ])
-def test_the_job_runs_with_the_readme_environment(workspace_fake: WorkspaceFake, registry_uri: str,
-                                                  label: str) -> None:
+def test_the_job_runs_with_the_documented_environment(workspace_fake: WorkspaceFake, registry_uri: str,
+                                                      label: str) -> None:
     envs = [job_env(workspace_fake, registry_uri, gate) for gate in (False, True)]
     if registry_uri == "databricks-uc":
         envs = envs[:1]  # Unity Catalog has nothing to gate: its tests never set GUARD_GATE_TRANSITIONS
     assert mismatches(label, envs) == []
 
 
-def test_the_readme_check_sees_a_different_environment() -> None:
+def test_the_documented_environment_check_sees_a_different_environment() -> None:
     found = mismatches("guard-job, Unity Catalog", [{"MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
                                                       "GUARD_GATE_TRANSITIONS": "true"}])
     assert any("MLFLOW_TRACKING_URI='http://127.0.0.1:5000'" in p for p in found)
-    assert any("GUARD_GATE_TRANSITIONS is set by the tests but not in the README" in p for p in found)
-    assert any("MLFLOW_REGISTRY_URI is in the README row" in p for p in found)
+    assert any("GUARD_GATE_TRANSITIONS is set by the tests but not in the documented row" in p for p in found)
+    assert any("MLFLOW_REGISTRY_URI is in the documented row" in p for p in found)
 
 
 def test_the_guard_called_only_implemented_endpoints(workspace_fake: WorkspaceFake) -> None:

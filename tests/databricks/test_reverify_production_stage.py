@@ -54,7 +54,7 @@ def to_production(fake: WorkspaceFake, version: str) -> None:
 
 
 def sweep(fake: WorkspaceFake, data_dir: Path, key: Path) -> dict:
-    """``guard-sweep --run`` with the README's workspace environment and Production-stage re-verification."""
+    """``guard-sweep --run`` in the documented workspace environment, re-verifying Production versions."""
     env = production_env(fake, "databricks")
     env.update({"PATH": f"{VENV_BIN}:{env['PATH']}", "GUARD_DATA_DIR": str(data_dir),
                 "GUARD_SIGNING_KEY": str(key), "GUARD_REVERIFY": "production-stage",
