@@ -27,6 +27,8 @@ except ModuleNotFoundError:  # Python 3.10: pytest depends on tomli there
 ROOT = Path(__file__).resolve().parents[2]
 # The code whose environment reads count: the packages, the launchers in deploy/ and the Procfile.
 CODE_DIRS = ("core", "listener", "deploy")
+# The modules that read the settings (listener/config.py is the only place the environment is read).
+SETTINGS_MODULES = ("listener/config.py", "listener/config_parsing.py")
 ENV_NAME = re.compile(r"\b((?:GUARD|MLFLOW|DATABRICKS)_[A-Z0-9_]*[A-Z0-9])\b")
 _UPPER_NAME = re.compile(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$")
 _FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
@@ -162,11 +164,18 @@ def env_reads(source: str) -> set[str]:
 
 
 def code_env_names(root: Path = ROOT) -> set[str]:
-    """Every environment variable the project's code reads (Python sources and the Procfile)."""
+    """Every environment variable the project's code reads (Python sources and the Procfile).
+
+    In the settings modules every upper-case name is a variable, however it is read.
+    """
     names = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", (root / "Procfile").read_text(encoding="utf-8")))
     for folder in CODE_DIRS:
         for path in (root / folder).rglob("*.py"):
             names |= env_reads(path.read_text(encoding="utf-8"))
+    for path in SETTINGS_MODULES:
+        tree = ast.parse((root / path).read_text(encoding="utf-8"))
+        names |= {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                  and _UPPER_NAME.match(n.value)}
     return names
 
 
