@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import os
-import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import click
 
 from core.cli.exit_codes import FastExitCommand
 from core.cli.output import (
+    CouldNotCheck,
+    could_not_check,
     fail_early,
     finish,
     print_differences,
@@ -97,30 +100,24 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
     quiet_unless_verbose(verbose)
     from core.check import check_model_version
     from core.errors import CheckError
-    from core.seal.manifest import Manifest
     from core.seal.step import verify_only_options
 
+    started = time.perf_counter()
+    report: dict = {}
     try:
         signed_seal = verify_only_options(seal_store, public_keys, workspace_host=workspace_host)
+        with transfer_progress() as progress:
+            result = check_model_version(model, version_or_stage, tracking_uri=tracking_uri,
+                                         registry_uri=registry_uri, download_dir=download_dir,
+                                         keep_downloads=keep_downloads, seal=_seal_of(seal_file),
+                                         seal_from_tag=not no_seal_tag, report_file=report_file,
+                                         exclude=exclude, transfer_concurrency=transfer_concurrency,
+                                         progress=progress, signed_seal=signed_seal, report=report)
     except CheckError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    seal = None
-    if seal_file:
-        try:
-            seal = Manifest.from_json(Path(seal_file).read_text(encoding="utf-8"))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            click.echo(f"error: {seal_file} is not a valid manifest: {exc}", err=True)
-            sys.exit(2)
-    with transfer_progress() as progress:
-        result = check_model_version(model, version_or_stage, tracking_uri=tracking_uri,
-                                     registry_uri=registry_uri, download_dir=download_dir,
-                                     keep_downloads=keep_downloads, seal=seal, seal_from_tag=not no_seal_tag,
-                                     report_file=report_file, exclude=exclude,
-                                     transfer_concurrency=transfer_concurrency, progress=progress,
-                                     signed_seal=signed_seal)
+        result = could_not_check(exc, report, f"model '{model}' version {version_or_stage}: could not check: "
+                                              f"{exc}", started)
     print_headline(result, verbose)
-    if result.status != "ERROR":
+    if not isinstance(result, CouldNotCheck):
         print_differences("Differences between run model and registry model", result.differences)
         print_differences("Differences from the seal", result.seal_differences)
         if result.seal_outcome is not None:
@@ -130,6 +127,19 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
             state = "matches" if not result.seal_differences else "DOES NOT match"
             click.echo(f"seal ({src}): {state}")
     finish(result, report_file, verbose)
+
+
+def _seal_of(seal_file: str | None) -> Any:
+    """The manifest in ``--seal-file`` (None without one); ``CheckError`` when it is not one."""
+    from core.errors import CheckError
+    from core.seal.manifest import Manifest
+
+    if not seal_file:
+        return None
+    try:
+        return Manifest.from_json(Path(seal_file).read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckError(f"{seal_file} is not a valid manifest: {exc}") from exc
 
 
 @click.command(
@@ -189,6 +199,7 @@ def compare_model_versions_cli(config_file: str, download_dir: str | None, repor
     """
     quiet_unless_verbose(verbose)
     from core.compare.versions import compare_model_versions
+    from core.errors import CheckError
 
     try:
         text = Path(config_file).read_text(encoding="utf-8")
@@ -199,22 +210,28 @@ def compare_model_versions_cli(config_file: str, download_dir: str | None, repor
 
             config = yaml.safe_load(text)  # YAML is a superset of JSON: any other name reads both
     except (OSError, ValueError) as exc:
-        fail_early(f"cannot read config file {config_file}: {exc}", report_file, verbose)
+        fail_early(f"cannot read config file {config_file}: {exc}", exc, report_file, verbose)
     except Exception as exc:  # yaml.YAMLError and friends
-        fail_early(f"cannot parse config file {config_file}: {exc}", report_file, verbose)
+        fail_early(f"cannot parse config file {config_file}: {exc}", exc, report_file, verbose)
     # The original tool's flags select comparisons; with neither, both are made (as before).
     selected = compare_run_models or compare_reg_models
     skip_run = skip_compare_run_models or (selected and not compare_run_models)
     skip_reg = skip_compare_reg_models or (selected and not compare_reg_models)
-    with transfer_progress() as progress:
-        result = compare_model_versions(config, download_dir=download_dir, skip_run=skip_run,
-                                        skip_reg=skip_reg, keep_downloads=keep_downloads, exclude=exclude,
-                                        default_host=os.environ.get("MLFLOW_TRACKING_URI") or None,
-                                        transfer_concurrency=transfer_concurrency, progress=progress)
+    started = time.perf_counter()
+    report: dict = {}
+    try:
+        with transfer_progress() as progress:
+            result = compare_model_versions(config, download_dir=download_dir, skip_run=skip_run,
+                                            skip_reg=skip_reg, keep_downloads=keep_downloads, exclude=exclude,
+                                            default_host=os.environ.get("MLFLOW_TRACKING_URI") or None,
+                                            transfer_concurrency=transfer_concurrency, progress=progress,
+                                            report=report)
+    except CheckError as exc:
+        result = could_not_check(exc, report, f"could not compare: {exc}", started)
     result.report["Options"].update({"compare_run_models": compare_run_models,
                                      "compare_reg_models": compare_reg_models})
     print_headline(result, verbose)
-    if result.status != "ERROR":
+    if not isinstance(result, CouldNotCheck):
         print_differences("Differences between the run models", result.run_differences)
         print_differences("Differences between the registry models", result.reg_differences)
     finish(result, report_file, verbose)

@@ -13,6 +13,7 @@ import hmac
 import re
 from collections.abc import Mapping, Sequence
 
+from core.tags import TAG_PREFIX
 from listener.protocol.events import rule_for
 from listener.protocol.request import (
     Ignored,
@@ -110,7 +111,7 @@ def parse_mlflow_delivery(headers: Mapping[str, str], body: bytes, secrets: Sequ
     rule = rule_for(event)
     if rule is None:
         key = data.get("key")
-        if entity == "model_version_tag" and isinstance(key, str) and key.startswith("validation."):
+        if entity == "model_version_tag" and isinstance(key, str) and key.startswith(TAG_PREFIX):
             raise Ignored(f"{event} for our own validation.* tag")
         raise Ignored(f"{event} does not trigger a validation")
     alias = None

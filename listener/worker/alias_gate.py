@@ -18,11 +18,12 @@ import dataclasses
 import logging
 from typing import Any
 
+from core.status import ERROR, FAILED
 from listener import metrics
 from listener.config import Settings
 from listener.protocol.request import ValidationRequest
 from listener.store import SOURCE_GUARD, SOURCE_WEBHOOK, Store, get_store
-from listener.verdict import ERROR, FAILED, SUMMARY_LIMIT, Verdict, one_line
+from listener.verdict import SUMMARY_LIMIT, Verdict, one_line
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from core.check import EXIT_CODES
 from core.registry.stages import canonical_stage
+from core.status import ERROR, EXIT_CODES
 from listener.config import Settings
 from listener.protocol import Rejected, check_model_name, job_rule, model_version
 from listener.protocol.events import skip_reason
@@ -197,8 +197,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if args.action:
             req["action"] = args.action
         row = run_job(req, settings, publish=not args.no_publish)
-        status = row.get("status") or "ERROR"
-        worst = max(worst, EXIT_CODES.get(status, EXIT_CODES["ERROR"]))
+        status = row.get("status") or ERROR
+        worst = max(worst, EXIT_CODES.get(status, EXIT_CODES[ERROR]))
         print(f"{status} {req['model']} version {req['version']}: {row.get('summary') or 'no verdict'}")
         if row.get("publish_status") not in (None, "PUBLISHED") and not args.no_publish:
             print(f"warning: verdict not written onto the version: {row.get('publish_error')}",

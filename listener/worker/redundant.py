@@ -8,10 +8,10 @@ its version up. The job claimed second is skipped: no second verdict is written 
 
 from __future__ import annotations
 
+from core.status import FAILED, PASSED
 from listener.protocol.events import SEAL_AND_CHECK
 from listener.protocol.request import ValidationRequest, origin_of
 from listener.store import FinishedCheck, Store
-from listener.verdict import FAILED, PASSED
 
 
 def answering_check(request: ValidationRequest, store: Store) -> FinishedCheck | None:
