@@ -151,7 +151,8 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def run_job(request: dict[str, Any], settings: Settings, publish: bool = True,
             max_wait_s: float | None = None) -> dict[str, Any]:
     """Run one request to completion, sleeping through retries; returns the results-store row."""
-    from listener.worker.job import RetryLater, process_job
+    from listener.worker.admission import RetryLater
+    from listener.worker.job import process_job
 
     store = get_store(settings.store_url)
     deadline = None if max_wait_s is None else time.monotonic() + max_wait_s

@@ -371,5 +371,7 @@ def test_library_errors_are_typed(models: Models):
     client = make_client(models.url)
     with pytest.raises(NotFoundError, match="no version in stage 'None'"):
         resolve_version(client, models.nested, None)
-    result = check_model_version("core-no-such-model", "1", tracking_uri=models.url)
-    assert (result.status, result.exit_code, result.transient) == ("ERROR", 2, False)
+    report: dict = {}
+    with pytest.raises(NotFoundError, match="core-no-such-model"):
+        check_model_version("core-no-such-model", "1", tracking_uri=models.url, report=report)
+    assert report["Options"]["model_name"] == "core-no-such-model"  # what was known, for the CLI's report

@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from core.errors import TransientError
+from core.errors import CheckError, TransientError
 from listener.config import Settings
 from listener.protocol import ValidationRequest
 from listener.registries.mlflow_oss import MlflowOssAdapter
 from listener.store import get_store
 from listener.verdict_text import SECTION_END, SECTION_START
-from listener.worker.job import RetryLater, process_job, run_validation
+from listener.worker.admission import RetryLater
+from listener.worker.job import process_job, run_validation
 from tests.listener.worker.helpers import local_model_path, register_model
 from tests.support.procs import free_port
 
@@ -152,8 +153,9 @@ def test_failed_registration_is_an_error_and_endless_pending_is_transient(settin
                                                                            mlflow_server, monkeypatch):
     name, version = register_model(client, tmp_path)
     _set_status(mlflow_server, name, version, "FAILED_REGISTRATION")
-    verdict = run_validation(ValidationRequest.from_dict(_request(name, version)), settings)
-    assert verdict.status == "ERROR" and "FAILED_REGISTRATION" in verdict.error
+    with pytest.raises(CheckError, match="FAILED_REGISTRATION") as failed:
+        run_validation(ValidationRequest.from_dict(_request(name, version)), settings)
+    assert not isinstance(failed.value, TransientError)  # an ERROR verdict at once, never retried
 
     _set_status(mlflow_server, name, version, "PENDING_REGISTRATION")
     settings.ready_timeout_s = 1
