@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +41,33 @@ _EXCLUDE_HELP = ("Leave out paths matching this glob, relative to the model root
                  "Excluded paths are listed in the report ('excluded').")
 
 
-@click.command(
-    cls=FastExitCommand,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+
+
+def _command(epilog: str) -> Callable[[Callable[..., None]], click.Command]:
+    """A command as both tools are: -h/--help, 100 columns, ending without the interpreter's teardown."""
+    return click.command(cls=FastExitCommand, epilog=epilog,
+                         context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+
+def _download_dir(what: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    return click.option("--download-dir", type=click.Path(file_okay=False), metavar="DIR",
+                        help=f"Where remote models are downloaded, {what} [default: the system temp folder]. "
+                             "Local models are compared in place, never copied.")
+
+
+_REPORT_FILE = click.option("--report-file", type=click.Path(dir_okay=False), metavar="FILE",
+                            help="Write the full report here: JSON, or YAML for .yaml/.yml. "
+                                 "Written for every exit status.")
+_TRANSFER_CONCURRENCY = click.option("--transfer-concurrency", type=click.IntRange(min=1), metavar="N",
+                                     help=_CONCURRENCY_HELP)
+_VERBOSE = click.option("--verbose", "-v", is_flag=True, help="Show tracebacks and MLflow's log messages.")
+
+
+@_command(
     epilog=_EPILOG_EXIT + " With --seal-store and --public-key, the registry model is verified against the "
     "version's signed seal (signature by a given key, the seal names this version, every file matches); a "
     "version with no signed seal exits 1 (\"no signed seal\"). Without them, the unsigned seal in a "
-    "validation.manifest tag (versions sealed before signed seals) is verified, unless --no-seal-tag.",
-)
+    "validation.manifest tag (versions sealed before signed seals) is verified, unless --no-seal-tag.")
 @click.option("--model", required=True, help="Registered model name.")
 @click.option("--version-or-stage", required=True, metavar="V",
               help="Version number (e.g. 3), @alias (e.g. @champion), stage name (None, Staging, Production, "
@@ -56,11 +76,8 @@ _EXCLUDE_HELP = ("Leave out paths matching this glob, relative to the model root
               help="Tracking server (http://host:port, databricks://profile, …).")
 @click.option("--registry-uri", envvar="MLFLOW_REGISTRY_URI", show_envvar=True, metavar="URI",
               help="Model registry, if not the tracking server.")
-@click.option("--download-dir", type=click.Path(file_okay=False), metavar="DIR",
-              help="Where remote models are downloaded, each check into a fresh sub-folder "
-                   "[default: the system temp folder]. Local models are compared in place, never copied.")
-@click.option("--report-file", type=click.Path(dir_okay=False), metavar="FILE",
-              help="Write the full report here: JSON, or YAML for .yaml/.yml. Written for every exit status.")
+@_download_dir("each check into a fresh sub-folder")
+@_REPORT_FILE
 @click.option("--keep-downloads", is_flag=True,
               help="Keep the downloaded copies (default: removed after the check).")
 @click.option("--seal-file", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
@@ -75,8 +92,8 @@ _EXCLUDE_HELP = ("Leave out paths matching this glob, relative to the model root
 @click.option("--workspace-host", envvar="DATABRICKS_HOST", show_envvar=True, metavar="URL",
               help="Databricks only: the workspace, part of the seal's identity.")
 @click.option("--exclude", "exclude", multiple=True, metavar="GLOB", help=_EXCLUDE_HELP)
-@click.option("--transfer-concurrency", type=click.IntRange(min=1), metavar="N", help=_CONCURRENCY_HELP)
-@click.option("--verbose", "-v", is_flag=True, help="Show tracebacks and MLflow's log messages.")
+@_TRANSFER_CONCURRENCY
+@_VERBOSE
 def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str | None,
                             registry_uri: str | None, download_dir: str | None, report_file: str | None,
                             keep_downloads: bool, seal_file: str | None, no_seal_tag: bool,
@@ -142,18 +159,11 @@ def _seal_of(seal_file: str | None) -> Any:
         raise CheckError(f"{seal_file} is not a valid manifest: {exc}") from exc
 
 
-@click.command(
-    cls=FastExitCommand,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog=_EPILOG_EXIT,
-)
+@_command(epilog=_EPILOG_EXIT)
 @click.option("--config-file", required=True, type=click.Path(dir_okay=False, exists=True), metavar="FILE",
               help="YAML or JSON naming the two versions (see above).")
-@click.option("--download-dir", type=click.Path(file_okay=False), metavar="DIR",
-              help="Where remote models are downloaded, each into a fresh sub-folder "
-                   "[default: the system temp folder]. Local models are compared in place.")
-@click.option("--report-file", type=click.Path(dir_okay=False), metavar="FILE",
-              help="Write the full report here: JSON, or YAML for .yaml/.yml. Written for every exit status.")
+@_download_dir("each into a fresh sub-folder")
+@_REPORT_FILE
 @click.option("--compare-run-models", is_flag=True,
               help="Compare the two run models (as the original tool; with neither --compare-* flag, both "
                    "comparisons are made).")
@@ -164,8 +174,8 @@ def _seal_of(seal_file: str | None) -> Any:
 @click.option("--exclude", "exclude", multiple=True, metavar="GLOB",
               help=_EXCLUDE_HELP + " Applies to both sides, as does each side's 'exclude' in the config.")
 @click.option("--keep-downloads", is_flag=True, help="Keep the downloaded copies (default: removed).")
-@click.option("--transfer-concurrency", type=click.IntRange(min=1), metavar="N", help=_CONCURRENCY_HELP)
-@click.option("--verbose", "-v", is_flag=True, help="Show tracebacks and MLflow's log messages.")
+@_TRANSFER_CONCURRENCY
+@_VERBOSE
 def compare_model_versions_cli(config_file: str, download_dir: str | None, report_file: str | None,
                                compare_run_models: bool, compare_reg_models: bool,
                                skip_compare_run_models: bool, skip_compare_reg_models: bool,
