@@ -1,15 +1,16 @@
 """Check one model version: its run model against its registry model, and against its seal.
 
-This is the function the CLI ``check-model-version`` and the listener's worker call. It never
-raises for "could not check": it returns a :class:`CheckResult` with status ``ERROR`` (exit 2),
-the reason in ``error``, and ``transient`` telling whether retrying later may help.
+This is the function the CLI ``check-model-version`` and the listener's worker call. It returns a
+:class:`CheckResult` that is PASSED or FAILED; when the check cannot be carried out it raises a
+:class:`~core.errors.CheckError` (:class:`~core.errors.TransientError` when retrying later may help),
+and the caller, the CLI or the worker's job, turns that into its ERROR outcome.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from mlflow.entities.model_registry import ModelVersion
 from core.compare.exclude import validate_patterns, without_excluded
 from core.compare.fetch import FetchRequest, read_trees
 from core.compare.tree import comparison_from_scans
-from core.errors import CheckError, TransientError, redact
+from core.errors import CheckError, redact
 from core.registry.access import (
     locations_of,
     make_client,
@@ -27,20 +28,18 @@ from core.registry.access import (
     resolve_locations,
     version_summary,
 )
-from core.registry.error_mapping import is_transient, translate
+from core.registry.error_mapping import raised_as_check_errors
 from core.registry.reach import check_reachable
-from core.report import human_bytes, system_info
+from core.report import close_report, human_bytes, system_info
 from core.seal.digest import verify_manifest
 from core.seal.manifest import Difference, Manifest
 from core.seal.signed import SealRecord, SealVerification
 from core.seal.step import SealOptions, SealStep, run_seal_step, seal_identity
+from core.status import ERROR, EXIT_CODES, FAILED, PASSED
+from core.tags import TAG_MANIFEST
 
-SEAL_TAG = "validation.manifest"  # compact JSON manifest of the registry model, set by the listener
 LABELS = ("run", "registry")
 SEAL_LABELS = ("sealed", "current")
-
-PASSED, FAILED, ERROR = "PASSED", "FAILED", "ERROR"
-EXIT_CODES = {PASSED: 0, FAILED: 1, ERROR: 2}
 
 
 @dataclass
@@ -48,9 +47,9 @@ class CheckResult:
     """Outcome of :func:`check_model_version`.
 
     ``status`` is ``PASSED`` (exit 0: run model == registry model, and the seal matches if one was
-    checked), ``FAILED`` (exit 1: differences listed in ``differences`` / ``seal_differences``) or
-    ``ERROR`` (exit 2: could not check, reason in ``error``; ``transient`` says whether a retry may
-    help). ``manifest`` is the registry model's manifest as read now (None if not read).
+    checked) or ``FAILED`` (exit 1: differences listed in ``differences`` / ``seal_differences``); a
+    check that cannot be carried out raises instead. ``manifest`` is the registry model's manifest as
+    read now.
     """
 
     status: str
@@ -58,15 +57,12 @@ class CheckResult:
     summary: str
     differences: list[Difference]
     seal_differences: list[Difference]
-    manifest: Manifest | None
+    manifest: Manifest
     report: dict[str, Any]
     model: str
     version: str
     elapsed_s: float
-    error: str | None = None
-    transient: bool = False
     seal_checked: bool = False
-    exception: BaseException | None = field(default=None, repr=False, compare=False)
     # The seal the verdict stands on: the given seal's tree digest, else that of the manifest read now,
     # which is then the version's first seal (``new_seal``, for the caller to record).
     seal_digest: str | None = None
@@ -84,10 +80,10 @@ class CheckResult:
         """Plain-dict form (without the full report)."""
         return {"status": self.status, "exit_code": self.exit_code, "summary": self.summary,
                 "model": self.model, "version": self.version, "elapsed_s": round(self.elapsed_s, 4),
-                "error": self.error, "transient": self.transient, "seal_checked": self.seal_checked,
+                "seal_checked": self.seal_checked,
                 "differences": [d.to_dict() for d in self.differences],
                 "seal_differences": [d.to_dict() for d in self.seal_differences],
-                "tree_digest": self.manifest.tree_digest if self.manifest else None}
+                "tree_digest": self.manifest.tree_digest}
 
 
 def seal_from_tags(tags: dict[str, str] | None) -> Manifest | None:
@@ -96,13 +92,13 @@ def seal_from_tags(tags: dict[str, str] | None) -> Manifest | None:
     A tag that is present but not a valid manifest is an error, not "no seal": it may have been
     tampered with, and silently skipping it would pass a version that should not pass.
     """
-    text = (tags or {}).get(SEAL_TAG)
+    text = (tags or {}).get(TAG_MANIFEST)
     if not text:
         return None
     try:
         return Manifest.from_json(text)
     except (ValueError, KeyError, TypeError, IndexError) as exc:
-        raise CheckError(f"the version's {SEAL_TAG} tag is not a valid manifest: {exc}") from exc
+        raise CheckError(f"the version's {TAG_MANIFEST} tag is not a valid manifest: {exc}") from exc
 
 
 def _first(diffs: list[Difference]) -> str:
@@ -142,7 +138,8 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                         client: MlflowClient | None = None, seal_from_tag: bool = False,
                         report_file: str | None = None, model_version: ModelVersion | None = None,
                         exclude: Sequence[str] = (), transfer_concurrency: int | None = None,
-                        progress: Any = None, signed_seal: SealOptions | None = None) -> CheckResult:
+                        progress: Any = None, signed_seal: SealOptions | None = None,
+                        report: dict[str, Any] | None = None) -> CheckResult:
     """Check that a model version's run model and registry model are identical, and match its seal.
 
     ``version_or_stage`` is resolved by :func:`core.registry.access.resolve_version`. Both models are
@@ -159,11 +156,16 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
     (a :class:`core.remote.progress.TransferProgress`). With ``signed_seal`` (:mod:`core.seal.step`), the
     seal is the version's signed seal in the seal store (an unsigned ``validation.manifest`` tag only
     for a version sealed before), ``seal``/``seal_from_tag`` are ignored, and the seal's outcome is
-    part of the verdict: FAILED if it is, ERROR if the seal cannot be read.
+    part of the verdict: FAILED if it is; a seal that cannot be read raises.
+
+    Raises :class:`~core.errors.CheckError` (``TransientError`` when retrying may help) when the check
+    cannot be carried out. ``report``: a dict of the caller's to fill in as the check goes (the
+    result's ``report``), so what was learned before a failure is still there to write out.
     """
     started = time.perf_counter()
     spec = "" if version_or_stage is None else str(version_or_stage)
-    report: dict[str, Any] = {
+    report = {} if report is None else report
+    report.update({
         "System": system_info("check-model-version"),
         "Options": {"model_name": model, "version_or_stage": spec, "tracking_uri": redact(tracking_uri),
                     "registry_uri": redact(registry_uri),
@@ -171,9 +173,8 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                     "report_file": report_file, "keep_downloads": keep_downloads,
                     "seal": "given" if seal is not None else ("from tag" if seal_from_tag else None),
                     "exclude": list(exclude)},
-    }
-    version = spec
-    try:
+    })
+    with raised_as_check_errors(f"checking model '{model}' version {spec}"):
         try:
             exclude = validate_patterns(exclude)
         except ValueError as exc:
@@ -196,7 +197,7 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
             seal, seal_source = seal_from_tags(mv.tags), "seal store"
         elif seal is None and seal_from_tag:
             seal = seal_from_tags(mv.tags)
-            seal_source = f"tag {SEAL_TAG}" if seal is not None else None
+            seal_source = f"tag {TAG_MANIFEST}" if seal is not None else None
 
         # A models:/ URI must be resolved against this client's registry, never the process-wide one.
         reg_for_fetch = getattr(client, "_registry_uri", None) or registry_uri_for(tracking_uri, registry_uri)
@@ -283,20 +284,5 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                              new_seal=current if seal is None else None)
         if step is not None:
             _apply_seal_step(result, step, signed_seal, seal, current, comparison.equal)
-    except Exception as exc:
-        err = exc if isinstance(exc, CheckError) else translate(
-            exc, f"checking model '{model}' version {spec}")
-        transient = isinstance(err, TransientError) or (not isinstance(exc, CheckError) and is_transient(exc))
-        summary = f"model '{model}' version {version or spec}: could not check: {err}"
-        result = CheckResult(status=ERROR, exit_code=EXIT_CODES[ERROR], summary=summary, differences=[],
-                             seal_differences=[], manifest=None, report=report, model=model, version=version,
-                             elapsed_s=time.perf_counter() - started, error=str(err), transient=transient,
-                             exception=exc)
-    report["Result"] = {"status": result.status, "exit_code": result.exit_code, "summary": result.summary,
-                        "error": result.error, "transient": result.transient,
-                        "elapsed_s": round(result.elapsed_s, 4)}
-    report["equals"] = result.status == PASSED if result.status != ERROR else None
-    if isinstance(report.get("Comparison"), dict):
-        report["Comparison"]["equals"] = result.status == PASSED  # never true unless the verdict is PASSED
+    close_report(report, status, summary, result.elapsed_s)
     return result
-

@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from core.status import ERROR, EXIT_CODES, PASSED
+
 
 def system_info(script: str) -> dict[str, Any]:
     """The report's ``System`` section."""
@@ -85,3 +87,17 @@ def write_report(report: dict[str, Any], path: Path | str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def close_report(report: dict[str, Any], status: str, summary: str, elapsed_s: float, *,
+                 error: str | None = None, transient: bool = False) -> None:
+    """Add the verdict to ``report``: its ``Result`` section and the top-level ``equals``.
+
+    ``equals`` (and ``Comparison.equals``, when there is one) is what users of the original tool read as
+    the verdict: true only for PASSED, false for FAILED, null when the check could not be made (ERROR).
+    """
+    report["Result"] = {"status": status, "exit_code": EXIT_CODES[status], "summary": summary,
+                        "error": error, "transient": transient, "elapsed_s": round(elapsed_s, 4)}
+    report["equals"] = status == PASSED if status != ERROR else None
+    if isinstance(report.get("Comparison"), dict):
+        report["Comparison"]["equals"] = status == PASSED

@@ -6,6 +6,7 @@ and its value.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -37,27 +38,24 @@ def parse_bool(name: str, value: str | None, default: bool) -> bool:
 
 def parse_int(name: str, value: str | None, default: int, minimum: int) -> int:
     """``value`` of variable ``name`` as an integer of at least ``minimum``; ``default`` if unset or blank."""
-    if value is None or not value.strip():
-        return default
-    try:
-        number = int(value.strip())
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be an integer, got {value!r}") from exc
-    if number < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {number}")
-    return number
+    return _parse_number(name, value, default, minimum, int, "an integer")
 
 
 def parse_float(name: str, value: str | None, default: float, minimum: float) -> float:
     """``value`` of variable ``name`` as a number of at least ``minimum``; ``default`` when unset or blank."""
+    return _parse_number(name, value, default, minimum, float, "a number")
+
+
+def _parse_number(name: str, value: str | None, default: Any, minimum: float, kind: Callable[[str], Any],
+                  what: str) -> Any:
     if value is None or not value.strip():
         return default
     try:
-        number = float(value.strip())
+        number = kind(value.strip())
     except ValueError as exc:
-        raise ConfigError(f"{name} must be a number, got {value!r}") from exc
+        raise ConfigError(f"{name} must be {what}, got {value!r}") from exc
     if not number >= minimum:  # also refuses NaN
-        raise ConfigError(f"{name} must be at least {minimum:g}, got {value!r}")
+        raise ConfigError(f"{name} must be at least {minimum:g}, got {value.strip()}")
     return number
 
 

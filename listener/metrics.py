@@ -28,6 +28,8 @@ ALIASES_REVERTED = Counter("guard_alias_reverted_total",
                            ["registry"])
 BYTES_VERIFIED = Counter("guard_bytes_verified_total",
                          "Model file bytes read and hashed by checks (counted as each file completes)")
+ADMISSIONS = Counter("guard_admissions_total", "Worker jobs by admission: run, or why not (echo, duplicate, "
+                     "redundant)", ["decision"])
 PUBLISH_FAILURES = Counter("guard_publish_failures_total", "Failed attempts to publish a verdict",
                            ["registry"])
 
@@ -50,6 +52,11 @@ def record_validation(status: str, duration_s: float | None = None) -> None:
     VALIDATIONS.labels(status=status).inc()
     if duration_s is not None:
         CHECK_DURATION.observe(duration_s)
+
+
+def record_admission(decision: str) -> None:
+    """Count one job's admission (worker side): ``run``, or why it does not run."""
+    ADMISSIONS.labels(decision=decision).inc()
 
 
 def record_publish_failure(registry: str) -> None:

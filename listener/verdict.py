@@ -1,4 +1,4 @@
-"""The outcome of one validation: :class:`Verdict` and its statuses.
+"""The outcome of one validation: :class:`Verdict` (statuses: :mod:`core.status`).
 
 How a verdict is written where people look is elsewhere, and pure too: :mod:`listener.verdict_tags`
 (the ``validation.*`` tags and the compact report) and :mod:`listener.verdict_text` (the description
@@ -11,10 +11,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-PASSED = "PASSED"
-FAILED = "FAILED"
-ERROR = "ERROR"
-STATUSES = (PASSED, FAILED, ERROR)
+from core.status import ERROR, STATUSES
 
 # Summaries are one line (the summary tag, the status page, the first line of a comment).
 SUMMARY_LIMIT = 500

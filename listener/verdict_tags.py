@@ -8,20 +8,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from core.tags import (
+    TAG_ALIAS_REVERTED,
+    TAG_CHECKED_AT,
+    TAG_MANIFEST,
+    TAG_REPORT,
+    TAG_SEAL,
+    TAG_SEAL_BUNDLE,
+    TAG_STATUS,
+    TAG_SUMMARY,
+    TAG_VALUE_LIMIT,
+)
 from listener.verdict import Verdict
 
-# Open-source MLflow tag values: up to 100,000 characters (the Databricks adapter passes its own limit).
-TAG_VALUE_LIMIT = 100_000
-
-TAG_STATUS = "validation.status"
-TAG_SUMMARY = "validation.summary"
-TAG_CHECKED_AT = "validation.checked_at"
-TAG_SEAL = "validation.seal"
-TAG_REPORT = "validation.report"
-TAG_SEAL_BUNDLE = "validation.seal_bundle"
-# The unsigned seal: written only when no signing key is configured, read for versions sealed that way.
-TAG_MANIFEST = "validation.manifest"
-TAG_ALIAS_REVERTED = "validation.alias_reverted"
 # The order tags are written in: the seal first (a version is sealed as early as possible), the status
 # last (whoever sees a fresh status also sees the report and summary that belong to it).
 TAG_ORDER = (TAG_MANIFEST, TAG_SEAL_BUNDLE, TAG_SEAL, TAG_REPORT, TAG_SUMMARY, TAG_CHECKED_AT, TAG_STATUS)

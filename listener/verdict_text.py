@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import re
 
-from listener.verdict import ERROR, FAILED, PASSED, Verdict, one_line
-from listener.verdict_tags import TAG_REPORT
+from core.status import ERROR, FAILED, PASSED
+from core.tags import TAG_REPORT
+from listener.verdict import Verdict, one_line
 
 SECTION_START = "<!-- validation:start -->"
 SECTION_END = "<!-- validation:end -->"

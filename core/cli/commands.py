@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
 from core.cli.exit_codes import FastExitCommand
 from core.cli.output import (
+    CouldNotCheck,
+    could_not_check,
     fail_early,
     finish,
     print_differences,
@@ -37,14 +41,33 @@ _EXCLUDE_HELP = ("Leave out paths matching this glob, relative to the model root
                  "Excluded paths are listed in the report ('excluded').")
 
 
-@click.command(
-    cls=FastExitCommand,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+
+
+def _command(epilog: str) -> Callable[[Callable[..., None]], click.Command]:
+    """A command as both tools are: -h/--help, 100 columns, ending without the interpreter's teardown."""
+    return click.command(cls=FastExitCommand, epilog=epilog,
+                         context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+
+def _download_dir(what: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    return click.option("--download-dir", type=click.Path(file_okay=False), metavar="DIR",
+                        help=f"Where remote models are downloaded, {what} [default: the system temp folder]. "
+                             "Local models are compared in place, never copied.")
+
+
+_REPORT_FILE = click.option("--report-file", type=click.Path(dir_okay=False), metavar="FILE",
+                            help="Write the full report here: JSON, or YAML for .yaml/.yml. "
+                                 "Written for every exit status.")
+_TRANSFER_CONCURRENCY = click.option("--transfer-concurrency", type=click.IntRange(min=1), metavar="N",
+                                     help=_CONCURRENCY_HELP)
+_VERBOSE = click.option("--verbose", "-v", is_flag=True, help="Show tracebacks and MLflow's log messages.")
+
+
+@_command(
     epilog=_EPILOG_EXIT + " With --seal-store and --public-key, the registry model is verified against the "
     "version's signed seal (signature by a given key, the seal names this version, every file matches); a "
     "version with no signed seal exits 1 (\"no signed seal\"). Without them, the unsigned seal in a "
-    "validation.manifest tag (versions sealed before signed seals) is verified, unless --no-seal-tag.",
-)
+    "validation.manifest tag (versions sealed before signed seals) is verified, unless --no-seal-tag.")
 @click.option("--model", required=True, help="Registered model name.")
 @click.option("--version-or-stage", required=True, metavar="V",
               help="Version number (e.g. 3), @alias (e.g. @champion), stage name (None, Staging, Production, "
@@ -53,11 +76,8 @@ _EXCLUDE_HELP = ("Leave out paths matching this glob, relative to the model root
               help="Tracking server (http://host:port, databricks://profile, …).")
 @click.option("--registry-uri", envvar="MLFLOW_REGISTRY_URI", show_envvar=True, metavar="URI",
               help="Model registry, if not the tracking server.")
-@click.option("--download-dir", type=click.Path(file_okay=False), metavar="DIR",
-              help="Where remote models are downloaded, each check into a fresh sub-folder "
-                   "[default: the system temp folder]. Local models are compared in place, never copied.")
-@click.option("--report-file", type=click.Path(dir_okay=False), metavar="FILE",
-              help="Write the full report here: JSON, or YAML for .yaml/.yml. Written for every exit status.")
+@_download_dir("each check into a fresh sub-folder")
+@_REPORT_FILE
 @click.option("--keep-downloads", is_flag=True,
               help="Keep the downloaded copies (default: removed after the check).")
 @click.option("--seal-file", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
@@ -72,8 +92,8 @@ _EXCLUDE_HELP = ("Leave out paths matching this glob, relative to the model root
 @click.option("--workspace-host", envvar="DATABRICKS_HOST", show_envvar=True, metavar="URL",
               help="Databricks only: the workspace, part of the seal's identity.")
 @click.option("--exclude", "exclude", multiple=True, metavar="GLOB", help=_EXCLUDE_HELP)
-@click.option("--transfer-concurrency", type=click.IntRange(min=1), metavar="N", help=_CONCURRENCY_HELP)
-@click.option("--verbose", "-v", is_flag=True, help="Show tracebacks and MLflow's log messages.")
+@_TRANSFER_CONCURRENCY
+@_VERBOSE
 def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str | None,
                             registry_uri: str | None, download_dir: str | None, report_file: str | None,
                             keep_downloads: bool, seal_file: str | None, no_seal_tag: bool,
@@ -97,30 +117,24 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
     quiet_unless_verbose(verbose)
     from core.check import check_model_version
     from core.errors import CheckError
-    from core.seal.manifest import Manifest
     from core.seal.step import verify_only_options
 
+    started = time.perf_counter()
+    report: dict = {}
     try:
         signed_seal = verify_only_options(seal_store, public_keys, workspace_host=workspace_host)
+        with transfer_progress() as progress:
+            result = check_model_version(model, version_or_stage, tracking_uri=tracking_uri,
+                                         registry_uri=registry_uri, download_dir=download_dir,
+                                         keep_downloads=keep_downloads, seal=_seal_of(seal_file),
+                                         seal_from_tag=not no_seal_tag, report_file=report_file,
+                                         exclude=exclude, transfer_concurrency=transfer_concurrency,
+                                         progress=progress, signed_seal=signed_seal, report=report)
     except CheckError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    seal = None
-    if seal_file:
-        try:
-            seal = Manifest.from_json(Path(seal_file).read_text(encoding="utf-8"))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            click.echo(f"error: {seal_file} is not a valid manifest: {exc}", err=True)
-            sys.exit(2)
-    with transfer_progress() as progress:
-        result = check_model_version(model, version_or_stage, tracking_uri=tracking_uri,
-                                     registry_uri=registry_uri, download_dir=download_dir,
-                                     keep_downloads=keep_downloads, seal=seal, seal_from_tag=not no_seal_tag,
-                                     report_file=report_file, exclude=exclude,
-                                     transfer_concurrency=transfer_concurrency, progress=progress,
-                                     signed_seal=signed_seal)
+        result = could_not_check(exc, report, f"model '{model}' version {version_or_stage}: could not check: "
+                                              f"{exc}", started)
     print_headline(result, verbose)
-    if result.status != "ERROR":
+    if not isinstance(result, CouldNotCheck):
         print_differences("Differences between run model and registry model", result.differences)
         print_differences("Differences from the seal", result.seal_differences)
         if result.seal_outcome is not None:
@@ -132,18 +146,24 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
     finish(result, report_file, verbose)
 
 
-@click.command(
-    cls=FastExitCommand,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog=_EPILOG_EXIT,
-)
+def _seal_of(seal_file: str | None) -> Any:
+    """The manifest in ``--seal-file`` (None without one); ``CheckError`` when it is not one."""
+    from core.errors import CheckError
+    from core.seal.manifest import Manifest
+
+    if not seal_file:
+        return None
+    try:
+        return Manifest.from_json(Path(seal_file).read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckError(f"{seal_file} is not a valid manifest: {exc}") from exc
+
+
+@_command(epilog=_EPILOG_EXIT)
 @click.option("--config-file", required=True, type=click.Path(dir_okay=False, exists=True), metavar="FILE",
               help="YAML or JSON naming the two versions (see above).")
-@click.option("--download-dir", type=click.Path(file_okay=False), metavar="DIR",
-              help="Where remote models are downloaded, each into a fresh sub-folder "
-                   "[default: the system temp folder]. Local models are compared in place.")
-@click.option("--report-file", type=click.Path(dir_okay=False), metavar="FILE",
-              help="Write the full report here: JSON, or YAML for .yaml/.yml. Written for every exit status.")
+@_download_dir("each into a fresh sub-folder")
+@_REPORT_FILE
 @click.option("--compare-run-models", is_flag=True,
               help="Compare the two run models (as the original tool; with neither --compare-* flag, both "
                    "comparisons are made).")
@@ -154,8 +174,8 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
 @click.option("--exclude", "exclude", multiple=True, metavar="GLOB",
               help=_EXCLUDE_HELP + " Applies to both sides, as does each side's 'exclude' in the config.")
 @click.option("--keep-downloads", is_flag=True, help="Keep the downloaded copies (default: removed).")
-@click.option("--transfer-concurrency", type=click.IntRange(min=1), metavar="N", help=_CONCURRENCY_HELP)
-@click.option("--verbose", "-v", is_flag=True, help="Show tracebacks and MLflow's log messages.")
+@_TRANSFER_CONCURRENCY
+@_VERBOSE
 def compare_model_versions_cli(config_file: str, download_dir: str | None, report_file: str | None,
                                compare_run_models: bool, compare_reg_models: bool,
                                skip_compare_run_models: bool, skip_compare_reg_models: bool,
@@ -189,6 +209,7 @@ def compare_model_versions_cli(config_file: str, download_dir: str | None, repor
     """
     quiet_unless_verbose(verbose)
     from core.compare.versions import compare_model_versions
+    from core.errors import CheckError
 
     try:
         text = Path(config_file).read_text(encoding="utf-8")
@@ -199,22 +220,28 @@ def compare_model_versions_cli(config_file: str, download_dir: str | None, repor
 
             config = yaml.safe_load(text)  # YAML is a superset of JSON: any other name reads both
     except (OSError, ValueError) as exc:
-        fail_early(f"cannot read config file {config_file}: {exc}", report_file, verbose)
+        fail_early(f"cannot read config file {config_file}: {exc}", exc, report_file, verbose)
     except Exception as exc:  # yaml.YAMLError and friends
-        fail_early(f"cannot parse config file {config_file}: {exc}", report_file, verbose)
+        fail_early(f"cannot parse config file {config_file}: {exc}", exc, report_file, verbose)
     # The original tool's flags select comparisons; with neither, both are made (as before).
     selected = compare_run_models or compare_reg_models
     skip_run = skip_compare_run_models or (selected and not compare_run_models)
     skip_reg = skip_compare_reg_models or (selected and not compare_reg_models)
-    with transfer_progress() as progress:
-        result = compare_model_versions(config, download_dir=download_dir, skip_run=skip_run,
-                                        skip_reg=skip_reg, keep_downloads=keep_downloads, exclude=exclude,
-                                        default_host=os.environ.get("MLFLOW_TRACKING_URI") or None,
-                                        transfer_concurrency=transfer_concurrency, progress=progress)
+    started = time.perf_counter()
+    report: dict = {}
+    try:
+        with transfer_progress() as progress:
+            result = compare_model_versions(config, download_dir=download_dir, skip_run=skip_run,
+                                            skip_reg=skip_reg, keep_downloads=keep_downloads, exclude=exclude,
+                                            default_host=os.environ.get("MLFLOW_TRACKING_URI") or None,
+                                            transfer_concurrency=transfer_concurrency, progress=progress,
+                                            report=report)
+    except CheckError as exc:
+        result = could_not_check(exc, report, f"could not compare: {exc}", started)
     result.report["Options"].update({"compare_run_models": compare_run_models,
                                      "compare_reg_models": compare_reg_models})
     print_headline(result, verbose)
-    if result.status != "ERROR":
+    if not isinstance(result, CouldNotCheck):
         print_differences("Differences between the run models", result.run_differences)
         print_differences("Differences between the registry models", result.reg_differences)
     finish(result, report_file, verbose)

@@ -8,12 +8,18 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 import traceback
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
+
+from core.errors import CheckError, TransientError
+from core.report import close_report, system_info, write_report
+from core.status import ERROR, EXIT_CODES
 
 
 def print_differences(title: str, diffs: list[Any], limit: int = 50) -> None:
@@ -31,8 +37,6 @@ def write_report_file(report: dict[str, Any], report_file: str | None, verbose: 
     """Write ``report`` to ``report_file`` if one was asked for; False (said on stderr) when that fails."""
     if not report_file:
         return True
-    from core.report import write_report
-
     try:
         write_report(report, Path(report_file))
         return True
@@ -43,12 +47,30 @@ def write_report_file(report: dict[str, Any], report_file: str | None, verbose: 
         return False
 
 
+@dataclass
+class CouldNotCheck:
+    """A command's ERROR outcome (exit 2), built here, at the edge, from the core's :class:`CheckError`."""
+
+    error: CheckError
+    summary: str
+    report: dict[str, Any]
+    status: str = ERROR
+    exit_code: int = EXIT_CODES[ERROR]
+
+
+def could_not_check(error: CheckError, report: dict[str, Any], summary: str, started: float) -> CouldNotCheck:
+    """The ERROR outcome of ``error``; ``report`` (what the check had learned) gets its ``Result``."""
+    close_report(report, ERROR, summary, time.perf_counter() - started, error=str(error),
+                 transient=isinstance(error, TransientError))
+    return CouldNotCheck(error, summary, report)
+
+
 def print_headline(result: Any, verbose: bool) -> None:
     """The verdict line on stdout, or the error on stderr (with its traceback when ``verbose``)."""
-    if result.status == "ERROR":
+    if isinstance(result, CouldNotCheck):
         click.echo(f"error: {result.error}", err=True)
-        if verbose and result.exception is not None:
-            traceback.print_exception(result.exception, file=sys.stderr)
+        if verbose:
+            traceback.print_exception(result.error, file=sys.stderr)
     else:
         click.echo(f"{result.status}: {result.summary}")
 
@@ -58,23 +80,18 @@ def finish(result: Any, report_file: str | None, verbose: bool) -> None:
     if not write_report_file(result.report, report_file, verbose) and result.exit_code == 0:
         sys.exit(2)
     if report_file:
-        click.echo(f"report: {report_file}", err=result.status == "ERROR")
+        click.echo(f"report: {report_file}", err=result.status == ERROR)
     sys.exit(result.exit_code)
 
 
-def fail_early(message: str, report_file: str | None, verbose: bool) -> None:
-    """Exit 2 with ``message`` before any check ran, still writing the report asked for."""
-    from core.report import system_info
-
-    report = {"System": system_info("compare-model-versions"),
-              "Result": {"status": "ERROR", "exit_code": 2, "summary": f"could not compare: {message}",
-                         "error": message, "transient": False}, "equals": None}
-    click.echo(f"error: {message}", err=True)
-    if verbose:
-        traceback.print_exc()
-    if write_report_file(report, report_file, verbose) and report_file:
-        click.echo(f"report: {report_file}", err=True)
-    sys.exit(2)
+def fail_early(message: str, cause: BaseException, report_file: str | None, verbose: bool) -> None:
+    """Exit 2 with ``message`` before anything was compared (``cause`` for --verbose); report written."""
+    error = CheckError(message)
+    error.__cause__ = cause
+    result = could_not_check(error, {"System": system_info("compare-model-versions")},
+                             f"could not compare: {message}", time.perf_counter())
+    print_headline(result, verbose)
+    finish(result, report_file, verbose)
 
 
 @contextlib.contextmanager

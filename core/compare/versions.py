@@ -11,24 +11,25 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from core.compare.exclude import excluded_paths, validate_patterns
 from core.compare.fetch import FetchRequest, read_trees
 from core.compare.tree import TreeComparison, comparison_from_scans
-from core.errors import CheckError, TransientError, redact
+from core.errors import CheckError, redact
 from core.registry.access import (
     make_client,
     registry_uri_for,
     resolve_locations,
     version_summary,
 )
-from core.registry.error_mapping import is_transient, translate
+from core.registry.error_mapping import raised_as_check_errors, translate
 from core.registry.reach import check_reachable
-from core.report import system_info
+from core.report import close_report, system_info
 from core.seal.manifest import Difference
+from core.status import EXIT_CODES, FAILED, PASSED
 
 SIDES = ("tracking_server_1", "tracking_server_2")
 _ALIASES = {"tracking_server_1": ("tracking_server_1", "tracking_server_01"),
@@ -38,7 +39,7 @@ LABELS = ("1", "2")
 
 @dataclass
 class CompareResult:
-    """Outcome of :func:`compare_model_versions`; statuses and exit codes as for a check."""
+    """Outcome of :func:`compare_model_versions`: PASSED or FAILED, exit codes as for a check."""
 
     status: str
     exit_code: int
@@ -47,9 +48,6 @@ class CompareResult:
     reg_differences: list[Difference]
     report: dict[str, Any]
     elapsed_s: float
-    error: str | None = None
-    transient: bool = False
-    exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     @property
     def differences(self) -> list[Difference]:
@@ -136,7 +134,7 @@ def compare_model_versions(config: dict[str, Any], *, download_dir: Path | str |
                            skip_run: bool = False, skip_reg: bool = False,
                            keep_downloads: bool = False, exclude: Sequence[str] = (),
                            default_host: str | None = None, transfer_concurrency: int | None = None,
-                           progress: Any = None) -> CompareResult:
+                           progress: Any = None, report: dict[str, Any] | None = None) -> CompareResult:
     """Compare the run models and the registry models of the two versions named in ``config``.
 
     ``exclude`` globs apply to both sides, on top of each side's own ``exclude`` in the config;
@@ -144,17 +142,18 @@ def compare_model_versions(config: dict[str, Any], *, download_dir: Path | str |
     tracking URI of a side without ``host``.
 
     Returns PASSED (exit 0) when every comparison made is equal, FAILED (exit 1) with the
-    differences, or ERROR (exit 2) when the comparison could not be made. Never raises for
-    "could not compare". Remote models are streamed with ``transfer_concurrency`` transfers
+    differences; raises :class:`~core.errors.CheckError` (``TransientError`` when retrying may help)
+    when the comparison cannot be made, with what was learned so far in ``report`` when the caller
+    passes a dict of its own. Remote models are streamed with ``transfer_concurrency`` transfers
     (default per store kind), reporting to ``progress`` (see :func:`core.check.check_model_version`).
     """
     started = time.perf_counter()
-    report: dict[str, Any] = {"System": system_info("compare-model-versions"), "Config": _redacted(config),
-                              "Options": {"download_dir": str(download_dir) if download_dir else None,
-                                          "skip_compare_run_models": skip_run,
-                                          "skip_compare_reg_models": skip_reg,
-                                          "keep_downloads": keep_downloads, "exclude": list(exclude)}}
-    try:
+    report = {} if report is None else report
+    report.update({"System": system_info("compare-model-versions"), "Config": _redacted(config),
+                   "Options": {"download_dir": str(download_dir) if download_dir else None,
+                               "skip_compare_run_models": skip_run, "skip_compare_reg_models": skip_reg,
+                               "keep_downloads": keep_downloads, "exclude": list(exclude)}})
+    with raised_as_check_errors("comparing model versions"):
         if skip_run and skip_reg:
             raise CheckError("nothing to compare: both run-model and registry-model comparisons are skipped")
         try:
@@ -215,19 +214,10 @@ def compare_model_versions(config: dict[str, Any], *, download_dir: Path | str |
         if excluded:
             more = ", …" if len(excluded) > 3 else ""
             summary += f"; {len(excluded)} path(s) excluded ({', '.join(excluded[:3])}{more})"
-        status = "PASSED" if equal else "FAILED"
-        result = CompareResult(status, 0 if equal else 1, summary, run_d, reg_d, report,
-                               time.perf_counter() - started)
-    except Exception as exc:
-        err = exc if isinstance(exc, CheckError) else translate(exc, "comparing model versions")
-        transient = isinstance(err, TransientError) or (not isinstance(exc, CheckError) and is_transient(exc))
-        result = CompareResult("ERROR", 2, f"could not compare: {err}", [], [], report,
-                               time.perf_counter() - started, error=str(err), transient=transient,
-                               exception=exc)
-    report["Result"] = {"status": result.status, "exit_code": result.exit_code, "summary": result.summary,
-                        "error": result.error, "transient": result.transient,
-                        "elapsed_s": round(result.elapsed_s, 4)}
-    report["equals"] = (result.status == "PASSED") if result.status != "ERROR" else None
+    status = PASSED if equal else FAILED
+    result = CompareResult(status, EXIT_CODES[status], summary, run_d, reg_d, report,
+                           time.perf_counter() - started)
+    close_report(report, status, summary, result.elapsed_s)
     return result
 
 

@@ -1,13 +1,16 @@
 """Failures of MLflow and of the transport under it, turned into the core's errors.
 
-:func:`is_transient` says whether retrying may help; :func:`translate` gives the core error for any
-exception (unknown things :class:`NotFoundError`, an unreachable or overloaded server
-:class:`TransientError`, anything else :class:`CheckError`), with a message fit for users.
+:func:`dependency_unavailable` says whether a failure is a dependency being down, slow or rate limiting
+(retrying may help); :func:`translate` gives the core error for any exception (unknown things
+:class:`NotFoundError`, an unreachable or overloaded server :class:`TransientError`, anything else
+:class:`CheckError`), with a message fit for users; :func:`raised_as_check_errors` applies it to a block.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from mlflow.exceptions import MlflowException
 
@@ -20,7 +23,7 @@ _TRANSIENT_TEXT = re.compile(r"max retries exceeded|connection (refused|reset|ab
                              r"failed to establish a new connection|remote end closed", re.I)
 
 
-def is_transient(exc: BaseException) -> bool:
+def dependency_unavailable(exc: BaseException) -> bool:
     """True when ``exc`` says a dependency is down, slow or rate limiting (retrying may help)."""
     if isinstance(exc, TransientError):
         return True
@@ -52,6 +55,21 @@ def translate(exc: BaseException, what: str) -> CheckError:
         text = text[:500] + "…"
     if isinstance(exc, MlflowException) and exc.error_code == "RESOURCE_DOES_NOT_EXIST":
         return NotFoundError(f"{what}: {text}")
-    if is_transient(exc):
+    if dependency_unavailable(exc):
         return TransientError(f"{what}: tracking server unavailable or overloaded: {text}")
     return CheckError(f"{what}: {text}")
+
+
+@contextmanager
+def raised_as_check_errors(what: str) -> Iterator[None]:
+    """Core errors raised inside pass through; any other exception is raised as :func:`translate`'s.
+
+    What a public core function wraps its work in, so that it raises nothing but :class:`CheckError`
+    (and subclasses) for "could not check", whatever failed underneath (the cause stays chained).
+    """
+    try:
+        yield
+    except CheckError:
+        raise
+    except Exception as exc:
+        raise translate(exc, what) from exc

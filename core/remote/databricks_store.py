@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import CheckError, NotFoundError, redact
-from core.registry.error_mapping import is_transient, translate
+from core.registry.error_mapping import dependency_unavailable, translate
 from core.remote.source import BrokenTransfer, Found, Listing, RemoteFile, RetryPolicy, ScratchMeter, Source
 from core.remote.walk import Entries, walk_folders
 
@@ -68,7 +68,7 @@ def _guard(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
     except (CheckError, BrokenTransfer):
         raise
     except Exception as exc:
-        if is_transient(exc) or _status_of(exc) in _RETRY_STATUS:
+        if dependency_unavailable(exc) or _status_of(exc) in _RETRY_STATUS:
             raise BrokenTransfer(f"{what}: {str(exc)[:300]}") from exc
         if _status_of(exc) == 404 or "RESOURCE_DOES_NOT_EXIST" in str(exc):
             raise NotFoundError(f"{what}: {str(exc)[:300]}") from exc

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 
 from core.compare.tree import IGNORED_FILES, ScanResult
 from core.errors import CheckError, TransientError
-from core.registry.error_mapping import is_transient, translate
+from core.registry.error_mapping import dependency_unavailable, translate
 from core.remote.progress import NoProgress, TransferProgress
 from core.remote.source import BrokenTransfer, Listing, RemoteFile, RetryPolicy, ScratchMeter, Source
 from core.seal.manifest import FileDigest, Manifest
@@ -107,7 +107,7 @@ def _hash_one(source: Source, item: RemoteFile, retry: RetryPolicy, progress: Tr
         except CheckError:
             raise
         except Exception as exc:  # a client library's own error type: judge it, do not guess
-            if not is_transient(exc):
+            if not dependency_unavailable(exc):
                 raise translate(exc, what) from exc
             last = exc
         finally:

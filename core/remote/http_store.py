@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from core.errors import CheckError, NotFoundError, redact
-from core.registry.error_mapping import is_transient, translate
+from core.registry.error_mapping import dependency_unavailable, translate
 from core.remote.source import BrokenTransfer, Found, Listing, RemoteFile, RetryPolicy
 from core.remote.walk import Entries, walk_folders
 
@@ -58,7 +58,7 @@ class HttpArtifactSource:
             timeout = (retry.connect_timeout_s, retry.read_timeout_s)
             resp = self._session.get(self._api + endpoint, timeout=timeout, **self._request_kwargs, **kwargs)
         except Exception as exc:  # connection refused / reset, timeouts, TLS failures
-            if is_transient(exc):
+            if dependency_unavailable(exc):
                 raise BrokenTransfer(_first_line(exc)) from exc
             raise translate(exc, f"reading {self.display}") from exc
         if resp.status_code in _RETRY_STATUS:

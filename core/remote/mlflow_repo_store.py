@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from core.errors import CheckError, redact
-from core.registry.error_mapping import is_transient, translate
+from core.registry.error_mapping import dependency_unavailable, translate
 from core.remote.source import BrokenTransfer, Found, Listing, RemoteFile, RetryPolicy, ScratchMeter
 from core.remote.walk import Entries, walk_folders
 
@@ -53,7 +53,7 @@ class MlflowRepositorySource:
         except CheckError:
             raise
         except Exception as exc:
-            if is_transient(exc):
+            if dependency_unavailable(exc):
                 raise BrokenTransfer(f"{what}: {exc}") from exc
             raise translate(exc, f"{what} {self.display}") from exc
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.compare.tree import scan_tree
-from core.seal.manifest import TAG_VALUE_LIMIT, Difference, FileDigest, Manifest, diff_manifests, tree_digest
+from core.seal.manifest import Difference, FileDigest, Manifest, diff_manifests, tree_digest
 
-__all__ = ["TAG_VALUE_LIMIT", "FileDigest", "Manifest", "make_seal", "tree_digest", "verify_manifest",
+__all__ = ["FileDigest", "Manifest", "make_seal", "tree_digest", "verify_manifest",
            "verify_seal"]
 
 

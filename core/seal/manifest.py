@@ -16,8 +16,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.tags import TAG_VALUE_LIMIT
+
 MANIFEST_FORMAT = 1
-TAG_VALUE_LIMIT = 100_000  # characters in an MLflow model-version tag value
 
 # Entry types, as they appear in difference details.
 FILE, DIR, SYMLINK, SPECIAL = "file", "dir", "symlink", "special"

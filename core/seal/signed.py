@@ -30,19 +30,19 @@ from core.seal.keys import SigningKey, TrustedKey
 from core.seal.manifest import Difference, Manifest
 from core.seal.signing import sign_bundle, signed_files, verify_bundle
 from core.seal.store import SealStore, StoredSeal
+from core.status import ERROR, FAILED, PASSED
+from core.tags import TAG_MANIFEST, TAG_SEAL, TAG_SEAL_BUNDLE
 
-# Tags a signed seal leaves on the version: the tree digest and where the bundle is, for people
-# and third parties. The guard never reads a seal's location from them.
-TAG_SEAL = "validation.seal"
-TAG_SEAL_BUNDLE = "validation.seal_bundle"
-LEGACY_SEAL_TAG = "validation.manifest"
+# TAG_SEAL and TAG_SEAL_BUNDLE are what a signed seal leaves on the version (the tree digest and where the
+# bundle is), for people and third parties: the guard never reads a seal's location from them.
+
 LABELS = ("sealed", "current")
 
-# Outcome kinds, and the status each contributes to the verdict (values of core.check's constants).
+# Outcome kinds, and the status each contributes to the verdict.
 VERIFIED, MISMATCH, INVALID, CORRUPT, MISSING = "verified", "mismatch", "invalid", "corrupt", "missing"
 LEGACY_VERIFIED, LEGACY_MISMATCH, UNSEALED = "legacy_verified", "legacy_mismatch", "unsealed"
-STATUS_OF = {VERIFIED: "PASSED", LEGACY_VERIFIED: "PASSED", MISMATCH: "FAILED", LEGACY_MISMATCH: "FAILED",
-             INVALID: "FAILED", MISSING: "FAILED", CORRUPT: "ERROR", UNSEALED: None}
+STATUS_OF = {VERIFIED: PASSED, LEGACY_VERIFIED: PASSED, MISMATCH: FAILED, LEGACY_MISMATCH: FAILED,
+             INVALID: FAILED, MISSING: FAILED, CORRUPT: ERROR, UNSEALED: None}
 
 
 @dataclass(frozen=True)
@@ -172,7 +172,7 @@ def verify_signed_seal(store: SealStore, identity: SealIdentity, current: Manife
                                     location=location)
         if legacy_seal is not None:
             diffs = verify_manifest(current, legacy_seal, LABELS)
-            note = f"sealed before signed seals: unsigned seal from the {LEGACY_SEAL_TAG} tag"
+            note = f"sealed before signed seals: unsigned seal from the {TAG_MANIFEST} tag"
             if diffs:
                 return SealVerification(LEGACY_MISMATCH, f"{note}: {len(diffs)} difference(s) (first: "
                                         f"{_first(diffs)})", identity, differences=diffs)

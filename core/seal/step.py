@@ -15,8 +15,10 @@ from core.errors import CheckError
 from core.seal.attestation import SealIdentity, registry_identity
 from core.seal.keys import SigningKey, TrustedKey
 from core.seal.manifest import Manifest
-from core.seal.signed import LEGACY_SEAL_TAG, UNSEALED, SealRecord, SealVerification, verify_or_seal
+from core.seal.signed import UNSEALED, SealRecord, SealVerification, verify_or_seal
 from core.seal.store import SealStore
+from core.status import FAILED
+from core.tags import TAG_MANIFEST
 
 
 @dataclass(frozen=True)
@@ -76,11 +78,11 @@ def run_seal_step(options: SealOptions, identity: SealIdentity, current: Manifes
     summary = outcome.reason
     if outcome.kind == UNSEALED:
         if options.unsealed_fails:
-            status = "FAILED"
+            status = FAILED
             summary = f"no signed seal: {outcome.reason}"
         elif options.key is None:
             summary = (f"{outcome.reason}; no signing key configured, so the seal stays unsigned "
-                       f"({LEGACY_SEAL_TAG} tag)")
+                       f"({TAG_MANIFEST} tag)")
     return SealStep(outcome, record, status, summary)
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Protocol
 
 from core.errors import CheckError, SealExistsError, TransientError, redact
-from core.registry.error_mapping import is_transient
+from core.registry.error_mapping import dependency_unavailable
 from core.seal.attestation import SealIdentity
 
 LAYOUT_VERSION = "v1"
@@ -176,7 +176,7 @@ def _artifact_error(exc: BaseException, store: str, doing: str) -> CheckError:
         return exc
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
     names = {c.__name__ for c in type(exc).__mro__}
-    if names & _UNREACHABLE or is_transient(exc):
+    if names & _UNREACHABLE or dependency_unavailable(exc):
         return TransientError(f"seal store {store} is unreachable ({doing}): {text}")
     if "AccessDenied" in text or "Forbidden" in text or "403" in text:
         return CheckError(f"seal store {store} refuses access with these credentials ({doing}): {text}")

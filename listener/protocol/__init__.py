@@ -1,4 +1,8 @@
-"""Webhook protocols: one pure parser per registry, the shared request model and the event table."""
+"""Webhook protocols: one pure parser per registry, the shared request model and the event table.
+
+A parser takes only the model name, the version and the alias or stage from a payload; hosts, paths and
+URIs in it are never used.
+"""
 
 from listener.protocol.databricks import databricks_signature, parse_databricks_delivery
 from listener.protocol.events import SEAL_AND_CHECK, EventRule, job_rule, rule_for

@@ -1,8 +1,4 @@
-"""Databricks workspace registry webhook deliveries: verify the signature, read the event (pure, no I/O).
-
-Only the model name, the version and the stage are taken from a payload; hosts, paths and URIs in it are
-never used.
-"""
+"""Databricks workspace registry webhook deliveries (``X-Databricks-Signature``): verify, read; pure."""
 
 from __future__ import annotations
 
@@ -11,20 +7,20 @@ import hmac
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.registry.stages import canonical_stage
-from listener.protocol.events import IGNORED, rule_for, skip_reason
+from listener.protocol.events import IGNORED, rule_for, skip_reason, validation_request
 from listener.protocol.request import (
     Ignored,
     Rejected,
-    ValidationRequest,
     header,
     json_object,
-    model_name,
-    model_version,
     require_json_content_type,
 )
+
+if TYPE_CHECKING:  # annotations only: the request is built by the event table
+    from listener.protocol.request import ValidationRequest
 
 MAX_EVENT_LENGTH = 100
 _EVENT = re.compile(rf"^[A-Z][A-Z0-9_]{{0,{MAX_EVENT_LENGTH}}}$")
@@ -101,9 +97,6 @@ def parse_databricks_delivery(headers: Mapping[str, str], body: bytes, secrets: 
     reason = skip_reason(event, stage)
     if reason:
         raise Ignored(reason)
-    name = model_name(payload.get("model_name"))
-    version = model_version(payload.get("version"))
-    return ValidationRequest(registry="databricks", model=name, version=version, trigger=event,
-                             action=rule.action, to_stage=stage, alias=None, gate=rule.gate,
-                             delivery_key="databricks:" + hashlib.sha256(body).hexdigest(),
-                             received_at=float(now))
+    return validation_request(rule, registry="databricks", name=payload.get("model_name"),
+                              version=payload.get("version"), trigger=event, to_stage=stage, alias=None,
+                              delivery_key="databricks:" + hashlib.sha256(body).hexdigest(), received_at=now)

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from core.registry.stages import canonical_stage
+from listener.protocol.request import ValidationRequest, model_name, model_version
 
 SEAL_AND_CHECK = "seal_and_check"
 CHECK = "check"
@@ -81,6 +83,18 @@ def skip_reason(event: str, stage: str | None) -> str | None:
     if stage in UNGUARDED_STAGES:
         return f"{event} to {stage} does not need a validation"
     return None
+
+
+def validation_request(rule: EventRule, *, registry: str, name: Any, version: Any, trigger: str,
+                       to_stage: str | None, alias: str | None, delivery_key: str,
+                       received_at: float) -> ValidationRequest:
+    """The request a delivery's event asks for under ``rule``, for the model ``name`` ``version`` it names.
+
+    Raises :class:`~listener.protocol.request.Rejected` (400) when the name or the version is not acceptable.
+    """
+    return ValidationRequest(registry=registry, model=model_name(name), version=model_version(version),
+                             trigger=trigger, action=rule.action, to_stage=to_stage, alias=alias,
+                             gate=rule.gate, delivery_key=delivery_key, received_at=float(received_at))
 
 
 def job_rule(event: str) -> EventRule:

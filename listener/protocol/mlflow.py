@@ -1,8 +1,4 @@
-"""Open-source MLflow webhook deliveries: verify the signature, read the event (pure, no I/O).
-
-Only the model name, the version and the alias are taken from a payload; hosts, paths and URIs in it are
-never used.
-"""
+"""Open-source MLflow webhook deliveries (``X-MLflow-Signature``): verify, then read the event; pure."""
 
 from __future__ import annotations
 
@@ -13,15 +9,14 @@ import hmac
 import re
 from collections.abc import Mapping, Sequence
 
-from listener.protocol.events import rule_for
+from core.tags import TAG_PREFIX
+from listener.protocol.events import rule_for, validation_request
 from listener.protocol.request import (
     Ignored,
     Rejected,
     ValidationRequest,
     header,
     json_object,
-    model_name,
-    model_version,
     require_json_content_type,
 )
 
@@ -110,7 +105,7 @@ def parse_mlflow_delivery(headers: Mapping[str, str], body: bytes, secrets: Sequ
     rule = rule_for(event)
     if rule is None:
         key = data.get("key")
-        if entity == "model_version_tag" and isinstance(key, str) and key.startswith("validation."):
+        if entity == "model_version_tag" and isinstance(key, str) and key.startswith(TAG_PREFIX):
             raise Ignored(f"{event} for our own validation.* tag")
         raise Ignored(f"{event} does not trigger a validation")
     alias = None
@@ -118,8 +113,6 @@ def parse_mlflow_delivery(headers: Mapping[str, str], body: bytes, secrets: Sequ
         alias = data.get("alias")
         if not isinstance(alias, str) or not _ALIAS.match(alias):
             raise Rejected(400, "alias must be a string of letters, digits, '_' or '-'")
-    name = model_name(data.get("name"))
-    version = model_version(data.get("version"))
-    return ValidationRequest(registry="mlflow", model=name, version=version, trigger=event,
-                             action=rule.action, to_stage=None, alias=alias, gate=False,
-                             delivery_key=delivery_id, received_at=float(now))
+    return validation_request(rule, registry="mlflow", name=data.get("name"), version=data.get("version"),
+                              trigger=event, to_stage=None, alias=alias, delivery_key=delivery_id,
+                              received_at=now)

@@ -37,10 +37,11 @@ from core.errors import CheckError, NotFoundError, TransientError
 from core.registry.error_mapping import translate
 from core.registry.stages import canonical_stage
 from core.seal.digest import Manifest
+from core.status import PASSED
 from listener.config import Settings
 from listener.registries import own_approvals
 from listener.registries.base import MlflowClientAdapter, write_tags_and_description
-from listener.verdict import PASSED, Verdict
+from listener.verdict import Verdict
 from listener.verdict_tags import ordered_tags, render_tags
 from listener.verdict_text import COMMENT_LIMIT, render_comment
 

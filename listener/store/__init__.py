@@ -24,7 +24,7 @@ from listener.store.alias_history import (
     AliasEvent,
     Marks,
 )
-from listener.store.database import is_transient, short_reason
+from listener.store.database import database_unavailable, short_reason
 from listener.store.engine import StoreConfigError, default_store_url, normalise_url, redacted
 from listener.store.journal import (
     PUBLISH_DONE,
@@ -46,7 +46,7 @@ __all__ = [
     "LOCK_TTL_S", "PUBLISH_DONE", "PUBLISH_FAILED", "PUBLISH_PENDING", "QUEUED", "RETRYING", "RUNNING",
     "SKIPPED", "SOURCE_GUARD", "SOURCE_SWEEP", "SOURCE_WEBHOOK", "STALE_AFTER_S", "AliasEvent", "Claim",
     "FinishedCheck", "Store", "StoreConfigError", "StoreVersionLock", "close_all", "default_store_url",
-    "get_store", "is_transient", "normalise_url", "owner_alive", "owner_id", "pid_alive", "redacted",
+    "get_store", "database_unavailable", "normalise_url", "owner_alive", "owner_id", "pid_alive", "redacted",
     "short_reason", "version_lock_key",
 ]
 

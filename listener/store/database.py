@@ -33,7 +33,7 @@ _MAX_DELAY_S = 5.0
 _SQLITE_TRANSIENT = ("database is locked", "database is busy", "unable to open database")
 
 
-def is_transient(exc: BaseException) -> bool:
+def database_unavailable(exc: BaseException) -> bool:
     """True for a failure that may pass by itself: a lost or refused connection, a busy database."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
@@ -133,7 +133,7 @@ class Database:
             try:
                 return attempt()
             except Exception as exc:
-                if not is_transient(exc) or time.monotonic() + delay > deadline:
+                if not database_unavailable(exc) or time.monotonic() + delay > deadline:
                     raise
                 if tries == 1 or tries % 10 == 0:
                     log.warning("store %s failed (%s); retrying for up to %.0f s", what, short_reason(exc),

@@ -18,11 +18,12 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, insert, select, text, update
 
+from core.status import STATUSES
 from listener.store.database import Database
 from listener.store.engine import is_sqlite
 from listener.store.owners import STALE_AFTER_S, owner_alive
 from listener.store.schema import validations as v
-from listener.verdict import STATUSES, Verdict
+from listener.verdict import Verdict
 from listener.verdict_tags import render_report_json
 
 # In-progress states; the final ones are the verdict statuses PASSED / FAILED / ERROR.

@@ -18,11 +18,12 @@ import dataclasses
 import logging
 from typing import Any
 
+from core.status import ERROR, FAILED
 from listener import metrics
 from listener.config import Settings
 from listener.protocol.request import ValidationRequest
-from listener.store import SOURCE_GUARD, SOURCE_WEBHOOK, Store, get_store
-from listener.verdict import ERROR, FAILED, SUMMARY_LIMIT, Verdict, one_line
+from listener.store import SOURCE_GUARD, SOURCE_WEBHOOK, Store
+from listener.verdict import SUMMARY_LIMIT, Verdict, one_line
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +32,7 @@ ALIAS_EVENT = "model_version_alias.created"
 REVERIFY_TRIGGER = "reverify"
 
 
-def _store(settings: Settings) -> Store:
-    return get_store(settings.store_url)
-
-
-def observe_event(request: ValidationRequest, settings: Settings) -> bool:
+def observe_event(request: ValidationRequest, store: Store) -> bool:
     """Record an alias event in the alias history; True when it is the echo of the guard's own change.
 
     An echo is recorded too (as a webhook observation), so a person setting the same alias on the same
@@ -43,7 +40,6 @@ def observe_event(request: ValidationRequest, settings: Settings) -> bool:
     """
     if request.trigger != ALIAS_EVENT or not request.alias:
         return False
-    store = _store(settings)
     newest = store.alias_holder(request.registry, request.model, request.alias)
     echo = newest is not None and newest.source == SOURCE_GUARD and newest.version == str(request.version)
     store.record_alias(request.registry, request.model, request.alias, str(request.version), SOURCE_WEBHOOK,
@@ -54,7 +50,7 @@ def observe_event(request: ValidationRequest, settings: Settings) -> bool:
     return echo
 
 
-def _replacement(store: Store, settings: Settings, verdict: Verdict, alias: str) -> str | None:
+def _replacement(store: Store, verdict: Verdict, alias: str) -> str | None:
     """The newest earlier holder of ``alias`` that is still acceptable, or None (remove the alias)."""
     seen: set[str] = {str(verdict.version)}
     for event in store.alias_history(verdict.registry, verdict.model, alias):
@@ -82,12 +78,12 @@ def _move(client: Any, store: Store, verdict: Verdict, alias: str, target: str |
     return f"@{alias} removed from version {verdict.version} (no earlier acceptable holder)"
 
 
-def enforce(verdict: Verdict, settings: Settings, adapter: Any, journal: Any) -> Verdict:
+def enforce(verdict: Verdict, settings: Settings, adapter: Any, store: Store) -> Verdict:
     """Apply alias protection for a finished verdict; returns the verdict, annotated when an alias moved.
 
     Reads the version's aliases from the registry now (not from the event), so a retried job, a sweep and
     a re-verification all act on what the registry serves. Counts a re-verification that found tampering.
-    The annotated verdict is stored again in ``journal`` (under its delivery key) before it is published.
+    Nothing is stored here: the job stores the verdict this returns, once, before publishing it.
     A registry that cannot be reached leaves the alias alone; the sweep's re-publish tries again.
     """
     if verdict.status == FAILED and verdict.trigger == REVERIFY_TRIGGER:
@@ -101,12 +97,11 @@ def enforce(verdict: Verdict, settings: Settings, adapter: Any, journal: Any) ->
     except Exception as exc:  # noqa: BLE001 - the registry is down: nothing to move now
         log.warning("cannot read the aliases of %s version %s: %s", verdict.model, verdict.version, exc)
         return verdict
-    store = _store(settings)
     done: list[str] = []
     for alias in sorted(a for a in held if a in protected):
         try:
             done.append(_move(adapter.client, store, verdict, alias,
-                              _replacement(store, settings, verdict, alias)))
+                              _replacement(store, verdict, alias)))
             metrics.record_alias_reverted(verdict.registry)
         except Exception as exc:  # noqa: BLE001 - reported; the next sweep or retry tries again
             log.error("cannot move protected alias @%s off %s version %s: %s", alias, verdict.model,
@@ -118,7 +113,4 @@ def enforce(verdict: Verdict, settings: Settings, adapter: Any, journal: Any) ->
                 verdict.status)
     previous = f"{verdict.alias_reverted}; " if verdict.alias_reverted else ""
     summary = f"{one_line(verdict.summary, SUMMARY_LIMIT - len(note) - 3)} · {note}"
-    annotated = dataclasses.replace(verdict, summary=summary, alias_reverted=previous + note)
-    if verdict.delivery_key:
-        journal.record_verdict(verdict.delivery_key, annotated)
-    return annotated
+    return dataclasses.replace(verdict, summary=summary, alias_reverted=previous + note)

@@ -34,8 +34,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from core.check import EXIT_CODES
 from core.registry.stages import canonical_stage
+from core.status import ERROR, EXIT_CODES
 from listener.config import Settings
 from listener.protocol import Rejected, check_model_name, job_rule, model_version
 from listener.protocol.events import skip_reason
@@ -151,7 +151,8 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def run_job(request: dict[str, Any], settings: Settings, publish: bool = True,
             max_wait_s: float | None = None) -> dict[str, Any]:
     """Run one request to completion, sleeping through retries; returns the results-store row."""
-    from listener.worker.job import RetryLater, process_job
+    from listener.worker.admission import RetryLater
+    from listener.worker.job import process_job
 
     store = get_store(settings.store_url)
     deadline = None if max_wait_s is None else time.monotonic() + max_wait_s
@@ -197,8 +198,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if args.action:
             req["action"] = args.action
         row = run_job(req, settings, publish=not args.no_publish)
-        status = row.get("status") or "ERROR"
-        worst = max(worst, EXIT_CODES.get(status, EXIT_CODES["ERROR"]))
+        status = row.get("status") or ERROR
+        worst = max(worst, EXIT_CODES.get(status, EXIT_CODES[ERROR]))
         print(f"{status} {req['model']} version {req['version']}: {row.get('summary') or 'no verdict'}")
         if row.get("publish_status") not in (None, "PUBLISHED") and not args.no_publish:
             print(f"warning: verdict not written onto the version: {row.get('publish_error')}",

@@ -12,7 +12,7 @@ sweep, run every ``GUARD_SWEEP_INTERVAL`` seconds by the worker or by cron/CI wi
   deterministic (``sweep:<registry>:<model>:<version>:<event>``): a sweep run twice enqueues once, and a
   version validated by a delivery is not validated again. A catch-up queued while the version's webhook
   job still waited in the queue (not journaled yet) is skipped when it is claimed after that job's
-  verdict, and a late webhook job after a catch-up's (:mod:`listener.worker.redundant`).
+  verdict, and a late webhook job after a catch-up's (:func:`listener.worker.admission.answering_check`).
 - **re-verification**: every version holding a protected alias (``GUARD_REVERIFY=all``: any alias;
   ``GUARD_REVERIFY=production-stage``: every version in the Production stage as well) is checked against
   its seal once per ``GUARD_REVERIFY_INTERVAL``. Each version's turn is offset by a hash

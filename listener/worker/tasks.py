@@ -29,12 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from huey import crontab
-from huey.exceptions import RetryTask
 
 from listener.config import Settings
 from listener.intake import get_huey
 from listener.store import get_store
-from listener.worker.job import RetryLater, process_job
+from listener.worker.job import process_job
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +54,8 @@ huey = get_huey(get_settings())
 @huey.task()
 def validate_version(request_dict: dict[str, Any]) -> dict[str, Any]:
     """Validate one model version (a ``ValidationRequest.to_dict()``), store and publish the verdict."""
-    try:
-        return process_job(request_dict, get_settings())
-    except RetryLater as exc:
-        # Re-scheduled by huey without using up a retry count: the attempt budget lives in the journal.
-        raise RetryTask(str(exc), delay=exc.delay) from exc
+    # A RetryLater it raises is huey's RetryTask: the job is rescheduled; the attempt budget is the journal's.
+    return process_job(request_dict, get_settings())
 
 
 # Jobs stored before the worker had its own package still name the task by its old module.

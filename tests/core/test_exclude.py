@@ -14,10 +14,10 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from core.check import SEAL_TAG
 from core.compare.exclude import is_excluded, validate_patterns
 from core.compare.tree import compare_trees
 from core.seal.digest import make_seal
+from core.tags import TAG_MANIFEST
 from tests.core.test_server import CLI_TIMEOUT, _cli, _tracking
 from tests.core.test_switching import _clean_env
 
@@ -116,7 +116,7 @@ def test_exclude_on_both_clis_and_in_the_config_is_reported(twice_logged, tmp_pa
     # check-model-version: excluded from both models and from the seal, and reported.
     client = MlflowClient(url)
     path = Path(client.get_model_version_download_uri("exc-skops", "2"))
-    client.set_model_version_tag("exc-skops", "2", SEAL_TAG, make_seal(path).to_compact_json())
+    client.set_model_version_tag("exc-skops", "2", TAG_MANIFEST, make_seal(path).to_compact_json())
     skops = path / "model.skops"
     original = skops.read_bytes()
     skops.write_bytes(original + b"\0")

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.check import SEAL_TAG, seal_from_tags
+from core.check import seal_from_tags
 from core.compare.versions import normalize_config
 from core.errors import CheckError
 from core.report import write_report
 from core.seal.digest import Manifest, make_seal, tree_digest, verify_manifest, verify_seal
 from core.seal.manifest import FileDigest
+from core.tags import TAG_MANIFEST
 
 
 def _model(root: Path) -> Path:
@@ -99,8 +100,8 @@ def test_tampered_manifest_json_is_rejected(tmp_path: Path):
     d["files"]["MLmodel"][1] = "0" * 64  # edited entry, stale digest
     with pytest.raises(ValueError, match="inconsistent"):
         Manifest.from_dict(d)
-    with pytest.raises(CheckError, match=SEAL_TAG):
-        seal_from_tags({SEAL_TAG: json.dumps(d)})
+    with pytest.raises(CheckError, match=TAG_MANIFEST):
+        seal_from_tags({TAG_MANIFEST: json.dumps(d)})
     assert seal_from_tags({}) is None
 
 

@@ -21,13 +21,14 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from core.check import SEAL_TAG, check_model_version
+from core.check import check_model_version
 from core.compare.fetch import materialize
 from core.compare.tree import compare_trees
 from core.compare.versions import compare_model_versions
 from core.errors import NotFoundError
 from core.registry.access import make_client, resolve_version
 from core.seal.digest import make_seal
+from core.tags import TAG_MANIFEST
 from tests.support.procs import free_port
 
 BIN = Path(sys.executable).parent
@@ -243,7 +244,7 @@ def test_tampered_nested_file_fails_against_the_seal_tag(models: Models, tmp_pat
     client = MlflowClient(models.url)
     path = Path(client.get_model_version_download_uri(models.tamper, "1"))
     assert path.is_dir()  # open-source MLflow: run model and registry model are this one folder
-    client.set_model_version_tag(models.tamper, "1", SEAL_TAG, make_seal(path).to_compact_json())
+    client.set_model_version_tag(models.tamper, "1", TAG_MANIFEST, make_seal(path).to_compact_json())
     target = path / DEEP
     original = target.read_bytes()
     target.write_bytes(original[:-1] + bytes([original[-1] ^ 0x01]))
@@ -257,7 +258,7 @@ def test_tampered_nested_file_fails_against_the_seal_tag(models: Models, tmp_pat
         # Comparison.equals is the verdict; run vs registry alone (one storage here) is its own field.
         assert r["Comparison"]["equals"] is False and r["Comparison"]["run_vs_registry_equals"] is True
         assert r["Comparison"]["same_location"] is True
-        assert r["Seal"]["source"] == f"tag {SEAL_TAG}"
+        assert r["Seal"]["source"] == f"tag {TAG_MANIFEST}"
         assert [(d["path"], d["kind"]) for d in r["Seal"]["differences"]] == [(DEEP, "changed")]
         assert r["Result"]["status"] == "FAILED" and r["equals"] is False
         # Without the seal, run vs registry alone cannot see it in open-source MLflow.
@@ -370,5 +371,7 @@ def test_library_errors_are_typed(models: Models):
     client = make_client(models.url)
     with pytest.raises(NotFoundError, match="no version in stage 'None'"):
         resolve_version(client, models.nested, None)
-    result = check_model_version("core-no-such-model", "1", tracking_uri=models.url)
-    assert (result.status, result.exit_code, result.transient) == ("ERROR", 2, False)
+    report: dict = {}
+    with pytest.raises(NotFoundError, match="core-no-such-model"):
+        check_model_version("core-no-such-model", "1", tracking_uri=models.url, report=report)
+    assert report["Options"]["model_name"] == "core-no-such-model"  # what was known, for the CLI's report

@@ -20,8 +20,6 @@ from core.seal.signed import (
     LEGACY_VERIFIED,
     MISMATCH,
     MISSING,
-    TAG_SEAL,
-    TAG_SEAL_BUNDLE,
     UNSEALED,
     VERIFIED,
     create_signed_seal,
@@ -29,6 +27,7 @@ from core.seal.signed import (
     verify_signed_seal,
 )
 from core.seal.store import ATTESTATION_FILE, BUNDLE_FILE, StoredSeal, open_seal_store
+from core.tags import TAG_MANIFEST, TAG_SEAL, TAG_SEAL_BUNDLE
 from tests.core.signing_support import FILES, make_key, model_signing_verify, write_model
 
 REGISTRY = "http://mlflow.example.com"
@@ -77,7 +76,7 @@ def test_tampered_nested_file_with_rewritten_unsigned_seal_and_tags_fails(env):
     (model / NESTED).write_bytes(b"backdoor" + (model / NESTED).read_bytes()[8:])
     # The adversary also rewrites every tag to match the tampered files.
     forged = make_seal(model)
-    tags = {TAG_SEAL: forged.tree_digest, "validation.manifest": forged.to_compact_json()}
+    tags = {TAG_SEAL: forged.tree_digest, TAG_MANIFEST: forged.to_compact_json()}
     out = verify_signed_seal(env.store, _identity("1"), forged, env.pair.trusted, tags=tags,
                              legacy_seal=Manifest.from_json(tags["validation.manifest"]))
     assert (out.kind, out.status) == (MISMATCH, "FAILED")

@@ -13,8 +13,9 @@ from mlflow import MlflowClient
 
 from core.seal.attestation import SealIdentity, registry_identity
 from core.seal.digest import make_seal
-from core.seal.signed import TAG_SEAL_BUNDLE, create_signed_seal
+from core.seal.signed import create_signed_seal
 from core.seal.store import open_seal_store
+from core.tags import TAG_SEAL_BUNDLE
 from tests.core.signing_support import FILES, make_key, write_model
 
 BIN = Path(sys.executable).parent

@@ -25,8 +25,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from core.check import SEAL_TAG
 from core.seal.digest import make_seal
+from core.tags import TAG_MANIFEST
 from tests.core.test_server import CLI_TIMEOUT, _cli, _Echo, _tracking
 from tests.support.procs import ManagedProcess, free_port, wait_http
 
@@ -154,7 +154,7 @@ def test_comparison_equals_is_false_when_the_seal_finds_a_changed_file(one_serve
     with _tracking(one_server.url):
         version = _log_file_model("mig-tamper", tmp_path / "m", WEIGHTS)
     path = Path(client.get_model_version_download_uri("mig-tamper", version))
-    client.set_model_version_tag("mig-tamper", version, SEAL_TAG, make_seal(path).to_compact_json())
+    client.set_model_version_tag("mig-tamper", version, TAG_MANIFEST, make_seal(path).to_compact_json())
     (path / NATIVE).write_bytes(_flipped(WEIGHTS))
     report = tmp_path / "check_model_version.json"
     p = _run("check-model-version", ["--model", "mig-tamper", "--version-or-stage", version, "--download-dir",

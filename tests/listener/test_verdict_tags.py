@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import json
 
+from core.tags import TAG_MANIFEST, TAG_REPORT, TAG_SEAL, TAG_STATUS
 from listener.verdict import Verdict
-from listener.verdict_tags import (
-    TAG_MANIFEST,
-    TAG_REPORT,
-    TAG_SEAL,
-    TAG_STATUS,
-    render_report_json,
-    render_tags,
-)
+from listener.verdict_tags import render_report_json, render_tags
 from tests.listener.helpers import sample_verdict
 
 

@@ -241,7 +241,7 @@ def test_space_separated_signature_list_needs_one_valid_v1():
 
 @pytest.mark.parametrize("key", ["sweep:mlflow:m:1:model_version.created", "job:m:1", "databricks:abc"])
 def test_a_signed_delivery_cannot_take_a_key_of_another_origin(key):
-    # The worker treats sweep and job keys differently (listener.worker.redundant): a delivery id of
+    # The worker treats sweep and job keys differently (listener.worker.admission): a delivery id of
     # that shape is refused, even with a valid signature.
     assert _signed_mlflow(_mv(), delivery_id=key).status_code == 401
     assert _signed_mlflow(_mv(), delivery_id="d-1").request.origin == "webhook"

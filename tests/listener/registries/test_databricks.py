@@ -14,6 +14,7 @@ import pytest
 
 from core.errors import CheckError, NotFoundError, TransientError
 from core.seal.digest import Manifest
+from core.status import FAILED, PASSED
 from listener.config import Settings
 from listener.protocol import ValidationRequest
 from listener.registries import get_adapter
@@ -23,7 +24,7 @@ from listener.registries.databricks import (
     render_databricks_comment,
     sdk_error,
 )
-from listener.verdict import FAILED, PASSED, Verdict
+from listener.verdict import Verdict
 from listener.worker.job import run_validation
 from tests.databricks.endpoint_record import UC_MODEL
 from tests.support.databricks_fixtures import NESTED_KERNEL, activities, new_workspace_version

@@ -11,7 +11,8 @@ from listener import intake
 from listener.config import Settings
 from listener.store import Store, StoreVersionLock, get_store, owner_id
 from listener.web import create_app
-from listener.worker.job import STORE_WAIT_S, RetryLater, process_job
+from listener.worker.admission import RetryLater
+from listener.worker.job import STORE_WAIT_S, process_job
 from listener.worker.version_lock import NoLock, version_lock
 from tests.listener.store.conftest import needs_postgres
 from tests.listener.store.helpers import request, verdict

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from mlflow import MlflowClient
@@ -61,3 +63,23 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2, what: str 
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+@contextlib.contextmanager
+def verdict_writes(store: Any) -> Iterator[list[str]]:
+    """The verdicts written into ``store`` while the block runs, as the database received them: every
+    UPDATE of the journal that sets a verdict, one entry each."""
+    from sqlalchemy import event
+
+    written: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001 - SQLAlchemy's hook
+        head = " ".join(statement.split()).upper()
+        if head.startswith("UPDATE VALIDATIONS SET") and " VERDICT=" in head.replace(" = ", "="):
+            written.append(head)
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        yield written
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)

@@ -11,16 +11,18 @@ import uuid
 from pathlib import Path
 
 import pytest
+from huey.exceptions import RetryTask
 from mlflow import MlflowClient
 
-from core.errors import TransientError
+from core.errors import CheckError, TransientError
 from listener.config import Settings
 from listener.protocol import ValidationRequest
 from listener.registries.mlflow_oss import MlflowOssAdapter
 from listener.store import get_store
 from listener.verdict_text import SECTION_END, SECTION_START
-from listener.worker.job import RetryLater, process_job, run_validation
-from tests.listener.worker.helpers import local_model_path, register_model
+from listener.worker.admission import RetryLater
+from listener.worker.job import process_job, run_validation
+from tests.listener.worker.helpers import local_model_path, register_model, verdict_writes
 from tests.support.procs import free_port
 
 SECRET = "worker-test-secret-value"
@@ -152,8 +154,9 @@ def test_failed_registration_is_an_error_and_endless_pending_is_transient(settin
                                                                            mlflow_server, monkeypatch):
     name, version = register_model(client, tmp_path)
     _set_status(mlflow_server, name, version, "FAILED_REGISTRATION")
-    verdict = run_validation(ValidationRequest.from_dict(_request(name, version)), settings)
-    assert verdict.status == "ERROR" and "FAILED_REGISTRATION" in verdict.error
+    with pytest.raises(CheckError, match="FAILED_REGISTRATION") as failed:
+        run_validation(ValidationRequest.from_dict(_request(name, version)), settings)
+    assert not isinstance(failed.value, TransientError)  # an ERROR verdict at once, never retried
 
     _set_status(mlflow_server, name, version, "PENDING_REGISTRATION")
     settings.ready_timeout_s = 1
@@ -236,3 +239,25 @@ def test_every_byte_checked_is_counted_for_metrics(settings, client, tmp_path):
                       if p.is_file() and p.name != "registered_model_meta")
     # Run and registry model are one storage here, read once: each of its bytes is counted once.
     assert metrics.BYTES_VERIFIED._value.get() - before == model_bytes
+
+
+def test_a_transient_failure_is_retried_then_an_error_with_its_reason_stored_once(tmp_path, monkeypatch):
+    # The registry is down for good: the core raises TransientError, the job edge retries it while the
+    # budget lasts (huey's own retry signal, nothing caught and re-raised on the way), then gives ERROR.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    settings = Settings(tracking_uri=f"http://127.0.0.1:{free_port()}", data_dir=tmp_path / "guard",
+                        max_retries=1)
+    store = get_store(settings.store_url)
+    req = _request("churn", "4")
+    with verdict_writes(store) as written:
+        with pytest.raises(RetryTask) as first:
+            process_job(req, settings)
+        assert isinstance(first.value, RetryLater) and first.value.delay == settings.retry_delay(1)
+        assert store.get(req["delivery_key"])["status"] == "RETRYING" and written == []
+        with pytest.raises(RetryLater, match="publish failed"):  # the verdict is out; publishing waits
+            process_job(req, settings)
+    row = store.get(req["delivery_key"])
+    assert row["status"] == "ERROR" and row["error"].startswith("gave up after 2 attempts: ")
+    assert "unreachable" in row["error"] or "unavailable" in row["error"], row["error"]
+    assert row["summary"].startswith("could not check: gave up after 2 attempts")
+    assert len(written) == 1  # stored once, before the publish attempt

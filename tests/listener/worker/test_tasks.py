@@ -69,7 +69,8 @@ def test_retry_delay_is_exponential_and_capped():
 
 
 def test_second_job_of_a_version_waits_without_using_a_retry(tmp_path: Path):
-    from listener.worker.job import LOCK_WAIT_S, RetryLater, process_job
+    from listener.worker.admission import LOCK_WAIT_S, RetryLater
+    from listener.worker.job import process_job
     from tests.support.procs import free_port
 
     settings = Settings(tracking_uri=f"http://127.0.0.1:{free_port()}", data_dir=tmp_path / "guard")

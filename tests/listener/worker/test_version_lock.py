@@ -12,7 +12,8 @@ import pytest
 from listener.config import Settings
 from listener.protocol import ValidationRequest
 from listener.store import get_store
-from listener.worker.job import RetryLater, process_job
+from listener.worker.admission import RetryLater
+from listener.worker.job import process_job
 from listener.worker.version_lock import NoLock, RedisVersionLock, version_lock
 from tests.support.procs import RedisServer
 
