@@ -22,9 +22,12 @@ TAG_SEAL_BUNDLE = "validation.seal_bundle"
 # The unsigned seal: written only when no signing key is configured, read for versions sealed that way.
 TAG_MANIFEST = "validation.manifest"
 TAG_ALIAS_REVERTED = "validation.alias_reverted"
+# How the version's signed seal was made when not at registration ("sealed on first sight (backfill)").
+TAG_SEAL_NOTE = "validation.seal_note"
 # The order tags are written in: the seal first (a version is sealed as early as possible), the status
 # last (whoever sees a fresh status also sees the report and summary that belong to it).
-TAG_ORDER = (TAG_MANIFEST, TAG_SEAL_BUNDLE, TAG_SEAL, TAG_REPORT, TAG_SUMMARY, TAG_CHECKED_AT, TAG_STATUS)
+TAG_ORDER = (TAG_MANIFEST, TAG_SEAL_BUNDLE, TAG_SEAL, TAG_SEAL_NOTE, TAG_REPORT, TAG_SUMMARY, TAG_CHECKED_AT,
+             TAG_STATUS)
 
 
 def report_dict(verdict: Verdict, max_items: int | None = None) -> dict[str, Any]:
@@ -102,6 +105,9 @@ def render_tags(verdict: Verdict, limit: int = TAG_VALUE_LIMIT) -> dict[str, str
         tags[TAG_SEAL] = verdict.seal_digest
     if verdict.alias_reverted:
         tags[TAG_ALIAS_REVERTED] = verdict.alias_reverted
+    note = (verdict.seal or {}).get("note")
+    if note:
+        tags[TAG_SEAL_NOTE] = str(note)[: limit - 1]
     if verdict.new_seal_json is not None:
         if len(verdict.new_seal_json) >= limit:
             # core keeps manifests under the limit; this guards against a caller passing a raw one.

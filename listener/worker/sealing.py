@@ -12,6 +12,11 @@ from listener.config import Settings
 from listener.protocol.events import SEAL_AND_CHECK
 from listener.protocol.request import ValidationRequest
 
+# The trigger of a deliberate backfill's jobs (guard-sweep --backfill): versions older than the deployment,
+# sealed as found. Their seal, tags and report say so, so nobody mistakes it for a registration-time seal.
+BACKFILL_TRIGGER = "backfill"
+FIRST_SIGHT_NOTE = "sealed on first sight (backfill)"
+
 
 def may_seal(request: ValidationRequest) -> bool:
     """A new version ("seal, then check"), or an alias set (a stage reached) on a version never sealed.
@@ -40,4 +45,5 @@ def seal_options(settings: Settings, request: ValidationRequest, adapter: Any = 
     """
     return SealOptions(store=settings.open_seal_store(), trusted=list(settings.trusted_keys),
                        key=settings.signing_key, may_seal=may_seal(request),
-                       workspace_host=workspace_host(settings, adapter))
+                       workspace_host=workspace_host(settings, adapter),
+                       note=FIRST_SIGHT_NOTE if request.trigger == BACKFILL_TRIGGER else None)
