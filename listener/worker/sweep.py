@@ -87,8 +87,9 @@ def queue_dispatch(settings: Settings) -> Dispatch:
     return dispatch
 
 
-def _request(registry: str, model: str, version: str, trigger: str, action: str, key: str,
-             alias: str | None = None) -> dict[str, Any]:
+def sweep_request(registry: str, model: str, version: str, trigger: str, action: str, key: str,
+                  alias: str | None = None) -> dict[str, Any]:
+    """A job the sweep (or a backfill) hands out, as a ``ValidationRequest.to_dict()``."""
     return ValidationRequest(registry=registry, model=model, version=str(version), trigger=trigger,
                              action=action, to_stage=None, alias=alias, gate=False, delivery_key=key,
                              received_at=time.time()).to_dict()
@@ -99,7 +100,8 @@ def sweep_key(registry: str, model: str, version: str, event: str) -> str:
     return f"{SWEEP_KEY_PREFIX}{registry}:{model}:{version}:{event}"
 
 
-def _pages(search: Callable[..., Any], **kwargs: Any) -> Iterator[Any]:
+def registry_pages(search: Callable[..., Any], **kwargs: Any) -> Iterator[Any]:
+    """Every item a paged registry search returns, a page of :data:`PAGE_SIZE` at a time."""
     token = None
     while True:
         page = search(max_results=PAGE_SIZE, page_token=token, **kwargs)
@@ -122,7 +124,7 @@ def catch_up_versions(client: Any, store: Store, registry: str, dispatch: Dispat
     since = floor if mark is None else mark - OVERLAP_MS
     # The mark never stays unset: an empty registry still starts watching from its first contact.
     newest = floor if mark is None else mark
-    for mv in _pages(client.search_model_versions, order_by=["creation_timestamp DESC"]):
+    for mv in registry_pages(client.search_model_versions, order_by=["creation_timestamp DESC"]):
         created = float(getattr(mv, "creation_timestamp", 0) or 0)
         if created < since:
             break
@@ -135,7 +137,7 @@ def catch_up_versions(client: Any, store: Store, registry: str, dispatch: Dispat
         if store.latest_for_version(registry, mv.name, version, with_verdict=False) is not None:
             continue  # journaled: validated (or being validated) already
         key = sweep_key(registry, mv.name, version, CREATED_EVENT)
-        dispatch(_request(registry, mv.name, version, CREATED_EVENT, SEAL_AND_CHECK, key), True)
+        dispatch(sweep_request(registry, mv.name, version, CREATED_EVENT, SEAL_AND_CHECK, key), True)
         report.caught_up.append(key)
     store.advance_mark(mark_name, newest)
 
@@ -164,7 +166,7 @@ def _reverify_if_due(store: Store, settings: Settings, registry: str, model: str
     period = reverify_due(store, registry, model, version, settings.reverify_interval_s, now)
     if period is not None:
         key = sweep_key(registry, model, version, f"{REVERIFY_TRIGGER}:{period}")
-        dispatch(_request(registry, model, version, REVERIFY_TRIGGER, CHECK, key, alias), True)
+        dispatch(sweep_request(registry, model, version, REVERIFY_TRIGGER, CHECK, key, alias), True)
         report.reverified.append(key)
 
 
@@ -175,7 +177,7 @@ def reverify_production_stage(client: Any, store: Store, settings: Settings, reg
     The workspace registry serves by stage and has no aliases. A transition creates no version, so the
     mark cannot bound this read: every version is read, one request per page of versions.
     """
-    for mv in _pages(client.search_model_versions):
+    for mv in registry_pages(client.search_model_versions):
         if canonical_stage(getattr(mv, "current_stage", None)) == PRODUCTION_STAGE:
             _reverify_if_due(store, settings, registry, mv.name, str(mv.version), None, dispatch, report, now)
 
@@ -188,7 +190,7 @@ def observe_aliases(client: Any, store: Store, settings: Settings, registry: str
     """
     protected = set(settings.protected_aliases)
     first_sight = store.get_mark(aliases_mark(registry)) is None
-    for rm in _pages(client.search_registered_models):
+    for rm in registry_pages(client.search_registered_models):
         aliases = dict(getattr(rm, "aliases", None) or {})
         reverify: dict[str, str] = {}
         for alias, version in sorted(aliases.items()):
@@ -199,7 +201,7 @@ def observe_aliases(client: Any, store: Store, settings: Settings, registry: str
                 report.aliases_recorded.append(f"{rm.name}@{alias}={version}")
             elif recorded:
                 key = sweep_key(registry, rm.name, version, f"{ALIAS_EVENT}:{alias}")
-                dispatch(_request(registry, rm.name, version, ALIAS_EVENT, CHECK, key, alias), True)
+                dispatch(sweep_request(registry, rm.name, version, ALIAS_EVENT, CHECK, key, alias), True)
                 report.aliases_changed.append(key)
             if settings.reverify_scope == "all" or alias in protected:
                 reverify.setdefault(version, alias)
@@ -264,41 +266,3 @@ def sweep_if_due(settings: Settings) -> SweepReport | None:
     if time.time() - last < settings.sweep_interval_s:
         return None
     return run_sweep(settings)
-
-
-def inline_dispatch(settings: Settings) -> Dispatch:
-    """Run each job in this process to its end (``guard-sweep --run``: no worker needed)."""
-    from listener.worker.entry import run_job
-
-    def dispatch(request: dict[str, Any], fresh: bool) -> None:
-        run_job(request, settings)
-    return dispatch
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``guard-sweep``: one sweep; exit 0 when it ran, 2 when the registry or the store could not be read."""
-    import argparse
-    import json
-    import sys
-
-    parser = argparse.ArgumentParser(prog="guard-sweep", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", action="store_true",
-                        help="run the jobs in this process instead of handing them to the worker's queue")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        settings = Settings.from_env()
-        report = run_sweep(settings, inline_dispatch(settings) if args.run else None)
-    except Exception as exc:  # noqa: BLE001 - the reason is the answer
-        print(f"error: sweep not done: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps({"versions_scanned": report.versions_scanned, "caught_up": report.caught_up,
-                      "aliases_changed": report.aliases_changed, "reverified": report.reverified,
-                      "republished": report.republished,
-                      "aliases_recorded": report.aliases_recorded, "duration_s": round(report.duration_s, 3)},
-                     sort_keys=True))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -149,7 +149,13 @@ def _start_process() -> None:
         # Load MLflow here rather than inside the first job: it takes a second or two, which would
         # otherwise delay the first verdict after a worker starts.
         import core.check  # noqa: F401
+        from listener.worker.first_contact import note_first_contact
 
+        try:
+            # A new deployment watches the registry from now: the first sweep starts here.
+            note_first_contact(get_settings())
+        except Exception:  # noqa: BLE001 - the store may be down; the first sweep records it then
+            log.warning("could not record the first contact with the registry", exc_info=True)
         recover_unfinished()
 
 
