@@ -8,6 +8,7 @@ attempt; after the last one it is ``failed``.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import Connection, or_, select, update
@@ -15,12 +16,15 @@ from sqlalchemy import Connection, or_, select, update
 from listener.store.database import Database
 from listener.store.engine import dialect_insert
 from listener.store.schema import notifications as table
+from listener.store.schema import validations
 
 NOTIFY_PENDING = "pending"
 NOTIFY_SENT = "sent"
 NOTIFY_FAILED = "failed"
 # How long one attempt may hold an alert before another process may try it.
 LEASE_S = 120.0
+# A lease: the attempts made so far and the URL indexes still owed the message (None: all of them).
+Lease = tuple[int, set[int] | None]
 
 
 class Notifications(Database):
@@ -36,12 +40,13 @@ class Notifications(Database):
             return created.rowcount == 1
         return self._write(work, "open_notification")
 
-    def lease_notification(self, job_key: str, lease_s: float = LEASE_S) -> int | None:
-        """Take the alert for one attempt when it is pending and due; returns the attempts made so far.
+    def lease_notification(self, job_key: str, lease_s: float = LEASE_S) -> Lease | None:
+        """Take the alert for one attempt when it is pending and due.
 
+        Returns the attempts made so far and the indexes of the URLs still owed the message (None: all).
         None when it was sent or given up, is not due yet, or another process holds it now.
         """
-        def work(conn: Connection) -> int | None:
+        def work(conn: Connection) -> Lease | None:
             now = self.now(conn)
             taken = conn.execute(
                 update(table).where(table.c.job_key == job_key, table.c.status == NOTIFY_PENDING,
@@ -50,15 +55,18 @@ class Notifications(Database):
                 .values(lease_until=now + lease_s))
             if taken.rowcount != 1:
                 return None
-            return int(conn.execute(select(table.c.attempts).where(table.c.job_key == job_key)).scalar_one())
+            row = conn.execute(select(table.c.attempts, table.c.owed).where(table.c.job_key == job_key)).one()
+            return int(row.attempts), (None if row.owed is None else set(json.loads(row.owed)))
         return self._write(work, "lease_notification")
 
     def settle_notification(self, job_key: str, *, sent: bool, error: str | None = None,
-                            retry_at: float | None = None) -> None:
-        """Record an attempt: sent, failed for good (``retry_at`` None) or to be tried at ``retry_at``."""
+                            retry_at: float | None = None, owed: set[int] | None = None) -> None:
+        """Record an attempt: sent, failed for good (``retry_at`` None) or to be tried at ``retry_at``
+        for the URLs ``owed`` (indexes into ``GUARD_NOTIFY``; the others have it)."""
         def work(conn: Connection) -> None:
             now = self.now(conn)
-            values: dict[str, Any] = {"attempts": table.c.attempts + 1, "lease_until": None, "error": error}
+            values: dict[str, Any] = {"attempts": table.c.attempts + 1, "lease_until": None, "error": error,
+                                      "owed": None if owed is None else json.dumps(sorted(owed))}
             if sent:
                 values.update(status=NOTIFY_SENT, sent_at=now)
             elif retry_at is None:
@@ -74,6 +82,15 @@ class Notifications(Database):
             row = conn.execute(select(table).where(table.c.job_key == job_key)).mappings().first()
             return dict(row) if row else None
         return self._read(work, "notification")
+
+    def verdict_of(self, job_key: str) -> tuple[dict[str, Any], str | None] | None:
+        """The stored verdict of a job (``Verdict.to_dict()``) and its version page, or None."""
+        query = select(validations.c.verdict, validations.c.ui_url).where(validations.c.job_key == job_key)
+
+        def work(conn: Connection) -> tuple[dict[str, Any], str | None] | None:
+            row = conn.execute(query).first()
+            return (json.loads(row.verdict), row.ui_url) if row is not None and row.verdict else None
+        return self._read(work, "verdict_of")
 
     def due_notifications(self, limit: int = 100) -> list[str]:
         """Pending alerts due now that nobody holds (their process died, or a retry is due)."""

@@ -96,6 +96,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             attempts INTEGER NOT NULL DEFAULT 0,
             next_at DOUBLE PRECISION NOT NULL,
             lease_until DOUBLE PRECISION,
+            owed TEXT,
             error TEXT,
             created_at DOUBLE PRECISION NOT NULL,
             sent_at DOUBLE PRECISION
@@ -183,6 +184,7 @@ notifications = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_at", Float, nullable=False),
     Column("lease_until", Float),
+    Column("owed", Text),
     Column("error", Text),
     Column("created_at", Float, nullable=False),
     Column("sent_at", Float),

@@ -31,6 +31,7 @@ from typing import Any
 from huey import crontab
 from huey.exceptions import RetryTask
 
+from listener.alerts.deliver import attempt
 from listener.config import Settings
 from listener.intake import get_huey
 from listener.store import get_store
@@ -56,10 +57,26 @@ huey = get_huey(get_settings())
 def validate_version(request_dict: dict[str, Any]) -> dict[str, Any]:
     """Validate one model version (a ``ValidationRequest.to_dict()``), store and publish the verdict."""
     try:
-        return process_job(request_dict, get_settings())
+        return process_job(request_dict, get_settings(), alert_later=_alert_later)
     except RetryLater as exc:
         # Re-scheduled by huey without using up a retry count: the attempt budget lives in the journal.
         raise RetryTask(str(exc), delay=exc.delay) from exc
+
+
+@huey.task()
+def deliver_alert(job_key: str) -> None:
+    """Send the alert of one stored verdict (:mod:`listener.alerts.deliver`); again later while it fails."""
+    settings = get_settings()
+    delay = attempt(job_key, settings, get_store(settings.store_url))
+    if delay is not None:
+        raise RetryTask(f"alert of {job_key} not delivered", delay=delay)
+
+
+def _alert_later(job_key: str, delay: float) -> None:
+    if delay > 0:
+        deliver_alert.schedule((job_key,), delay=delay)
+    else:
+        deliver_alert(job_key)
 
 
 # Jobs stored before the worker had its own package still name the task by its old module.
@@ -172,5 +189,9 @@ def sweep_periodically() -> None:
 
 @huey.periodic_task(crontab(minute="*"))
 def recover_periodically() -> list[str]:
-    """Once a minute: pick up jobs of workers that died while other workers stayed up."""
+    """Once a minute: pick up jobs of workers that died while other workers stayed up, and alerts left
+    pending by a process that stopped (their lease has run out)."""
+    settings = get_settings()
+    for job_key in get_store(settings.store_url).due_notifications():
+        deliver_alert(job_key)
     return recover_unfinished()
