@@ -55,8 +55,9 @@ class FirstContact(Marks):
                 registry=registry, model=model, version=str(version), job_key=job_key,
                 queued_at=self.now(conn))
             done = conn.execute(statement.on_conflict_do_nothing(
-                index_elements=[progress.c.registry, progress.c.model, progress.c.version]))
-            return done.rowcount == 1
+                index_elements=[progress.c.registry, progress.c.model, progress.c.version])
+                .returning(progress.c.job_key))
+            return done.first() is not None
         return self._write(work, "take_for_backfill")
 
     def backfilled(self, registry: str) -> dict[tuple[str, str], str]:

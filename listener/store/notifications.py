@@ -36,8 +36,9 @@ class Notifications(Database):
             now = self.now(conn)
             statement = dialect_insert(conn)(table).values(job_key=job_key, status=NOTIFY_PENDING, attempts=0,
                                                             next_at=now, created_at=now)
-            created = conn.execute(statement.on_conflict_do_nothing(index_elements=[table.c.job_key]))
-            return created.rowcount == 1
+            created = conn.execute(statement.on_conflict_do_nothing(index_elements=[table.c.job_key])
+                                   .returning(table.c.job_key))
+            return created.first() is not None
         return self._write(work, "open_notification")
 
     def lease_notification(self, job_key: str, lease_s: float = LEASE_S) -> Lease | None:
