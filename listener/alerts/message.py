@@ -66,7 +66,14 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every secret replaced and every URL redacted (no credentials, no query string)."""
     for secret in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):
         text = text.replace(secret, "***")
-    return _URL.sub(lambda m: redact(m.group(0)) or "", text)
+    return _URL.sub(lambda m: _redact_url(m.group(0)), text)
+
+
+def _redact_url(url: str) -> str:
+    # The registry UIs route in the fragment (#/models/...): it stays, credentials and query strings go.
+    base, _, fragment = url.partition("#")
+    fragment = fragment.split("?", 1)[0]
+    return (redact(base) or "") + (f"#{fragment}" if fragment else "")
 
 
 def compose(verdict: dict[str, Any], link: str | None, secrets: Iterable[str] = ()) -> AlertMessage:
