@@ -13,7 +13,8 @@ changes the verdict, and never holds the job up:
   died mid-attempt is picked up again once its lease runs out);
 - ``guard-job`` and ``guard-sweep --run`` have no queue consumer (a Databricks job run is one process),
   so they send from a background thread of their own, with the same bounded backoff, after the verdict
-  was stored and published; the process exits when it is done.
+  was stored and published (and printed); the command waits for it before it exits
+  (:func:`wait_for_alerts`: the interpreter's shutdown would stop apprise's own threads).
 
 After ``GUARD_NOTIFY_RETRIES`` failed retries the alert is given up: logged, counted in
 ``guard_notify_failures_total``, and kept in the store as ``failed`` with the reason. With several URLs,
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 
 # Schedules an attempt of the alert of a job key in a number of seconds (the worker's queue).
 Later = Callable[[str, float], None]
+
+_threads: set[threading.Thread] = set()
+_threads_lock = threading.Lock()
 
 
 def wants_alert(settings: Settings, status: str) -> bool:
@@ -69,8 +73,11 @@ def after_verdict(verdict: Verdict, settings: Settings, store: Store, later: Lat
         if later is not None:
             later(verdict.delivery_key, 0.0)
         else:
-            threading.Thread(target=deliver_in_process, args=(verdict.delivery_key, settings, store),
-                             name="guard-alert", daemon=False).start()
+            thread = threading.Thread(target=deliver_in_process, args=(verdict.delivery_key, settings, store),
+                                      name="guard-alert", daemon=False)
+            with _threads_lock:
+                _threads.add(thread)
+            thread.start()
     except Exception:  # noqa: BLE001 - an alert never fails a job
         log.warning("alert for job %s not sent", verdict.delivery_key, exc_info=True)
 
@@ -118,3 +125,14 @@ def deliver_in_process(job_key: str, settings: Settings, store: Store) -> None:
             time.sleep(delay)
     except Exception:  # noqa: BLE001 - the store went away: the row stays pending for a worker to pick up
         log.warning("alert for job %s interrupted", job_key, exc_info=True)
+    finally:
+        with _threads_lock:
+            _threads.discard(threading.current_thread())
+
+
+def wait_for_alerts(timeout: float | None = None) -> None:
+    """Wait until this process's alerts are sent or given up (a command calls it before it exits)."""
+    with _threads_lock:
+        pending = list(_threads)
+    for thread in pending:
+        thread.join(timeout)

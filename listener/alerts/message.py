@@ -48,7 +48,7 @@ def trigger_kind(verdict: dict[str, Any]) -> str:
 
 def first_finding(verdict: dict[str, Any]) -> str | None:
     """The first differing file, else the first failed policy check, else the error; None for a pass."""
-    for name, label in (("differences", "run vs registry"), ("seal_differences", "vs signed seal")):
+    for name, label in (("differences", "run vs registry"), ("seal_differences", "vs the seal")):
         diffs = verdict.get(name) or []
         if diffs and isinstance(diffs[0], dict):
             return f"{diffs[0].get('kind', 'differs')} {diffs[0].get('path', '?')} ({label})"

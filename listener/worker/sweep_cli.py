@@ -16,6 +16,7 @@ import logging
 import sys
 from typing import Any
 
+from listener.alerts.deliver import wait_for_alerts
 from listener.config import Settings
 from listener.config_parsing import ConfigError, parse_since
 from listener.worker.backfill import DEFAULT_RATE_PER_MIN, BackfillOptions, parse_rate, run_backfill
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                                       dry_run=args.dry_run, run_inline=args.run)
             dispatch = inline_dispatch(settings) if args.run and not args.dry_run else None
             print(json.dumps(run_backfill(settings, options, dispatch).to_dict(), sort_keys=True))
+            wait_for_alerts()
             return 0
         report = run_sweep(settings, inline_dispatch(settings) if args.run else None)
     except ConfigError as exc:
@@ -79,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                       "aliases_changed": report.aliases_changed, "reverified": report.reverified,
                       "republished": report.republished, "aliases_recorded": report.aliases_recorded,
                       "duration_s": round(report.duration_s, 3)}, sort_keys=True))
+    wait_for_alerts()
     return 0
 
 

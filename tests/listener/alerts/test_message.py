@@ -15,7 +15,7 @@ def test_a_failed_verdict_names_everything_someone_on_call_needs():
     assert message.body.splitlines() == [
         "Model: churn", "Version: 3", "Trigger: event (model_version_alias.created)",
         "Verdict: FAILED: 1 difference from the seal",
-        "First finding: changed data/deep/file_000000.bin (vs signed seal)",
+        "First finding: changed data/deep/file_000000.bin (vs the seal)",
         "Alias action: @champion moved back from version 3 to version 2",
         "Link: https://mlflow.example.com/#/models/churn/versions/3"]
 
