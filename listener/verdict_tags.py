@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from listener.protocol.events import BACKFILL_TRIGGER, FIRST_SIGHT_NOTE
 from listener.verdict import Verdict
 
 # Open-source MLflow tag values: up to 100,000 characters (the Databricks adapter passes its own limit).
@@ -30,6 +31,17 @@ TAG_ORDER = (TAG_MANIFEST, TAG_SEAL_BUNDLE, TAG_SEAL, TAG_SEAL_NOTE, TAG_REPORT,
              TAG_STATUS)
 
 
+def seal_note(verdict: Verdict) -> str | None:
+    """How the version's seal was made when not at registration: from its signed attestation, or, for an
+    unsigned seal made by a backfill now, ``sealed on first sight (backfill)``."""
+    note = (verdict.seal or {}).get("note")
+    if note:
+        return str(note)
+    if verdict.trigger == BACKFILL_TRIGGER and verdict.new_seal_json is not None:
+        return FIRST_SIGHT_NOTE
+    return None
+
+
 def report_dict(verdict: Verdict, max_items: int | None = None) -> dict[str, Any]:
     """The verdict as a report dict; difference lists cut to ``max_items`` each (None = all)."""
     diffs = verdict.differences if max_items is None else verdict.differences[:max_items]
@@ -48,6 +60,7 @@ def report_dict(verdict: Verdict, max_items: int | None = None) -> dict[str, Any
         "seal": verdict.seal_digest,
         "sealed_now": verdict.new_seal_json is not None or verdict.seal_bundle is not None,
         "seal_detail": _seal_detail(verdict.seal),
+        "seal_note": seal_note(verdict),
         "error": verdict.error,
         "differences_total": len(verdict.differences),
         "seal_differences_total": len(verdict.seal_differences),
@@ -105,9 +118,9 @@ def render_tags(verdict: Verdict, limit: int = TAG_VALUE_LIMIT) -> dict[str, str
         tags[TAG_SEAL] = verdict.seal_digest
     if verdict.alias_reverted:
         tags[TAG_ALIAS_REVERTED] = verdict.alias_reverted
-    note = (verdict.seal or {}).get("note")
+    note = seal_note(verdict)
     if note:
-        tags[TAG_SEAL_NOTE] = str(note)[: limit - 1]
+        tags[TAG_SEAL_NOTE] = note[: limit - 1]
     if verdict.new_seal_json is not None:
         if len(verdict.new_seal_json) >= limit:
             # core keeps manifests under the limit; this guards against a caller passing a raw one.

@@ -9,13 +9,10 @@ from typing import Any
 
 from core.seal.step import SealOptions
 from listener.config import Settings
-from listener.protocol.events import SEAL_AND_CHECK
+from listener.protocol.events import BACKFILL_TRIGGER, FIRST_SIGHT_NOTE, SEAL_AND_CHECK
 from listener.protocol.request import ValidationRequest
 
-# The trigger of a deliberate backfill's jobs (guard-sweep --backfill): versions older than the deployment,
-# sealed as found. Their seal, tags and report say so, so nobody mistakes it for a registration-time seal.
-BACKFILL_TRIGGER = "backfill"
-FIRST_SIGHT_NOTE = "sealed on first sight (backfill)"
+__all__ = ["BACKFILL_TRIGGER", "FIRST_SIGHT_NOTE", "may_seal", "seal_options", "workspace_host"]
 
 
 def may_seal(request: ValidationRequest) -> bool:
