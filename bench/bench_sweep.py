@@ -94,7 +94,9 @@ def _timed_sweeps(url: str, data_dir: Path) -> dict[str, Any]:
 
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
-    settings = Settings(tracking_uri=url, data_dir=data_dir, protected_aliases=["champion"])
+    # GUARD_SWEEP_SINCE=all: the first sweep measured is a full catch-up of every version (a new deployment's
+    # first sweep otherwise starts at its first contact and reads nothing older).
+    settings = Settings(tracking_uri=url, data_dir=data_dir, protected_aliases=["champion"], sweep_since=0.0)
     handed: list[str] = []
 
     def journal_it(request: dict, fresh: bool) -> None:

@@ -18,6 +18,8 @@ TAG_SEAL_BUNDLE = "validation.seal_bundle"
 # for versions sealed that way.
 TAG_MANIFEST = "validation.manifest"
 TAG_ALIAS_REVERTED = "validation.alias_reverted"
+# How the version's signed seal was made when not at registration ("sealed on first sight (backfill)").
+TAG_SEAL_NOTE = "validation.seal_note"
 
 # Open-source MLflow model-version tag values: up to 100,000 characters (other registries pass their own).
 TAG_VALUE_LIMIT = 100_000

@@ -7,6 +7,7 @@ Databricks workspace model registry through ``databricks-sdk`` (``WorkspaceClien
     guard-webhooks list --registry databricks
     guard-webhooks test --registry mlflow WEBHOOK_ID
     guard-webhooks delete --registry mlflow WEBHOOK_ID
+    guard-webhooks notify-test          # a test alert to every GUARD_NOTIFY URL, and how each went
 
 (or ``python -m listener.admin ...``). The signing secret comes from ``GUARD_MLFLOW_SECRET`` /
 ``GUARD_DATABRICKS_SECRET`` (the first item of a comma-separated rotation list) or from a hidden prompt; it
@@ -258,6 +259,32 @@ def test(registry: str, tracking_uri: str | None, profile: str | None, webhook_i
     if error:
         click.echo(error, err=True)
     if not ok:
+        raise SystemExit(1)
+
+
+@main.command(name="notify-test")
+@json_option
+def notify_test(as_json: bool) -> None:
+    """Send a test alert to every URL in GUARD_NOTIFY and report how each went."""
+    from listener.alerts.message import AlertMessage
+    from listener.alerts.send import send
+
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        raise AdminError(str(exc)) from exc
+    if not settings.notify_urls:
+        raise AdminError("GUARD_NOTIFY is not set: no alert URL to test")
+    message = AlertMessage("Model version guard: test alert",
+                           "This is a test of the model version guard's alerts (guard-webhooks notify-test). "
+                           "Verdicts that alert: " + ", ".join(settings.notify_on) + ".", "info")
+    results = send(settings.notify_urls, message)
+    if as_json:
+        click.echo(json.dumps([{"url": r.target, "ok": r.ok, "error": r.error} for r in results], indent=2))
+    else:
+        for r in results:
+            click.echo(f"{'OK' if r.ok else 'FAILED'}: {r.target}{'' if r.ok else ': ' + str(r.error)}")
+    if not all(r.ok for r in results):
         raise SystemExit(1)
 
 

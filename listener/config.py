@@ -11,9 +11,12 @@ from typing import Any
 from listener.config_parsing import (
     ConfigError,
     exclude_patterns,
+    notify_on,
+    notify_urls,
     parse_bool,
     parse_float,
     parse_int,
+    parse_since,
     registry_kind,
     seal_keys,
     split_list,
@@ -37,6 +40,9 @@ DEFAULT_DATABRICKS_HTTP_TIMEOUT_S = 30
 # The sweep catches up on missed events every 5 minutes and re-checks aliased versions every 6 hours.
 DEFAULT_SWEEP_INTERVAL_S = 300.0
 DEFAULT_REVERIFY_INTERVAL_S = 21600.0
+# A failed alert is tried again 6 times, after 10, 20, 40, 60, 60, 60 s (capped by GUARD_RETRY_MAX_S).
+DEFAULT_NOTIFY_RETRIES = 6
+DEFAULT_NOTIFY_RETRY_BASE_S = 10.0
 # GUARD_REVERIFY: which versions are re-checked besides those holding a protected alias: none more
 # ("protected"), any aliased version ("all"), or every version in the Production stage ("production-stage":
 # the Databricks workspace registry, which has stages and no aliases).
@@ -93,6 +99,16 @@ class Settings:
     sweep_interval_s: float = DEFAULT_SWEEP_INTERVAL_S
     reverify_interval_s: float = DEFAULT_REVERIFY_INTERVAL_S
     reverify_scope: str = "protected"
+    # GUARD_SWEEP_SINCE: where a new deployment's catch-up starts, epoch seconds (0.0 = ``all``; None = the
+    # moment the guard first started against the registry, recorded in the store).
+    sweep_since: float | None = None
+    # GUARD_NOTIFY: apprise URLs alerted about verdicts; GUARD_NOTIFY_ON: which verdicts (upper-case).
+    notify_urls: list[str] = field(default_factory=list, repr=False)
+    notify_on: list[str] = field(default_factory=lambda: ["ERROR", "FAILED"])
+    # GUARD_NOTIFY_RETRIES / GUARD_NOTIFY_RETRY_BASE_S: a failed alert is tried again this many times,
+    # waiting base, 2 x base, 4 x base, ... seconds (capped at GUARD_RETRY_MAX_S).
+    notify_retries: int = DEFAULT_NOTIFY_RETRIES
+    notify_retry_base_s: float = DEFAULT_NOTIFY_RETRY_BASE_S
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -125,6 +141,7 @@ class Settings:
         shown["store_url"] = redacted(self.store_url)
         shown["signing_key"] = "<set>" if self.signing_key is not None else None
         shown["trusted_keys"] = f"<{len(self.trusted_keys)} key(s)>"
+        shown["notify_urls"] = f"<{len(self.notify_urls)} URL(s)>"
         if shown["databricks_authorization"]:
             shown["databricks_authorization"] = "<set>"
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
@@ -198,6 +215,13 @@ class Settings:
             "reverify_interval_s": parse_float("GUARD_REVERIFY_INTERVAL", env.get("GUARD_REVERIFY_INTERVAL"),
                                                 DEFAULT_REVERIFY_INTERVAL_S, 1),
             "reverify_scope": (env.get("GUARD_REVERIFY") or "protected").strip().lower(),
+            "sweep_since": parse_since("GUARD_SWEEP_SINCE", env.get("GUARD_SWEEP_SINCE")),
+            "notify_urls": notify_urls(env.get("GUARD_NOTIFY")),
+            "notify_on": notify_on("GUARD_NOTIFY_ON", env.get("GUARD_NOTIFY_ON")),
+            "notify_retries": integer("GUARD_NOTIFY_RETRIES", DEFAULT_NOTIFY_RETRIES, 0),
+            "notify_retry_base_s": parse_float("GUARD_NOTIFY_RETRY_BASE_S",
+                                               env.get("GUARD_NOTIFY_RETRY_BASE_S"),
+                                               DEFAULT_NOTIFY_RETRY_BASE_S, 0.01),
         }
         if "signing_key" not in overrides and "trusted_keys" not in overrides:
             values.update(seal_keys(env.get("GUARD_SIGNING_KEY"), env.get("GUARD_TRUSTED_KEYS")))
@@ -224,6 +248,10 @@ class Settings:
     def retry_delay(self, attempt: int) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based): exponential, capped."""
         return float(min(self.retry_max_s, self.retry_base_s * (2 ** max(0, attempt - 1))))
+
+    def notify_retry_delay(self, attempt: int) -> float:
+        """Seconds to wait before sending a failed alert again (retry ``attempt``, 1-based)."""
+        return float(min(self.retry_max_s, self.notify_retry_base_s * (2 ** max(0, attempt - 1))))
 
     def allows_unsigned(self, route: str) -> bool:
         """True when ``route`` has no secret and was explicitly opened to unsigned deliveries."""

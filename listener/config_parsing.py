@@ -6,6 +6,7 @@ and its value.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -95,3 +96,45 @@ def seal_keys(signing_key: str | None, trusted_keys: str | None) -> dict[str, An
         name = "GUARD_TRUSTED_KEYS" if "trusted" in str(exc) else "GUARD_SIGNING_KEY"
         raise ConfigError(f"{name}: {exc}") from None
     return values
+
+
+def parse_since(name: str, value: str | None) -> float | None:
+    """``all`` -> 0.0 (everything), an ISO date or date-time -> epoch seconds (UTC unless it says
+    otherwise), unset or blank -> None."""
+    import datetime as dt
+
+    text = (value or "").strip()
+    if not text:
+        return None
+    if text.lower() == "all":
+        return 0.0
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an ISO date (2026-01-31, 2026-01-31T12:00:00Z) or 'all', "
+                          f"got {value!r}") from exc
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return when.timestamp()
+
+
+# Apprise URLs may hold commas of their own (mailto://…?to=a@x,b@y): a comma separates two URLs only
+# where the next item starts with a scheme.
+_URL_SPLIT = re.compile(r"\s+|,\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+
+
+def notify_urls(value: str | None) -> list[str]:
+    """The apprise URLs of ``GUARD_NOTIFY``: separated by white space or commas."""
+    return [item.strip().rstrip(",") for item in _URL_SPLIT.split(value or "") if item and item.strip(", ")]
+
+
+NOTIFY_STATUSES = ("passed", "failed", "error")
+
+
+def notify_on(name: str, value: str | None) -> list[str]:
+    """The verdicts that alert (``GUARD_NOTIFY_ON``), upper-case; default FAILED and ERROR."""
+    items = [item.lower() for item in split_list(value)] or ["failed", "error"]
+    unknown = sorted(set(items) - set(NOTIFY_STATUSES))
+    if unknown:
+        raise ConfigError(f"{name} accepts {', '.join(NOTIFY_STATUSES)}; got {unknown}")
+    return sorted({item.upper() for item in items})

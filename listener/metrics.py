@@ -30,6 +30,8 @@ BYTES_VERIFIED = Counter("guard_bytes_verified_total",
                          "Model file bytes read and hashed by checks (counted as each file completes)")
 ADMISSIONS = Counter("guard_admissions_total", "Worker jobs by admission: run, or why not (echo, duplicate, "
                      "redundant)", ["decision"])
+NOTIFY_FAILURES = Counter("guard_notify_failures_total",
+                          "Verdict alerts given up after their retries (GUARD_NOTIFY)")
 PUBLISH_FAILURES = Counter("guard_publish_failures_total", "Failed attempts to publish a verdict",
                            ["registry"])
 
@@ -62,6 +64,11 @@ def record_admission(decision: str) -> None:
 def record_publish_failure(registry: str) -> None:
     """Count one failed publish attempt (worker side)."""
     PUBLISH_FAILURES.labels(registry=registry).inc()
+
+
+def record_notify_failure() -> None:
+    """Count one verdict alert given up after its retries."""
+    NOTIFY_FAILURES.inc()
 
 
 def record_tamper(registry: str) -> None:

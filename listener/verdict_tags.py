@@ -15,15 +15,29 @@ from core.tags import (
     TAG_REPORT,
     TAG_SEAL,
     TAG_SEAL_BUNDLE,
+    TAG_SEAL_NOTE,
     TAG_STATUS,
     TAG_SUMMARY,
     TAG_VALUE_LIMIT,
 )
+from listener.protocol.events import BACKFILL_TRIGGER, FIRST_SIGHT_NOTE
 from listener.verdict import Verdict
 
 # The order tags are written in: the seal first (a version is sealed as early as possible), the status
 # last (whoever sees a fresh status also sees the report and summary that belong to it).
-TAG_ORDER = (TAG_MANIFEST, TAG_SEAL_BUNDLE, TAG_SEAL, TAG_REPORT, TAG_SUMMARY, TAG_CHECKED_AT, TAG_STATUS)
+TAG_ORDER = (TAG_MANIFEST, TAG_SEAL_BUNDLE, TAG_SEAL, TAG_SEAL_NOTE, TAG_REPORT, TAG_SUMMARY, TAG_CHECKED_AT,
+             TAG_STATUS)
+
+
+def seal_note(verdict: Verdict) -> str | None:
+    """How the version's seal was made when not at registration: from its signed attestation, or, for an
+    unsigned seal made by a backfill now, ``sealed on first sight (backfill)``."""
+    note = (verdict.seal or {}).get("note")
+    if note:
+        return str(note)
+    if verdict.trigger == BACKFILL_TRIGGER and verdict.new_seal_json is not None:
+        return FIRST_SIGHT_NOTE
+    return None
 
 
 def report_dict(verdict: Verdict, max_items: int | None = None) -> dict[str, Any]:
@@ -44,6 +58,7 @@ def report_dict(verdict: Verdict, max_items: int | None = None) -> dict[str, Any
         "seal": verdict.seal_digest,
         "sealed_now": verdict.new_seal_json is not None or verdict.seal_bundle is not None,
         "seal_detail": _seal_detail(verdict.seal),
+        "seal_note": seal_note(verdict),
         "error": verdict.error,
         "differences_total": len(verdict.differences),
         "seal_differences_total": len(verdict.seal_differences),
@@ -101,6 +116,9 @@ def render_tags(verdict: Verdict, limit: int = TAG_VALUE_LIMIT) -> dict[str, str
         tags[TAG_SEAL] = verdict.seal_digest
     if verdict.alias_reverted:
         tags[TAG_ALIAS_REVERTED] = verdict.alias_reverted
+    note = seal_note(verdict)
+    if note:
+        tags[TAG_SEAL_NOTE] = note[: limit - 1]
     if verdict.new_seal_json is not None:
         if len(verdict.new_seal_json) >= limit:
             # core keeps manifests under the limit; this guards against a caller passing a raw one.

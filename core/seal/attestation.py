@@ -11,7 +11,9 @@ the core tree digest and whose predicate binds
 - what was sealed: the tree digest, the complete core manifest (sizes, folders, symbolic links:
   everything the per-file comparison needs) and the SHA-256 of the model-signing bundle's signed
   statement, so the attestation names exactly one bundle;
-- when: ``sealed_at`` (ISO-8601 UTC).
+- when: ``sealed_at`` (ISO-8601 UTC);
+- how, when it was not at registration: ``note`` (for example ``sealed on first sight (backfill)``: the
+  files were trusted as found, long after the version was created). Absent from registration-time seals.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ class Attestation:
     bundle_payload_sha256: str
     bundle_root_digest: str
     manifest: Manifest
+    note: str | None = None
 
     def statement(self) -> dict[str, Any]:
         """The in-toto v1 statement that gets signed."""
@@ -117,6 +120,7 @@ class Attestation:
                 "model_signing_bundle": {"payload_sha256": self.bundle_payload_sha256,
                                          "root_digest": self.bundle_root_digest},
                 "manifest": self.manifest.to_dict(compact=True),
+                **({"note": self.note} if self.note else {}),
             },
         }
 
@@ -186,7 +190,7 @@ def attestation_from_statement(statement: dict[str, Any]) -> Attestation:
         sealed_at=_str(predicate, "sealed_at"),
         bundle_payload_sha256=_hex(bundle.get("payload_sha256"), "model_signing_bundle.payload_sha256"),
         bundle_root_digest=_hex(bundle.get("root_digest"), "model_signing_bundle.root_digest"),
-        manifest=manifest)
+        manifest=manifest, note=_str(predicate, "note", optional=True))
 
 
 def verify_attestation(data: bytes, trusted: Sequence[TrustedKey]) -> VerifiedAttestation:

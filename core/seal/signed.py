@@ -66,8 +66,11 @@ def _utc_now() -> str:
 
 
 def create_signed_seal(store: SealStore, identity: SealIdentity, manifest: Manifest, key: SigningKey, *,
-                       run_id: str | None, source: str | None, sealed_at: str | None = None) -> SealRecord:
+                       run_id: str | None, source: str | None, sealed_at: str | None = None,
+                       note: str | None = None) -> SealRecord:
     """Sign ``manifest`` (the registry model as read now) for ``identity`` and store the seal, once.
+
+    ``note`` says how the seal was made when it was not at registration (the attestation carries it).
 
     Raises :class:`~core.errors.SealExistsError` when the version already has a signed seal (it is
     never replaced), :class:`~core.errors.TransientError` / :class:`~core.errors.CheckError` when
@@ -78,7 +81,7 @@ def create_signed_seal(store: SealStore, identity: SealIdentity, manifest: Manif
     attestation = Attestation(identity=identity, run_id=run_id, source=source,
                               tree_digest=manifest.tree_digest, sealed_at=sealed_at or _utc_now(),
                               bundle_payload_sha256=signed.payload_sha256,
-                              bundle_root_digest=signed.root_digest, manifest=manifest)
+                              bundle_root_digest=signed.root_digest, manifest=manifest, note=note)
     location = store.write(identity, StoredSeal(bundle, sign_attestation(attestation, key)))
     return SealRecord(identity, manifest.tree_digest, location, store.bundle_location(identity), key.key_id,
                       attestation.sealed_at)
@@ -118,6 +121,7 @@ class SealVerification:
                 "location": self.location, "key_id": self.key_id,
                 "sealed_tree_digest": att.tree_digest if att else None,
                 "sealed_at": att.sealed_at if att else None, "run_id": att.run_id if att else None,
+                "note": att.note if att else None,
                 "differences": [d.to_dict() for d in self.differences]}
 
 
@@ -196,14 +200,16 @@ def verify_signed_seal(store: SealStore, identity: SealIdentity, current: Manife
     if diffs:
         return SealVerification(MISMATCH, f"{len(diffs)} difference(s) from the signed seal (first: "
                                 f"{_first(diffs)})", identity, True, diffs, location, key_id, att)
-    return SealVerification(VERIFIED, f"signed seal verified (key {key_id[:16]}…, sealed {att.sealed_at}, "
+    when = f"{att.note} at {att.sealed_at}" if att.note else f"sealed {att.sealed_at}"
+    return SealVerification(VERIFIED, f"signed seal verified (key {key_id[:16]}…, {when}, "
                             f"{current.file_count} files)", identity, True, [], location, key_id, att)
 
 
 def verify_or_seal(store: SealStore, identity: SealIdentity, current: Manifest, trusted: Sequence[TrustedKey],
                    *, key: SigningKey | None, may_seal: bool, run_id: str | None, source: str | None,
                    tags: Mapping[str, str] | None = None,
-                   legacy_seal: Manifest | None = None) -> tuple[SealVerification, SealRecord | None]:
+                   legacy_seal: Manifest | None = None,
+                   note: str | None = None) -> tuple[SealVerification, SealRecord | None]:
     """Verify ``current`` against the version's seal; seal it first when it has none and ``may_seal``.
 
     What the worker does for "seal, then check" (``may_seal`` true: a new version whose run and
@@ -216,7 +222,7 @@ def verify_or_seal(store: SealStore, identity: SealIdentity, current: Manifest, 
     if outcome.kind != UNSEALED or not may_seal or key is None:
         return outcome, None
     try:
-        record = create_signed_seal(store, identity, current, key, run_id=run_id, source=source)
+        record = create_signed_seal(store, identity, current, key, run_id=run_id, source=source, note=note)
     except SealExistsError:
         # Sealed meanwhile by another worker: verify against that seal rather than ours.
         return verify_signed_seal(store, identity, current, trusted, tags=tags), None

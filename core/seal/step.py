@@ -29,7 +29,8 @@ class SealOptions:
     signing key (None: verify only, never seal); ``may_seal``: an unsealed version may be sealed
     now (the run and registry models must also compare equal); ``unsealed_fails``: a version with
     no seal at all is FAILED ("no signed seal", what ``check-model-version`` wants) instead of being
-    judged on run vs registry alone; ``workspace_host``: the Databricks workspace, for the identity.
+    judged on run vs registry alone; ``workspace_host``: the Databricks workspace, for the identity;
+    ``note``: how a seal made now was made, when not at registration (recorded in its attestation).
     """
 
     store: SealStore
@@ -38,6 +39,7 @@ class SealOptions:
     may_seal: bool = False
     unsealed_fails: bool = False
     workspace_host: str | None = None
+    note: str | None = None
 
 
 @dataclass
@@ -73,7 +75,7 @@ def run_seal_step(options: SealOptions, identity: SealIdentity, current: Manifes
     outcome, record = verify_or_seal(
         options.store, identity, current, options.trusted, key=options.key,
         may_seal=options.may_seal and run_equals_registry, run_id=getattr(mv, "run_id", None),
-        source=getattr(mv, "source", None), tags=tags, legacy_seal=legacy_seal)
+        source=getattr(mv, "source", None), tags=tags, legacy_seal=legacy_seal, note=options.note)
     status = outcome.status
     summary = outcome.reason
     if outcome.kind == UNSEALED:

@@ -14,6 +14,10 @@ from listener.protocol.request import ValidationRequest, model_name, model_versi
 
 SEAL_AND_CHECK = "seal_and_check"
 CHECK = "check"
+# The trigger of a deliberate backfill's jobs (guard-sweep --backfill): versions older than the deployment,
+# sealed as found. Their seal, tags and report say so, so nobody mistakes it for a registration-time seal.
+BACKFILL_TRIGGER = "backfill"
+FIRST_SIGHT_NOTE = "sealed on first sight (backfill)"
 # Moving a version out of service needs no proof; gating it would block retiring a bad version.
 UNGUARDED_STAGES = frozenset({"None", "Archived"})
 

@@ -22,10 +22,10 @@ from listener.store.alias_history import (
     SOURCE_WEBHOOK,
     Aliases,
     AliasEvent,
-    Marks,
 )
 from listener.store.database import database_unavailable, short_reason
 from listener.store.engine import StoreConfigError, default_store_url, normalise_url, redacted
+from listener.store.first_contact import FirstContact, first_contact_mark
 from listener.store.journal import (
     PUBLISH_DONE,
     PUBLISH_FAILED,
@@ -39,19 +39,21 @@ from listener.store.journal import (
     Journal,
 )
 from listener.store.locks import LOCK_TTL_S, Locks, StoreVersionLock, version_lock_key
+from listener.store.notifications import NOTIFY_FAILED, NOTIFY_PENDING, NOTIFY_SENT, Notifications
 from listener.store.owners import STALE_AFTER_S, owner_alive, owner_id, pid_alive
 from listener.store.results import Results
 
 __all__ = [
-    "LOCK_TTL_S", "PUBLISH_DONE", "PUBLISH_FAILED", "PUBLISH_PENDING", "QUEUED", "RETRYING", "RUNNING",
-    "SKIPPED", "SOURCE_GUARD", "SOURCE_SWEEP", "SOURCE_WEBHOOK", "STALE_AFTER_S", "AliasEvent", "Claim",
-    "FinishedCheck", "Store", "StoreConfigError", "StoreVersionLock", "close_all", "default_store_url",
-    "get_store", "database_unavailable", "normalise_url", "owner_alive", "owner_id", "pid_alive", "redacted",
-    "short_reason", "version_lock_key",
+    "LOCK_TTL_S", "NOTIFY_FAILED", "NOTIFY_PENDING", "NOTIFY_SENT", "PUBLISH_DONE", "PUBLISH_FAILED",
+    "PUBLISH_PENDING", "QUEUED", "RETRYING", "RUNNING", "SKIPPED", "SOURCE_GUARD", "SOURCE_SWEEP",
+    "SOURCE_WEBHOOK", "STALE_AFTER_S", "AliasEvent", "Claim", "FinishedCheck", "Store", "StoreConfigError",
+    "StoreVersionLock", "close_all", "database_unavailable", "default_store_url", "first_contact_mark",
+    "get_store", "normalise_url", "owner_alive", "owner_id", "pid_alive", "redacted", "short_reason",
+    "version_lock_key",
 ]
 
 
-class Store(Journal, Results, Locks, Aliases, Marks):
+class Store(Journal, Results, Locks, Aliases, FirstContact, Notifications):
     """Everything the listener and the worker keep, in one database (see the module docstring).
 
     ``Store(url)`` opens (and migrates) the database; most callers use :func:`get_store` instead, which

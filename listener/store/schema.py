@@ -79,6 +79,29 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             updated_at DOUBLE PRECISION NOT NULL
         )""",
     ]),
+    (3, [
+        # A deliberate backfill's progress (guard-sweep --backfill): one row per version it handed out.
+        """CREATE TABLE backfill_progress (
+            registry TEXT NOT NULL,
+            model TEXT NOT NULL,
+            version TEXT NOT NULL,
+            job_key TEXT NOT NULL,
+            queued_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (registry, model, version)
+        )""",
+        # One alert per verdict (job key), whichever host or retry gets there first.
+        """CREATE TABLE notifications (
+            job_key TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at DOUBLE PRECISION NOT NULL,
+            lease_until DOUBLE PRECISION,
+            owed TEXT,
+            error TEXT,
+            created_at DOUBLE PRECISION NOT NULL,
+            sent_at DOUBLE PRECISION
+        )""",
+    ]),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -143,6 +166,28 @@ sweep_marks = Table(
     Column("name", Text, primary_key=True),
     Column("value", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+
+backfill_progress = Table(
+    "backfill_progress", metadata,
+    Column("registry", Text, primary_key=True),
+    Column("model", Text, primary_key=True),
+    Column("version", Text, primary_key=True),
+    Column("job_key", Text, nullable=False),
+    Column("queued_at", Float, nullable=False),
+)
+
+notifications = Table(
+    "notifications", metadata,
+    Column("job_key", Text, primary_key=True),
+    Column("status", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_at", Float, nullable=False),
+    Column("lease_until", Float),
+    Column("owed", Text),
+    Column("error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("sent_at", Float),
 )
 
 

@@ -36,6 +36,7 @@ from typing import Any
 
 from core.registry.stages import canonical_stage
 from core.status import ERROR, EXIT_CODES
+from listener.alerts.deliver import wait_for_alerts
 from listener.config import Settings
 from listener.protocol import Rejected, check_model_name, job_rule, model_version
 from listener.protocol.events import skip_reason
@@ -205,6 +206,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             print(f"warning: verdict not written onto the version: {row.get('publish_error')}",
                   file=sys.stderr)
         print(json.dumps(row.get("report") or {"status": status}, sort_keys=True))
+    wait_for_alerts()
     return worst
 
 

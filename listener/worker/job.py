@@ -21,6 +21,7 @@ from typing import Any
 from core.errors import CheckError, TransientError
 from core.remote.progress import LoggingProgress
 from listener import metrics
+from listener.alerts.deliver import Later, after_verdict
 from listener.config import Settings
 from listener.protocol.request import ValidationRequest
 from listener.registries import get_adapter
@@ -94,7 +95,8 @@ def run_validation(request: ValidationRequest, settings: Settings,
 
 
 def process_job(request_dict: dict[str, Any], settings: Settings, adapter: RegistryAdapter | None = None,
-                store: Store | None = None, publish: bool = True) -> dict[str, Any]:
+                store: Store | None = None, publish: bool = True,
+                alert_later: Later | None = None) -> dict[str, Any]:
     """Run one validation job end to end: claim it, validate, store the verdict, publish it.
 
     The body of the queue task and of the job entry point. Returns ``{"job_key", "state", "status"}``
@@ -102,10 +104,13 @@ def process_job(request_dict: dict[str, Any], settings: Settings, adapter: Regis
     :mod:`listener.worker.admission`).
     Raises :class:`RetryLater` when the job should run again later (transient failure, publish failure,
     another check of the same version in progress, or the store unreachable for longer than its own
-    write retries). ``publish=False`` stores the verdict without writing it onto the version.
+    write retries). ``publish=False`` stores the verdict without writing it onto the version. The verdict's
+    alert (``GUARD_NOTIFY``) goes out after it is stored and published: through ``alert_later`` (the
+    worker's queue), else from a background thread (:mod:`listener.alerts.deliver`).
     """
     try:
-        return _run_job(request_dict, settings, adapter, store or get_store(settings.store_url), publish)
+        return _run_job(request_dict, settings, adapter, store or get_store(settings.store_url), publish,
+                        alert_later)
     except Exception as exc:
         if not database_unavailable(exc):
             raise
@@ -116,7 +121,7 @@ def process_job(request_dict: dict[str, Any], settings: Settings, adapter: Regis
 
 
 def _run_job(request_dict: dict[str, Any], settings: Settings, adapter: RegistryAdapter | None,
-             store: Store, publish: bool) -> dict[str, Any]:
+             store: Store, publish: bool, alert_later: Later | None) -> dict[str, Any]:
     request = ValidationRequest.from_dict(request_dict)
     job_key = request.delivery_key
     adapter_error: str | None = None
@@ -146,6 +151,7 @@ def _run_job(request_dict: dict[str, Any], settings: Settings, adapter: Registry
             published = _publish(verdict, checked.version, adapter, store, job_key, claim.publish_attempts,
                                  settings)
         log_outcome(verdict, published, time.monotonic() - started)
+        after_verdict(verdict, settings, store, alert_later)
         return {"job_key": job_key, "state": "finished", "status": verdict.status}
 
 

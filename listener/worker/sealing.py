@@ -9,8 +9,10 @@ from typing import Any
 
 from core.seal.step import SealOptions
 from listener.config import Settings
-from listener.protocol.events import SEAL_AND_CHECK
+from listener.protocol.events import BACKFILL_TRIGGER, FIRST_SIGHT_NOTE, SEAL_AND_CHECK
 from listener.protocol.request import ValidationRequest
+
+__all__ = ["BACKFILL_TRIGGER", "FIRST_SIGHT_NOTE", "may_seal", "seal_options", "workspace_host"]
 
 
 def may_seal(request: ValidationRequest) -> bool:
@@ -40,4 +42,5 @@ def seal_options(settings: Settings, request: ValidationRequest, adapter: Any = 
     """
     return SealOptions(store=settings.open_seal_store(), trusted=list(settings.trusted_keys),
                        key=settings.signing_key, may_seal=may_seal(request),
-                       workspace_host=workspace_host(settings, adapter))
+                       workspace_host=workspace_host(settings, adapter),
+                       note=FIRST_SIGHT_NOTE if request.trigger == BACKFILL_TRIGGER else None)

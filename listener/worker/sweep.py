@@ -7,17 +7,17 @@ sweep, run every ``GUARD_SWEEP_INTERVAL`` seconds by the worker or by cron/CI wi
 - **catch-up**: every version created since the high-water mark (kept in the store, minus an overlap)
   that has no verdict gets the job its ``model_version.created`` webhook would have given it; every
   alias whose holder changed since the last observation gets its ``model_version_alias.created`` job.
-  Versions are read newest first, a page at a time, and reading stops at the mark, so a sweep costs
-  the versions since the last sweep plus one request per page of registered models. Delivery keys are
-  deterministic (``sweep:<registry>:<model>:<version>:<event>``): a sweep run twice enqueues once, and a
-  version validated by a delivery is not validated again. A catch-up queued while the version's webhook
-  job still waited in the queue (not journaled yet) is skipped when it is claimed after that job's
-  verdict, and a late webhook job after a catch-up's (:func:`listener.worker.admission.answering_check`).
+  Nothing older than the guard's first contact with the registry is touched
+  (:mod:`listener.worker.first_contact`; older versions: ``guard-sweep --backfill``). Versions are read
+  newest first, a page at a time, and reading stops at the mark. Delivery keys are deterministic
+  (``sweep:<registry>:<model>:<version>:<event>``): a sweep run twice enqueues once, and a version
+  validated by a delivery is not validated again; a catch-up and a webhook job of one version that
+  waited in the queue together check it once (:func:`listener.worker.admission.answering_check`).
 - **re-verification**: every version holding a protected alias (``GUARD_REVERIFY=all``: any alias;
   ``GUARD_REVERIFY=production-stage``: every version in the Production stage as well) is checked against
-  its seal once per ``GUARD_REVERIFY_INTERVAL``. Each version's turn is offset by a hash
-  of its identity, so the checks spread over the interval instead of landing together. A mismatch is
-  FAILED, counted in ``guard_tamper_detected_total``, and alias protection applies.
+  its seal once per ``GUARD_REVERIFY_INTERVAL``, each version's turn offset by a hash of its identity so
+  the checks spread over the interval. A mismatch is FAILED, counted in ``guard_tamper_detected_total``,
+  and alias protection applies.
 - **re-publish**: a stored verdict whose publishing gave up (the registry was down past the retries) is
   published again, now that the registry answered this sweep's reads.
 """
@@ -40,14 +40,20 @@ from listener.protocol.request import SWEEP_KEY_PREFIX, ValidationRequest
 from listener.registries import get_adapter
 from listener.store import SOURCE_SWEEP, Store, get_store
 from listener.worker.alias_gate import ALIAS_EVENT, REVERIFY_TRIGGER
+from listener.worker.first_contact import (
+    OVERLAP_MS,
+    aliases_mark,
+    note_first_contact,
+    starting_point,
+    validates_alias_at_first_sight,
+    versions_mark,
+)
 from listener.worker.job import NOT_PUBLISHED
 
 log = logging.getLogger(__name__)
 
 CREATED_EVENT = "model_version.created"
 PAGE_SIZE = 1000
-# Versions committed slightly out of order (or under a skewed clock) still fall inside the next window.
-OVERLAP_MS = 300_000
 LAST_RUN_MARK = "sweep:last_run"
 PRODUCTION_STAGE = "Production"
 
@@ -64,7 +70,11 @@ class SweepReport:
     aliases_changed: list[str] = field(default_factory=list)
     reverified: list[str] = field(default_factory=list)
     republished: list[str] = field(default_factory=list)
+    # Aliases found at first contact and recorded as the starting point of their history, not validated.
+    aliases_recorded: list[str] = field(default_factory=list)
     duration_s: float = 0.0
+    # (model, version) of every version read that was created since the starting point.
+    created_since_start: set[tuple[str, str]] = field(default_factory=set)
 
 
 def queue_dispatch(settings: Settings) -> Dispatch:
@@ -77,8 +87,9 @@ def queue_dispatch(settings: Settings) -> Dispatch:
     return dispatch
 
 
-def _request(registry: str, model: str, version: str, trigger: str, action: str, key: str,
-             alias: str | None = None) -> dict[str, Any]:
+def sweep_request(registry: str, model: str, version: str, trigger: str, action: str, key: str,
+                  alias: str | None = None) -> dict[str, Any]:
+    """A job the sweep (or a backfill) hands out, as a ``ValidationRequest.to_dict()``."""
     return ValidationRequest(registry=registry, model=model, version=str(version), trigger=trigger,
                              action=action, to_stage=None, alias=alias, gate=False, delivery_key=key,
                              received_at=time.time()).to_dict()
@@ -89,7 +100,8 @@ def sweep_key(registry: str, model: str, version: str, event: str) -> str:
     return f"{SWEEP_KEY_PREFIX}{registry}:{model}:{version}:{event}"
 
 
-def _pages(search: Callable[..., Any], **kwargs: Any) -> Iterator[Any]:
+def registry_pages(search: Callable[..., Any], **kwargs: Any) -> Iterator[Any]:
+    """Every item a paged registry search returns, a page of :data:`PAGE_SIZE` at a time."""
     token = None
     while True:
         page = search(max_results=PAGE_SIZE, page_token=token, **kwargs)
@@ -100,26 +112,34 @@ def _pages(search: Callable[..., Any], **kwargs: Any) -> Iterator[Any]:
 
 
 def catch_up_versions(client: Any, store: Store, registry: str, dispatch: Dispatch,
-                      report: SweepReport) -> None:
-    """Jobs for versions created since the mark that have no verdict; then move the mark forward."""
-    mark_name = f"sweep:versions:{registry}"
+                      report: SweepReport, start_s: float = 0.0) -> None:
+    """Jobs for versions created since the mark that have no verdict; then move the mark forward.
+
+    With no mark yet (first contact) the catch-up starts at ``start_s`` (epoch seconds, see
+    :mod:`listener.worker.first_contact`): versions created before it are not touched.
+    """
+    mark_name = versions_mark(registry)
     mark = store.get_mark(mark_name)
-    since = None if mark is None else mark - OVERLAP_MS
-    newest = mark
-    for mv in _pages(client.search_model_versions, order_by=["creation_timestamp DESC"]):
+    floor = start_s * 1000
+    since = floor if mark is None else mark - OVERLAP_MS
+    # The mark never stays unset: an empty registry still starts watching from its first contact.
+    newest = floor if mark is None else mark
+    for mv in registry_pages(client.search_model_versions, order_by=["creation_timestamp DESC"]):
         created = float(getattr(mv, "creation_timestamp", 0) or 0)
-        if since is not None and created < since:
+        if created < since:
             break
         report.versions_scanned += 1
-        newest = created if newest is None else max(newest, created)
+        newest = max(newest, created)
         version = str(mv.version)
+        if created < floor:
+            continue  # inside the overlap, but older than the first contact: never touched
+        report.created_since_start.add((mv.name, version))
         if store.latest_for_version(registry, mv.name, version, with_verdict=False) is not None:
             continue  # journaled: validated (or being validated) already
         key = sweep_key(registry, mv.name, version, CREATED_EVENT)
-        dispatch(_request(registry, mv.name, version, CREATED_EVENT, SEAL_AND_CHECK, key), True)
+        dispatch(sweep_request(registry, mv.name, version, CREATED_EVENT, SEAL_AND_CHECK, key), True)
         report.caught_up.append(key)
-    if newest is not None:
-        store.advance_mark(mark_name, newest)
+    store.advance_mark(mark_name, newest)
 
 
 def reverify_due(store: Store, registry: str, model: str, version: str, interval_s: float,
@@ -146,7 +166,7 @@ def _reverify_if_due(store: Store, settings: Settings, registry: str, model: str
     period = reverify_due(store, registry, model, version, settings.reverify_interval_s, now)
     if period is not None:
         key = sweep_key(registry, model, version, f"{REVERIFY_TRIGGER}:{period}")
-        dispatch(_request(registry, model, version, REVERIFY_TRIGGER, CHECK, key, alias), True)
+        dispatch(sweep_request(registry, model, version, REVERIFY_TRIGGER, CHECK, key, alias), True)
         report.reverified.append(key)
 
 
@@ -157,28 +177,38 @@ def reverify_production_stage(client: Any, store: Store, settings: Settings, reg
     The workspace registry serves by stage and has no aliases. A transition creates no version, so the
     mark cannot bound this read: every version is read, one request per page of versions.
     """
-    for mv in _pages(client.search_model_versions):
+    for mv in registry_pages(client.search_model_versions):
         if canonical_stage(getattr(mv, "current_stage", None)) == PRODUCTION_STAGE:
             _reverify_if_due(store, settings, registry, mv.name, str(mv.version), None, dispatch, report, now)
 
 
 def observe_aliases(client: Any, store: Store, settings: Settings, registry: str, dispatch: Dispatch,
                     report: SweepReport, now: float) -> None:
-    """Record every alias's holder; jobs for aliases that changed unseen, and for re-verifications due."""
+    """Record every alias's holder; jobs for aliases that changed unseen, and for re-verifications due.
+
+    At first contact an alias on a version created before the starting point is only recorded.
+    """
     protected = set(settings.protected_aliases)
-    for rm in _pages(client.search_registered_models):
+    first_sight = store.get_mark(aliases_mark(registry)) is None
+    for rm in registry_pages(client.search_registered_models):
         aliases = dict(getattr(rm, "aliases", None) or {})
         reverify: dict[str, str] = {}
         for alias, version in sorted(aliases.items()):
             version = str(version)
-            if store.record_alias(registry, rm.name, alias, version, SOURCE_SWEEP, if_changed=True):
+            recorded = store.record_alias(registry, rm.name, alias, version, SOURCE_SWEEP, if_changed=True)
+            if recorded and first_sight and not validates_alias_at_first_sight(
+                    settings, rm.name, version, report.created_since_start):
+                report.aliases_recorded.append(f"{rm.name}@{alias}={version}")
+            elif recorded:
                 key = sweep_key(registry, rm.name, version, f"{ALIAS_EVENT}:{alias}")
-                dispatch(_request(registry, rm.name, version, ALIAS_EVENT, CHECK, key, alias), True)
+                dispatch(sweep_request(registry, rm.name, version, ALIAS_EVENT, CHECK, key, alias), True)
                 report.aliases_changed.append(key)
             if settings.reverify_scope == "all" or alias in protected:
                 reverify.setdefault(version, alias)
         for version, alias in reverify.items():
             _reverify_if_due(store, settings, registry, rm.name, version, alias, dispatch, report, now)
+    if first_sight:
+        store.set_mark(aliases_mark(registry), now)
 
 
 def republish(store: Store, dispatch: Dispatch, report: SweepReport) -> None:
@@ -204,7 +234,8 @@ def run_sweep(settings: Settings, dispatch: Dispatch | None = None, client: Any 
     client = client or get_adapter(registry, settings).client
     now = time.time() if now is None else now
     report = SweepReport()
-    catch_up_versions(client, store, registry, dispatch, report)
+    start = starting_point(store, settings, registry, now)
+    catch_up_versions(client, store, registry, dispatch, report, start)
     observe_aliases(client, store, settings, registry, dispatch, report, now)
     if settings.reverify_scope == "production-stage":
         reverify_production_stage(client, store, settings, registry, dispatch, report, now)
@@ -227,46 +258,11 @@ def sweep_if_due(settings: Settings) -> SweepReport | None:
     last = store.get_mark(LAST_RUN_MARK)
     if last is None:
         # A new deployment: its webhook jobs may still sit in the queue, not yet journaled, and a sweep now
-        # would queue them a second time. The first periodic sweep comes one interval later.
+        # would queue them a second time. The first periodic sweep comes one interval later, and starts
+        # watching the registry from now (listener.worker.first_contact).
+        note_first_contact(settings)
         store.advance_mark(LAST_RUN_MARK, time.time())
         return None
     if time.time() - last < settings.sweep_interval_s:
         return None
     return run_sweep(settings)
-
-
-def inline_dispatch(settings: Settings) -> Dispatch:
-    """Run each job in this process to its end (``guard-sweep --run``: no worker needed)."""
-    from listener.worker.entry import run_job
-
-    def dispatch(request: dict[str, Any], fresh: bool) -> None:
-        run_job(request, settings)
-    return dispatch
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``guard-sweep``: one sweep; exit 0 when it ran, 2 when the registry or the store could not be read."""
-    import argparse
-    import json
-    import sys
-
-    parser = argparse.ArgumentParser(prog="guard-sweep", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", action="store_true",
-                        help="run the jobs in this process instead of handing them to the worker's queue")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        settings = Settings.from_env()
-        report = run_sweep(settings, inline_dispatch(settings) if args.run else None)
-    except Exception as exc:  # noqa: BLE001 - the reason is the answer
-        print(f"error: sweep not done: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps({"versions_scanned": report.versions_scanned, "caught_up": report.caught_up,
-                      "aliases_changed": report.aliases_changed, "reverified": report.reverified,
-                      "republished": report.republished, "duration_s": round(report.duration_s, 3)},
-                     sort_keys=True))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from huey import crontab
+from huey.exceptions import RetryTask
 
+from listener.alerts.deliver import attempt
 from listener.config import Settings
 from listener.intake import get_huey
 from listener.store import get_store
@@ -55,7 +57,23 @@ huey = get_huey(get_settings())
 def validate_version(request_dict: dict[str, Any]) -> dict[str, Any]:
     """Validate one model version (a ``ValidationRequest.to_dict()``), store and publish the verdict."""
     # A RetryLater it raises is huey's RetryTask: the job is rescheduled; the attempt budget is the journal's.
-    return process_job(request_dict, get_settings())
+    return process_job(request_dict, get_settings(), alert_later=_alert_later)
+
+
+@huey.task()
+def deliver_alert(job_key: str) -> None:
+    """Send the alert of one stored verdict (:mod:`listener.alerts.deliver`); again later while it fails."""
+    settings = get_settings()
+    delay = attempt(job_key, settings, get_store(settings.store_url))
+    if delay is not None:
+        raise RetryTask(f"alert of {job_key} not delivered", delay=delay)
+
+
+def _alert_later(job_key: str, delay: float) -> None:
+    if delay > 0:
+        deliver_alert.schedule((job_key,), delay=delay)
+    else:
+        deliver_alert(job_key)
 
 
 # Jobs stored before the worker had its own package still name the task by its old module.
@@ -145,7 +163,13 @@ def _start_process() -> None:
         # Load MLflow here rather than inside the first job: it takes a second or two, which would
         # otherwise delay the first verdict after a worker starts.
         import core.check  # noqa: F401
+        from listener.worker.first_contact import note_first_contact
 
+        try:
+            # A new deployment watches the registry from now: the first sweep starts here.
+            note_first_contact(get_settings())
+        except Exception:  # noqa: BLE001 - the store may be down; the first sweep records it then
+            log.warning("could not record the first contact with the registry", exc_info=True)
         recover_unfinished()
 
 
@@ -162,5 +186,9 @@ def sweep_periodically() -> None:
 
 @huey.periodic_task(crontab(minute="*"))
 def recover_periodically() -> list[str]:
-    """Once a minute: pick up jobs of workers that died while other workers stayed up."""
+    """Once a minute: pick up jobs of workers that died while other workers stayed up, and alerts left
+    pending by a process that stopped (their lease has run out)."""
+    settings = get_settings()
+    for job_key in get_store(settings.store_url).due_notifications():
+        deliver_alert(job_key)
     return recover_unfinished()

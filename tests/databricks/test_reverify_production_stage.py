@@ -59,7 +59,10 @@ def sweep(fake: WorkspaceFake, data_dir: Path, key: Path) -> dict:
     env.update({"PATH": f"{VENV_BIN}:{env['PATH']}", "GUARD_DATA_DIR": str(data_dir),
                 "GUARD_SIGNING_KEY": str(key), "GUARD_REVERIFY": "production-stage",
                 "GUARD_REVERIFY_INTERVAL": str(INTERVAL_S), "GUARD_RETRY_BASE_S": "0.2",
-                "GUARD_RETRY_MAX_S": "1", "GUARD_DATABRICKS_RETRY_TIMEOUT": "5"})
+                "GUARD_RETRY_MAX_S": "1", "GUARD_DATABRICKS_RETRY_TIMEOUT": "5",
+                # The versions are registered before the guard's first sweep, which is to catch them up:
+                # a new deployment otherwise starts watching at its first contact, after them.
+                "GUARD_SWEEP_SINCE": "all"})
     done = subprocess.run([str(VENV_BIN / "guard-sweep"), "--run"], env=env, capture_output=True, text=True,
                           timeout=600, cwd=tempfile.mkdtemp(prefix="guard-sweep-cwd-"))
     assert done.returncode == 0, done.stderr[-3000:]

@@ -162,3 +162,22 @@ def test_databricks_register_list_test_delete(workspace_fake: WorkspaceFake, rec
     code, out = _run(["list", *base, "--json"], env)
     assert hook_id not in out
     assert SECRET not in out and "listener-token" not in out
+
+
+def test_notify_test_sends_to_every_url_and_reports_each(receiver: Receiver) -> None:
+    port = receiver.server.server_port
+    urls = f"json://alerts:receiver-pass@127.0.0.1:{port}/alerts json://127.0.0.1:9/nobody-listens nonsense://x"
+    code, out = _run(["notify-test"], {"GUARD_NOTIFY": urls})
+    assert code == 1
+    lines = out.strip().splitlines()
+    assert lines[0] == f"OK: json://alerts:****@127.0.0.1:{port}/alerts"
+    assert lines[1].startswith("FAILED: json://127.0.0.1:9/nobody-listens: ")
+    assert lines[2] == "FAILED: nonsense://…: not a supported notification URL"
+    [message] = receiver.events()
+    assert message["title"] == "Model version guard: test alert" and "receiver-pass" not in out
+
+    code, out = _run(["notify-test", "--json"], {"GUARD_NOTIFY": f"json://127.0.0.1:{port}/alerts"})
+    assert code == 0
+    assert json.loads(out) == [{"url": f"json://127.0.0.1:{port}/alerts", "ok": True, "error": None}]
+    code, out = _run(["notify-test"], {"GUARD_NOTIFY": ""})
+    assert code == 1 and "GUARD_NOTIFY is not set" in out

@@ -129,3 +129,30 @@ def test_unusable_seal_key_files_are_named(tmp_path, name):
     bad.write_text("not a key")
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: str(bad)})
+
+
+def test_sweep_start_and_alerts_from_the_environment():
+    defaults = Settings.from_env({})
+    assert defaults.sweep_since is None and defaults.notify_urls == []
+    assert defaults.notify_on == ["ERROR", "FAILED"]
+    settings = Settings.from_env({
+        "GUARD_SWEEP_SINCE": "2026-11-01",
+        "GUARD_NOTIFY": "json://127.0.0.1:8099/a, mailtos://u:pw@smtp.example.com?to=a@example.com,b@example.com"
+                        " slack://T/B/C",
+        "GUARD_NOTIFY_ON": "passed, FAILED", "GUARD_NOTIFY_RETRIES": "2", "GUARD_NOTIFY_RETRY_BASE_S": "0.5"})
+    assert settings.sweep_since == 1793491200.0
+    assert settings.notify_urls == ["json://127.0.0.1:8099/a",
+                                    "mailtos://u:pw@smtp.example.com?to=a@example.com,b@example.com",
+                                    "slack://T/B/C"]
+    assert settings.notify_on == ["FAILED", "PASSED"] and settings.notify_retries == 2
+    assert [settings.notify_retry_delay(n) for n in (1, 2, 3)] == [0.5, 1.0, 2.0]
+    assert "pw@" not in repr(settings) and "slack://" not in repr(settings)
+    assert Settings.from_env({"GUARD_SWEEP_SINCE": "ALL"}).sweep_since == 0.0
+    assert Settings.from_env({"GUARD_SWEEP_SINCE": "2026-11-01T08:00:00+02:00"}).sweep_since == 1793512800.0
+
+
+@pytest.mark.parametrize("env", [{"GUARD_SWEEP_SINCE": "last tuesday"}, {"GUARD_NOTIFY_ON": "failed,warn"},
+                                 {"GUARD_NOTIFY_RETRIES": "-1"}])
+def test_bad_sweep_start_and_alert_settings_are_named(env):
+    with pytest.raises(ConfigError, match=next(iter(env))):
+        Settings.from_env(env)

@@ -42,3 +42,17 @@ def test_report_tag_cuts_a_huge_error_message():
     text = render_report_json(v)
     assert len(text) < 100_000
     assert json.loads(text)["status"] == "ERROR"
+
+
+def test_a_seal_made_on_first_sight_says_so_in_the_tags_and_report():
+    from core.tags import TAG_SEAL_NOTE
+
+    note = "sealed on first sight (backfill)"
+    signed = sample_verdict("PASSED", n_diffs=0, trigger="backfill", seal={"kind": "verified", "note": note})
+    unsigned = sample_verdict("PASSED", n_diffs=0, trigger="backfill", new_seal_json='{"files": []}')
+    registered = sample_verdict("PASSED", n_diffs=0, trigger="model_version.created", new_seal_json="{}")
+    for verdict in (signed, unsigned):
+        tags = render_tags(verdict)
+        assert tags[TAG_SEAL_NOTE] == note and json.loads(tags["validation.report"])["seal_note"] == note
+    assert TAG_SEAL_NOTE not in render_tags(registered)
+    assert json.loads(render_tags(registered)["validation.report"])["seal_note"] is None

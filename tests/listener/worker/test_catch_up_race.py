@@ -39,7 +39,10 @@ def proxy(mlflow_server) -> Iterator[RecordingProxy]:
 
 @pytest.fixture
 def settings(proxy: RecordingProxy, tmp_path: Path) -> Iterator[Settings]:
-    yield Settings(tracking_uri=proxy.url, data_dir=tmp_path / "guard", mlflow_secrets=[MLFLOW_SECRET])
+    # GUARD_SWEEP_SINCE=all: each test's versions are registered before its guard's first sweep, which must
+    # catch them up (a new deployment's first sweep otherwise starts at its first contact, after them).
+    yield Settings(tracking_uri=proxy.url, data_dir=tmp_path / "guard", mlflow_secrets=[MLFLOW_SECRET],
+                   sweep_since=0.0)
     intake.close_all()
 
 
