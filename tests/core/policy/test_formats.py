@@ -58,6 +58,9 @@ def test_pickles_of_every_protocol_are_pickles(protocol):
     (b"\x89HDF\r\n\x1a\n" + b"\0" * 100, "model.h5", "hdf5"),
     (b"\x1f\x8b\x08\x00" + b"\0" * 20, "model.joblib", "compressed"),
     (b"flavors:\n  python_function: {}\n", "MLmodel", "text"),
+    # Header-less, no STOP: a loader would still import and call before it broke.
+    (b"cos\nsystem\n(S'touch x'\ntR", "notes.txt", "pickle"),
+    (pickle.dumps(b"x" * 100_000, protocol=4), "w.bin", "pickle"),  # an argument longer than the prefix
     (b"channels:\n- conda-forge\ndependencies:\n- python=3.11\n", "conda.yaml", "text"),
     (b"\x08\x07\x12\x07pytorch\x1a\x032.0", "model.onnx", "onnx"),
     (bytes(range(256)) * 4, "blob.bin", "unknown"),
