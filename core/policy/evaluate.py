@@ -22,10 +22,14 @@ from core.compare.observe import ObserveFile
 from core.policy import checks_files as files_checks
 from core.policy.checks_meta import REQUIREMENTS, check_limits, check_metadata, check_requirements
 from core.policy.inspect import ModelInspector
-from core.policy.loader import EffectivePolicy
+from core.policy.loader import EffectivePolicy, Policy
 from core.policy.metrics import AliasContext, check_metrics
 from core.policy.model import FAIL, CheckOutcome, PolicyResult
 from core.seal.manifest import Manifest
+
+__all__ = ["POLICY_FAIL", "AliasContext", "LocalModel", "Policy", "PolicyResult", "PolicyRun",
+           "local_model_of", "prepare"]
+POLICY_FAIL = FAIL
 
 # The guard's own verdict section in a description (listener/verdict_text.py) is not the team's text.
 _GUARD_SECTION = re.compile(r"<!-- validation:start -->.*?<!-- validation:end -->", re.DOTALL)

@@ -150,3 +150,15 @@ def test_a_policy_that_needs_no_file_does_not_observe_the_read():
     assert prepare(EffectivePolicy({"limits": {"max_files": 3}})).observe is None
     reqs = prepare(EffectivePolicy({"requirements": {"pins": "exact"}})).observe
     assert reqs("model.bin", 10) is None and reqs("requirements.txt", 10) is not None
+
+
+def test_the_zip_walk_reads_zip64_members():
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        with z.open("archive/data.pkl", "w", force_zip64=True) as f:
+            f.write(evil_pickle("true"))
+        z.writestr("archive/version", b"3\n")
+    walker = ZipWalker(lambda n: n.endswith(".pkl"), lambda n: True)
+    walker.feed(buf.getvalue())
+    assert walker.members == ["archive/data.pkl", "archive/version"] and not walker.stopped
+    assert walker.kept == {"archive/data.pkl": evil_pickle("true")}
