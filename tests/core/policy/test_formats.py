@@ -162,3 +162,15 @@ def test_the_zip_walk_reads_zip64_members():
     walker.feed(buf.getvalue())
     assert walker.members == ["archive/data.pkl", "archive/version"] and not walker.stopped
     assert walker.kept == {"archive/data.pkl": evil_pickle("true")}
+
+
+def test_a_restarted_read_gives_back_what_the_broken_attempt_kept():
+    inspector = ModelInspector(formats=True, scan=True)
+    data = pickle.dumps(list(range(50000)), protocol=4)
+    broken = inspector("model.pkl", len(data))
+    broken.feed(data[:len(data) // 2])  # the transfer breaks here: never closed
+    assert inspector.budget.used > 0
+    again = inspector("model.pkl", len(data))
+    assert again.feed(data) is True
+    again.close()
+    assert inspector.budget.used == 0 and inspector.facts["model.pkl"].format.family == "pickle"
