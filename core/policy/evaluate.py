@@ -61,8 +61,11 @@ class PolicyRun:
         out: list[CheckOutcome] = []
         mlmodel, why = (files_checks.read_mlmodel(insp, files) if any(s in p for s in _READS_MLMODEL)
                         else (None, ""))
-        if "mlmodel" in p:
-            out.append(files_checks.check_mlmodel(p.get("mlmodel"), mlmodel, why))
+        # signature and input_example live in MLmodel: naming them checks MLmodel too, unless it is off.
+        implied = "required" if ("signature" in p or "input_example" in p) else None
+        level = p.sections.get("mlmodel", implied)
+        if level is not None and level != "off":
+            out.append(files_checks.check_mlmodel(level, mlmodel, why))
         if "signature" in p:
             out.append(files_checks.check_signature(p.get("signature"), mlmodel, why))
         if "input_example" in p:

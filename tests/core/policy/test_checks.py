@@ -35,6 +35,9 @@ def test_signature_warn_keeps_passed_and_shows_the_warning(registry, signatures)
     assert result.status == "PASSED" and result.exit_code == 0
     assert result.report["policy"]["status"] == "WARN"
     assert checks(result)["signature"]["status"] == "WARN"
+    # Naming signature checks MLmodel too.
+    assert checks(result)["mlmodel"] == {"check": "mlmodel", "status": "PASS", "reason": (
+        "MLmodel: python_function via mlflow.pyfunc.loaders.code_model, mlflow 3.17.2")}
     assert checks(result)["input_example"]["reason"] == "MLmodel records no input example"
     assert result.summary.endswith("policy WARN")
 
