@@ -137,3 +137,12 @@ def test_metadata_description_and_required_tags(registry):
     assert checks(result)["metadata"]["reason"] == "version tag(s) missing or empty: owner"
     client.set_model_version_tag(name, version, "owner", "risk-team")
     assert check_model_version(name, version, tracking_uri=registry.url, policy=meta).status == "PASSED"
+
+
+def test_a_version_that_cannot_be_checked_is_error_with_no_policy_verdict(registry, signatures):
+    name, _, _ = signatures
+    result = check_model_version(name, "999", tracking_uri=registry.url,
+                                 policy=policy("default:\n  signature: required\n"))
+    assert result.status == "ERROR" and result.exit_code == 2 and "no version 999" in result.error
+    assert result.policy is None and result.report["policy"] is None
+    assert result.report["Options"]["policy"] == "policy.yaml"
