@@ -36,6 +36,8 @@ _GUARD_SECTION = re.compile(r"<!-- validation:start -->.*?<!-- validation:end --
 _READS_MLMODEL = ("mlmodel", "signature", "input_example", "serialization")
 
 LocalModel = Callable[[], AbstractContextManager[Path]]
+#: what ``load_predict`` gets for the settings a policy leaves out
+LOAD_PREDICT_DEFAULTS = {"enabled": False, "timeout_s": 120, "memory_mb": 2048, "env_manager": "local"}
 
 
 @dataclass
@@ -96,7 +98,7 @@ def _load_predict(cfg: dict[str, Any], local_model: LocalModel | None) -> CheckO
     from core.policy.load_predict import run_load_predict  # separate module: runs model code, opt-in
 
     with local_model() as path:
-        return run_load_predict(path, cfg)
+        return run_load_predict(path, {**LOAD_PREDICT_DEFAULTS, **cfg})
 
 
 def prepare(policy: EffectivePolicy) -> PolicyRun:
