@@ -150,7 +150,9 @@ class _Watch:
         if self.format.family == PICKLE and self.owner.scan:
             self.pickle = bytearray()
         elif self.format.family == "zip":
-            self.zip = ZipWalker(lambda name: name.endswith(".pkl"), self._reserve)
+            # Member names tell the format; member bytes are kept only for the scanner.
+            scan = self.owner.scan
+            self.zip = ZipWalker(lambda name: scan and name.endswith(".pkl"), self._reserve)
 
     def _body(self, chunk: bytes | memoryview) -> bool:
         if self.zip is not None:
