@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
+from core.check_result import CheckResult
 from core.compare.exclude import validate_patterns, without_excluded
 from core.compare.fetch import FetchRequest, read_trees
 from core.compare.tree import comparison_from_scans
 from core.errors import CheckError, redact
+from core.policy.evaluate import POLICY_FAIL, AliasContext, Policy, local_model_of, prepare
 from core.registry.access import (
     locations_of,
     make_client,
@@ -33,57 +34,12 @@ from core.registry.reach import check_reachable
 from core.report import close_report, human_bytes, system_info
 from core.seal.digest import verify_manifest
 from core.seal.manifest import Difference, Manifest
-from core.seal.signed import SealRecord, SealVerification
 from core.seal.step import SealOptions, SealStep, run_seal_step, seal_identity
 from core.status import ERROR, EXIT_CODES, FAILED, PASSED
 from core.tags import TAG_MANIFEST
 
 LABELS = ("run", "registry")
 SEAL_LABELS = ("sealed", "current")
-
-
-@dataclass
-class CheckResult:
-    """Outcome of :func:`check_model_version`.
-
-    ``status`` is ``PASSED`` (exit 0: run model == registry model, and the seal matches if one was
-    checked) or ``FAILED`` (exit 1: differences listed in ``differences`` / ``seal_differences``); a
-    check that cannot be carried out raises instead. ``manifest`` is the registry model's manifest as
-    read now.
-    """
-
-    status: str
-    exit_code: int
-    summary: str
-    differences: list[Difference]
-    seal_differences: list[Difference]
-    manifest: Manifest
-    report: dict[str, Any]
-    model: str
-    version: str
-    elapsed_s: float
-    seal_checked: bool = False
-    # The seal the verdict stands on: the given seal's tree digest, else that of the manifest read now,
-    # which is then the version's first seal (``new_seal``, for the caller to record).
-    seal_digest: str | None = None
-    new_seal: Manifest | None = None
-    # With signed seals (``signed_seal`` given): the seal's outcome, and the seal made by this check.
-    seal_outcome: SealVerification | None = None
-    seal_record: SealRecord | None = None
-
-    @property
-    def passed(self) -> bool:
-        """True for status PASSED."""
-        return self.status == PASSED
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form (without the full report)."""
-        return {"status": self.status, "exit_code": self.exit_code, "summary": self.summary,
-                "model": self.model, "version": self.version, "elapsed_s": round(self.elapsed_s, 4),
-                "seal_checked": self.seal_checked,
-                "differences": [d.to_dict() for d in self.differences],
-                "seal_differences": [d.to_dict() for d in self.seal_differences],
-                "tree_digest": self.manifest.tree_digest}
 
 
 def seal_from_tags(tags: dict[str, str] | None) -> Manifest | None:
@@ -139,7 +95,9 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                         report_file: str | None = None, model_version: ModelVersion | None = None,
                         exclude: Sequence[str] = (), transfer_concurrency: int | None = None,
                         progress: Any = None, signed_seal: SealOptions | None = None,
-                        report: dict[str, Any] | None = None) -> CheckResult:
+                        report: dict[str, Any] | None = None, policy: Policy | None = None,
+                        alias: str | None = None, stage: str | None = None,
+                        previous_holder: str | None = None, alias_event: bool = False) -> CheckResult:
     """Check that a model version's run model and registry model are identical, and match its seal.
 
     ``version_or_stage`` is resolved by :func:`core.registry.access.resolve_version`. Both models are
@@ -156,7 +114,12 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
     (a :class:`core.remote.progress.TransferProgress`). With ``signed_seal`` (:mod:`core.seal.step`), the
     seal is the version's signed seal in the seal store (an unsigned ``validation.manifest`` tag only
     for a version sealed before), ``seal``/``seal_from_tag`` are ignored, and the seal's outcome is
-    part of the verdict: FAILED if it is; a seal that cannot be read raises.
+    part of the verdict: FAILED if it is; a seal that cannot be read raises. With ``policy``
+    (:mod:`core.policy`), its sections for ``model``, ``alias`` (the alias being set or asked for)
+    and ``stage`` are checked in the same read of the registry model: a FAIL makes the verdict
+    FAILED, a WARN keeps it; the result is ``CheckResult.policy`` and the report's ``policy``. With
+    ``alias_event`` the check is of ``alias`` being set, and ``previous_holder`` (None: none) is the
+    version that held it before, which ``not_worse_than`` compares with.
 
     Raises :class:`~core.errors.CheckError` (``TransientError`` when retrying may help) when the check
     cannot be carried out. ``report``: a dict of the caller's to fill in as the check goes (the
@@ -174,6 +137,10 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                     "seal": "given" if seal is not None else ("from tag" if seal_from_tag else None),
                     "exclude": list(exclude)},
     })
+    policy_run, policy_result = None, None
+    if policy is not None:
+        report["Options"]["policy"] = policy.source
+        report["policy"] = None
     with raised_as_check_errors(f"checking model '{model}' version {spec}"):
         try:
             exclude = validate_patterns(exclude)
@@ -201,8 +168,11 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
 
         # A models:/ URI must be resolved against this client's registry, never the process-wide one.
         reg_for_fetch = getattr(client, "_registry_uri", None) or registry_uri_for(tracking_uri, registry_uri)
+        if policy is not None:
+            policy_run = prepare(policy.effective(model, alias, stage))
         requests = [FetchRequest(run_uri, tracking_uri, reg_for_fetch, "run model"),
-                    FetchRequest(reg_uri, tracking_uri, reg_for_fetch, "registry model")]
+                    FetchRequest(reg_uri, tracking_uri, reg_for_fetch, "registry model",
+                                 observe=policy_run.observe if policy_run is not None else None)]
         with read_trees(requests, download_dir, keep_downloads, concurrency=transfer_concurrency,
                         progress=progress, exclude=exclude) as (run_f, reg_f):
             cmp_started = time.perf_counter()
@@ -239,6 +209,11 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
             if keep_downloads:
                 report["Comparison"]["kept_downloads"] = sorted(
                     {str(f.scratch) for f in (run_f, reg_f) if f.scratch is not None})
+            if policy_run is not None:  # the registry model is what will be served: it is what is judged
+                policy_result = policy_run.evaluate(
+                    current, client, mv, AliasContext(alias if alias_event else None, previous_holder),
+                    local_model_of(reg_f, download_dir, tracking_uri, reg_for_fetch))
+                report["policy"] = {**policy_result.to_dict(), "applied": list(policy_run.policy.applied)}
         report["Seal"] = {
             "checked": seal is not None, "source": seal_source,
             "equals": (not seal_diffs) if seal is not None else None,
@@ -252,7 +227,9 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                               "current_tree_digest": current.tree_digest, **step.outcome.to_dict(mv.tags)}
             if step.status == ERROR:
                 raise CheckError(step.summary)
-        ok = comparison.equal and not seal_diffs and (step is None or step.status != FAILED)
+        policy_failed = policy_result is not None and policy_result.status == POLICY_FAIL
+        ok = (comparison.equal and not seal_diffs and (step is None or step.status != FAILED)
+              and not policy_failed)
         status = PASSED if ok else FAILED
         where = f"model '{model}' version {version}"
         size = f"{current.file_count} files, {human_bytes(current.total_bytes)}"
@@ -266,6 +243,8 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                 summary += "; seal verified"
             if report["Comparison"]["excluded"]:
                 summary += f"; {len(report['Comparison']['excluded'])} path(s) excluded"
+            if policy_result is not None:
+                summary += f"; policy {policy_result.status}"
         else:
             parts = []
             if comparison.differences:
@@ -275,13 +254,16 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                 parts.append(step.summary)
             elif seal_diffs:
                 parts.append(f"{len(seal_diffs)} difference(s) from the seal (first: {_first(seal_diffs)})")
+            if policy_failed:
+                first = policy_result.failed[0]
+                parts.append(f"policy FAIL ({first.check}: {first.reason})")
             summary = f"{where}: " + "; ".join(parts)
         result = CheckResult(status=status, exit_code=EXIT_CODES[status], summary=summary,
                              differences=comparison.differences, seal_differences=seal_diffs,
                              manifest=current, report=report, model=model, version=version,
                              elapsed_s=time.perf_counter() - started, seal_checked=seal is not None,
                              seal_digest=(seal if seal is not None else current).tree_digest,
-                             new_seal=current if seal is None else None)
+                             new_seal=current if seal is None else None, policy=policy_result)
         if step is not None:
             _apply_seal_step(result, step, signed_seal, seal, current, comparison.equal)
     close_report(report, status, summary, result.elapsed_s)

@@ -23,6 +23,7 @@ from core.cli.output import (
     finish,
     print_differences,
     print_headline,
+    print_policy,
     quiet_unless_verbose,
     transfer_progress,
 )
@@ -94,12 +95,16 @@ _VERBOSE = click.option("--verbose", "-v", is_flag=True, help="Show tracebacks a
 @click.option("--exclude", "exclude", multiple=True, metavar="GLOB", help=_EXCLUDE_HELP)
 @_TRANSFER_CONCURRENCY
 @_VERBOSE
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also check the model against this policy (YAML; see docs/policies.md): a policy FAIL "
+                   "exits 1; a broken policy file exits 2. @alias applies the policy's section for that "
+                   "alias, a stage its stage section; a version number gets default and models only.")
 def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str | None,
                             registry_uri: str | None, download_dir: str | None, report_file: str | None,
                             keep_downloads: bool, seal_file: str | None, no_seal_tag: bool,
                             seal_store: str | None, public_keys: tuple[str, ...], workspace_host: str | None,
                             exclude: tuple[str, ...], transfer_concurrency: int | None,
-                            verbose: bool) -> None:
+                            policy_file: str | None, verbose: bool) -> None:
     """Check that a model version's run model and registry model are identical.
 
     The run model (the version's source) and the registry model (its download URI) are compared
@@ -117,11 +122,13 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
     quiet_unless_verbose(verbose)
     from core.check import check_model_version
     from core.errors import CheckError
+    from core.policy.loader import PolicyError, policy_for_spec
     from core.seal.step import verify_only_options
 
     started = time.perf_counter()
     report: dict = {}
     try:
+        policy, alias, stage = policy_for_spec(policy_file, version_or_stage)
         signed_seal = verify_only_options(seal_store, public_keys, workspace_host=workspace_host)
         with transfer_progress() as progress:
             result = check_model_version(model, version_or_stage, tracking_uri=tracking_uri,
@@ -129,8 +136,9 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
                                          keep_downloads=keep_downloads, seal=_seal_of(seal_file),
                                          seal_from_tag=not no_seal_tag, report_file=report_file,
                                          exclude=exclude, transfer_concurrency=transfer_concurrency,
-                                         progress=progress, signed_seal=signed_seal, report=report)
-    except CheckError as exc:
+                                         progress=progress, signed_seal=signed_seal, report=report,
+                                         policy=policy, alias=alias, stage=stage)
+    except (CheckError, PolicyError) as exc:
         result = could_not_check(exc, report, f"model '{model}' version {version_or_stage}: could not check: "
                                               f"{exc}", started)
     print_headline(result, verbose)
@@ -143,6 +151,7 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
             src = result.report.get("Seal", {}).get("source")
             state = "matches" if not result.seal_differences else "DOES NOT match"
             click.echo(f"seal ({src}): {state}")
+        print_policy(result.policy)
     finish(result, report_file, verbose)
 
 

@@ -33,6 +33,16 @@ def print_differences(title: str, diffs: list[Any], limit: int = 50) -> None:
         click.echo(f"  … and {len(diffs) - limit} more (see the report file)")
 
 
+def print_policy(policy: Any) -> None:
+    """The policy's checks as a table (nothing without a policy): status, check, reason."""
+    if policy is None:
+        return
+    click.echo(f"policy: {policy.status}")
+    width = max((len(c.check) for c in policy.checks), default=0)
+    for c in policy.checks:
+        click.echo(f"  {c.status:<4}  {c.check:<{width}}  {c.reason}")
+
+
 def write_report_file(report: dict[str, Any], report_file: str | None, verbose: bool) -> bool:
     """Write ``report`` to ``report_file`` if one was asked for; False (said on stderr) when that fails."""
     if not report_file:
@@ -58,7 +68,7 @@ class CouldNotCheck:
     exit_code: int = EXIT_CODES[ERROR]
 
 
-def could_not_check(error: CheckError, report: dict[str, Any], summary: str, started: float) -> CouldNotCheck:
+def could_not_check(error: Exception, report: dict[str, Any], summary: str, started: float) -> CouldNotCheck:
     """The ERROR outcome of ``error``; ``report`` (what the check had learned) gets its ``Result``."""
     close_report(report, ERROR, summary, time.perf_counter() - started, error=str(error),
                  transient=isinstance(error, TransientError))
