@@ -1,4 +1,5 @@
-"""The guard's store: results (the read model), the job journal, version locks, alias history, sweep marks.
+"""The guard's store: results (the read model), the job journal, version locks, alias history, sweep marks,
+the guard's own approvals and publish progress.
 
 One interface, :class:`Store`, over one database chosen by ``GUARD_STORE``:
 
@@ -40,10 +41,12 @@ from listener.store.journal import (
 )
 from listener.store.locks import LOCK_TTL_S, Locks, StoreVersionLock, version_lock_key
 from listener.store.owners import STALE_AFTER_S, owner_alive, owner_id, pid_alive
+from listener.store.publish_state import OWN_APPROVAL_MAX_AGE_S, PublishState
 from listener.store.results import Results
 
 __all__ = [
-    "LOCK_TTL_S", "PUBLISH_DONE", "PUBLISH_FAILED", "PUBLISH_PENDING", "QUEUED", "RETRYING", "RUNNING",
+    "LOCK_TTL_S", "OWN_APPROVAL_MAX_AGE_S", "PUBLISH_DONE", "PUBLISH_FAILED", "PUBLISH_PENDING", "QUEUED",
+    "RETRYING", "RUNNING",
     "SKIPPED", "SOURCE_GUARD", "SOURCE_SWEEP", "SOURCE_WEBHOOK", "STALE_AFTER_S", "AliasEvent", "Claim",
     "FinishedCheck", "Store", "StoreConfigError", "StoreVersionLock", "close_all", "default_store_url",
     "get_store", "is_transient", "normalise_url", "owner_alive", "owner_id", "pid_alive", "redacted",
@@ -51,7 +54,7 @@ __all__ = [
 ]
 
 
-class Store(Journal, Results, Locks, Aliases, Marks):
+class Store(Journal, Results, Locks, Aliases, Marks, PublishState):
     """Everything the listener and the worker keep, in one database (see the module docstring).
 
     ``Store(url)`` opens (and migrates) the database; most callers use :func:`get_store` instead, which

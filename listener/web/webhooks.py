@@ -14,7 +14,7 @@ from listener import intake, metrics
 from listener.config import ROUTES, Settings
 from listener.protocol import parse_databricks_delivery, parse_mlflow_delivery
 from listener.protocol.request import Ignored, Rejected, ValidationRequest
-from listener.registries import own_approvals
+from listener.store import get_store
 
 log = logging.getLogger("listener.web.webhooks")
 
@@ -74,8 +74,9 @@ def blueprint(settings: Settings) -> Blueprint:
     def take(route: str) -> tuple[dict[str, Any], int]:
         """Verify and parse one delivery; its job is stored durably before a 202 (and only for a 202)."""
         job = parse[route](request.headers, read_body(settings.max_body_bytes))
-        if job.trigger == "MODEL_VERSION_TRANSITIONED_STAGE" and own_approvals.claim(
-                settings.data_dir, job.model, job.version, job.to_stage):
+        store = get_store(settings.store_url)
+        if job.trigger == "MODEL_VERSION_TRANSITIONED_STAGE" and store.claim_own_approval(
+                job.registry, job.model, job.version, job.to_stage):
             raise Ignored(f"{job.model} version {job.version} moved to {job.to_stage} by the guard's own "
                           "approval: it was validated just before")
         try:
