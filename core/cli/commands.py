@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from core.cli.exit_codes import FastExitCommand
 from core.cli.output import (
@@ -21,6 +22,15 @@ from core.cli.output import (
     print_headline,
     quiet_unless_verbose,
     transfer_progress,
+    write_report_file,
+)
+from core.cli.seal_sources import (
+    SEAL_BUNDLE_TAG,
+    CommaSeparatedPaths,
+    carries_signed_seal,
+    find_seal_sources,
+    nothing_proven,
+    seal_options,
 )
 
 # Progress bars of artifact downloads would drown the result in a terminal or a CI log.
@@ -40,10 +50,12 @@ _EXCLUDE_HELP = ("Leave out paths matching this glob, relative to the model root
 @click.command(
     cls=FastExitCommand,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog=_EPILOG_EXIT + " With --seal-store and --public-key, the registry model is verified against the "
-    "version's signed seal (signature by a given key, the seal names this version, every file matches); a "
-    "version with no signed seal exits 1 (\"no signed seal\"). Without them, the unsigned seal in a "
-    "validation.manifest tag (versions sealed before signed seals) is verified, unless --no-seal-tag.",
+    epilog=_EPILOG_EXIT + " A version the guard sealed (validation.seal_bundle tag) is verified against its "
+    "signed seal (signature by a trusted key, the seal names this version, every file matches), with the "
+    "seal store and key given or found (see --seal-store, --public-key); when they cannot be found it exits "
+    "2 naming the option needed. With --seal-store on the command line, a version with no signed seal exits "
+    "1 (\"no signed seal\"). Otherwise the unsigned seal in a validation.manifest tag (versions sealed "
+    "before signed seals) is verified, unless --no-seal-tag.",
 )
 @click.option("--model", required=True, help="Registered model name.")
 @click.option("--version-or-stage", required=True, metavar="V",
@@ -64,11 +76,18 @@ _EXCLUDE_HELP = ("Leave out paths matching this glob, relative to the model root
               help="Also verify the registry model against this manifest (JSON, as stored in the "
                    "validation.manifest tag); replaces the tag's seal.")
 @click.option("--no-seal-tag", is_flag=True, help="Do not verify against the validation.manifest tag.")
-@click.option("--seal-store", metavar="URI", help="Where the signed seals are (the guard's GUARD_SEAL_STORE: "
-              "a folder, file:// or s3://… URI). Needs --public-key.")
-@click.option("--public-key", "public_keys", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
-              help="A PEM public key a seal may be signed with (the guard serves its own at "
-                   "GET /seal-key.pem). Repeatable, for key rotation.")
+@click.option("--seal-store", metavar="URI", envvar=["GUARD_SEAL_STORE", "GUARD_STORE"], show_envvar=True,
+              help="Where the signed seals are: the guard's GUARD_SEAL_STORE, or its GUARD_STORE when that "
+                   "is unset (sqlite:///…, postgresql://…, a folder, file:// or s3://… URI) [default: the "
+                   "local stack's store in --data-dir, if there is one].")
+@click.option("--public-key", "public_keys", multiple=True, type=CommaSeparatedPaths(dir_okay=False),
+              envvar="GUARD_TRUSTED_KEYS", show_envvar=True, metavar="FILE",
+              help="A PEM public key a seal may be signed with. Repeatable, for key rotation "
+                   "[default: the guard's GET /seal-key.pem, see --guard-url].")
+@click.option("--guard-url", metavar="URL", help="The guard's listener, to fetch its public seal key from "
+              "GET /seal-key.pem [default: the local stack's listener, from --data-dir/stack.json].")
+@click.option("--data-dir", metavar="DIR", envvar="GUARD_DATA_DIR", show_envvar=True, default=".guard",
+              show_default=True, help="The local stack's data folder (make run): its store holds the seals.")
 @click.option("--workspace-host", envvar="DATABRICKS_HOST", show_envvar=True, metavar="URL",
               help="Databricks only: the workspace, part of the seal's identity.")
 @click.option("--exclude", "exclude", multiple=True, metavar="GLOB", help=_EXCLUDE_HELP)
@@ -77,7 +96,8 @@ _EXCLUDE_HELP = ("Leave out paths matching this glob, relative to the model root
 def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str | None,
                             registry_uri: str | None, download_dir: str | None, report_file: str | None,
                             keep_downloads: bool, seal_file: str | None, no_seal_tag: bool,
-                            seal_store: str | None, public_keys: tuple[str, ...], workspace_host: str | None,
+                            seal_store: str | None, public_keys: tuple[str, ...], guard_url: str | None,
+                            data_dir: str, workspace_host: str | None,
                             exclude: tuple[str, ...], transfer_concurrency: int | None,
                             verbose: bool) -> None:
     """Check that a model version's run model and registry model are identical.
@@ -98,10 +118,12 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
     from core.check import check_model_version
     from core.errors import CheckError
     from core.seal.manifest import Manifest
-    from core.seal.step import verify_only_options
 
+    source = click.get_current_context().get_parameter_source("seal_store")
+    on_command_line = source == ParameterSource.COMMANDLINE
     try:
-        signed_seal = verify_only_options(seal_store, public_keys, workspace_host=workspace_host)
+        sources = find_seal_sources(seal_store, public_keys, guard_url, data_dir)
+        signed_seal = seal_options(sources, unsealed_fails=on_command_line, workspace_host=workspace_host)
     except CheckError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -119,6 +141,12 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
                                      report_file=report_file, exclude=exclude,
                                      transfer_concurrency=transfer_concurrency, progress=progress,
                                      signed_seal=signed_seal)
+    if signed_seal is None and result.status != "ERROR" and carries_signed_seal(result.report):
+        # Never a silent pass on a version the guard holds a signed seal for.
+        click.echo(f"error: {model} version {result.version} carries a signed seal ({SEAL_BUNDLE_TAG}) that "
+                   f"was not verified: {sources.missing_option()}", err=True)
+        write_report_file(result.report, report_file, verbose)
+        sys.exit(2)
     print_headline(result, verbose)
     if result.status != "ERROR":
         print_differences("Differences between run model and registry model", result.differences)
@@ -129,6 +157,9 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
             src = result.report.get("Seal", {}).get("source")
             state = "matches" if not result.seal_differences else "DOES NOT match"
             click.echo(f"seal ({src}): {state}")
+        warning = nothing_proven(result)
+        if warning:
+            click.echo(f"warning: {warning}")
     finish(result, report_file, verbose)
 
 
