@@ -128,8 +128,9 @@ def test_a_publish_retried_by_another_worker_and_the_approval_echo_post_one_comm
         first.start()
         w.model_registry.create_transition_request(name=MODEL, version=version, stage="Production")
         fake.wait_for(lambda s: own_comments(fake, MODEL, version), timeout=180, what="worker 1's comment")
-        first.kill(signal.SIGTERM)
-        first.stop()
+        # Stopped gracefully: its job ends (the approval still failing) and is scheduled again, in Redis.
+        first.kill(signal.SIGINT)
+        first.proc.wait(timeout=120)
         fake.clear_faults()
         assert not activities(fake, MODEL, version, "APPROVED_REQUEST")
 

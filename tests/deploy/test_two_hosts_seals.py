@@ -3,6 +3,7 @@ seal made on one host is the seal the other verifies against (the seals live in 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -36,12 +37,14 @@ def postgres() -> Iterator[PostgresServer]:
 
 def _guard_job(host: Path, store_url: str, tracking_uri: str, key: Path, name: str,
                version: str) -> subprocess.CompletedProcess:
-    """``guard-job`` on one host: its own data folder, the shared store, the guard's key; no seal store."""
+    """``guard-job`` on one host for a "version created" event (seal if none, then check): its own data
+    folder, the shared store, the guard's key; no seal store."""
     env = guard_env(GUARD_DATA_DIR=str(host), GUARD_STORE=store_url, MLFLOW_TRACKING_URI=tracking_uri,
                     GUARD_SIGNING_KEY=str(key))
-    return subprocess.run([str(VENV_BIN / "guard-job"), f"--model_name={name}", f"--model_version={version}"],
-                          env=env, capture_output=True, text=True, timeout=600,
-                          cwd=tempfile.mkdtemp(prefix="guard-host-cwd-"))
+    event = json.dumps({"event": "created", "model_name": name, "version": version})
+    return subprocess.run([str(VENV_BIN / "guard-job"), f"--event_message={event}"], env=env,
+                          capture_output=True, text=True, timeout=600,
+                          cwd=tempfile.mkdtemp(prefix="guard-host-"))
 
 
 def test_a_version_sealed_on_one_host_is_verified_on_the_other(tmp_path: Path, mlflow_server: MlflowServer,
@@ -77,6 +80,7 @@ def test_a_version_sealed_on_one_host_is_verified_on_the_other(tmp_path: Path, m
     assert untagged.stdout.startswith("FAILED")
     assert str(NESTED) in untagged.stdout.splitlines()[0]
     assert client.get_model_version(name, version).tags["validation.status"] == "FAILED"
+    # The version was never sealed again: host B found host A's seal each time.
     # Neither host kept a seal (or anything shared) in its own data folder.
     for host in (host_a, host_b):
         assert not (host / "seals").exists() and not (host / "results.db").exists()
