@@ -22,6 +22,7 @@ from core.seal.keys import ensure_signing_key
 from listener.config import Settings
 from listener.protocol import ValidationRequest
 from listener.worker.job import process_job
+from tests.core.signing_support import make_key
 from tests.deploy.stack import Web, guard_env
 from tests.listener.worker.helpers import local_model_path, register_model
 
@@ -29,9 +30,10 @@ CLI = str(Path(sys.executable).parent / "check-model-version")
 NESTED = Path("data") / "deep" / "nested" / "layer.bin"
 
 
-def _cli(cwd: Path, tracking_uri: str, name: str, version: str, *extra: str) -> subprocess.CompletedProcess:
+def _cli(cwd: Path, tracking_uri: str, name: str, version: str, *extra: str,
+         **variables: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GUARD_", "MLFLOW_TRACKING", "MLFLOW_REGISTRY"))}
+           if not k.startswith(("GUARD_", "MLFLOW_TRACKING", "MLFLOW_REGISTRY"))} | variables
     argv = [CLI, "--model", name, "--version-or-stage", version, "--tracking-uri", tracking_uri, *extra]
     return subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
 
@@ -99,6 +101,13 @@ def test_a_sealed_version_with_no_seal_store_reachable_exits_2_naming_the_option
                  "--seal-store", f"sqlite:///{local_stack.data_dir / 'results.db'}",
                  "--public-key", str(local_stack.data_dir / "seal-key.pub.pem"))
     assert found.returncode == 0 and "signed seal verified" in found.stdout, found.stdout + found.stderr
+    # So does the guard's own environment: its store (the seals' default place) and its trusted keys.
+    other = make_key(tmp_path / "keys", "rotated-out")
+    from_env = _cli(elsewhere, mlflow_server.url, name, version,
+                    GUARD_STORE=f"sqlite:///{local_stack.data_dir / 'results.db'}",
+                    GUARD_TRUSTED_KEYS=f"{other.public_path},{local_stack.data_dir / 'seal-key.pub.pem'}")
+    assert from_env.returncode == 0, from_env.stdout + from_env.stderr
+    assert "signed seal verified" in from_env.stdout
 
 
 def test_a_same_storage_pass_with_no_seal_says_nothing_was_proven(mlflow_server, tmp_path: Path):
