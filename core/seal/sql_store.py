@@ -56,6 +56,8 @@ signed_seals = Table(
 )
 
 _engines: dict[str, tuple[int, Engine]] = {}
+# Databases known to have the table, so the worker's store opened per job does not ask each time.
+_tables_seen: set[str] = set()
 _engines_lock = threading.Lock()
 
 
@@ -108,7 +110,6 @@ class SqlSealStore:
     def __init__(self, uri: str) -> None:
         self.uri = _shown(uri)
         self._url = uri
-        self._table_ready = False
 
     def _sqlite_file(self) -> str | None:
         url = make_url(_driver_url(self._url))
@@ -118,10 +119,13 @@ class SqlSealStore:
         path = self._sqlite_file()
         if path and not os.path.exists(path):
             return False  # connecting would create the file: a read creates nothing
-        if not self._table_ready:
+        url = _driver_url(self._url)
+        if url not in _tables_seen:
             with engine.connect() as conn:
-                self._table_ready = engine.dialect.has_table(conn, signed_seals.name)
-        return self._table_ready
+                if not engine.dialect.has_table(conn, signed_seals.name):
+                    return False
+            _tables_seen.add(url)
+        return True
 
     def _ensure_table(self, engine: Engine) -> None:
         if self._has_table(engine):
@@ -136,7 +140,7 @@ class SqlSealStore:
             with engine.connect() as conn:
                 if not engine.dialect.has_table(conn, signed_seals.name):
                     raise
-        self._table_ready = True
+        _tables_seen.add(_driver_url(self._url))
 
     def location(self, identity: SealIdentity) -> str:  # noqa: D102 - see SealStore
         return f"{PUBLIC_SCHEME}{encode_component(identity.model)}/{encode_component(identity.version)}"
