@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from core.seal.locations import is_local_folder
 from listener.config_parsing import (
     ConfigError,
     exclude_patterns,
@@ -51,6 +52,22 @@ REVERIFY_SCOPES = ("protected", "all", "production-stage")
 ROUTES = ("mlflow", "databricks")
 SECRET_VARIABLES = {"mlflow": "GUARD_MLFLOW_SECRET", "databricks": "GUARD_DATABRICKS_SECRET"}
 
+
+def shared_state_problem(store_url: str, seal_store_uri: str | None) -> str | None:
+    """Why this combination cannot run on several hosts, or None.
+
+    A shared (PostgreSQL) store means several hosts may check the same versions: a seal kept in one
+    host's folder is missing on the others, which then fail an untouched version, or seal tampered files
+    whose tags were deleted.
+    """
+    if store_url.startswith("sqlite") or not seal_store_uri or not is_local_folder(seal_store_uri):
+        return None
+    return (f"GUARD_STORE is a shared PostgreSQL database but GUARD_SEAL_STORE is a folder of this host "
+            f"({seal_store_uri}): the other hosts would not find the seals made here. Unset GUARD_SEAL_STORE "
+            "(seals are then kept in GUARD_STORE) or set it to storage every host reaches (s3://…, "
+            "postgresql://…). See docs/shared-state.md.")
+
+
 @dataclass
 class Settings:
     """Everything the listener and its queue need; built by :meth:`from_env`."""
@@ -91,7 +108,7 @@ class Settings:
     signing_key: Any = field(default=None, repr=False)
     # GUARD_TRUSTED_KEYS: the public keys a seal may be signed with (default: the signing key's own).
     trusted_keys: list[Any] = field(default_factory=list, repr=False)
-    # GUARD_SEAL_STORE: where signed seals live (default: the folder ``seals`` in the data folder).
+    # GUARD_SEAL_STORE: where signed seals live (default: the store's database, GUARD_STORE).
     seal_store_uri: str | None = None
     # GUARD_PROTECTED_ALIASES: aliases moved back off a version whose verdict is FAILED or ERROR (off: empty).
     protected_aliases: list[str] = field(default_factory=list)
@@ -124,6 +141,9 @@ class Settings:
             self.store_url = normalise_url(self.store_url)
         except StoreConfigError as exc:
             raise ConfigError(str(exc)) from exc
+        refusal = shared_state_problem(self.store_url, self.seal_store_uri)
+        if refusal:
+            raise ConfigError(refusal)
         if self.reverify_scope not in REVERIFY_SCOPES:
             raise ConfigError(f"GUARD_REVERIFY must be one of {', '.join(REVERIFY_SCOPES)}, "
                               f"got {self.reverify_scope!r}")
@@ -234,12 +254,11 @@ class Settings:
         return is_unity_catalog_uri(self.registry_uri)
 
     def open_seal_store(self) -> Any:
-        """The seal store (``GUARD_SEAL_STORE``, else ``<GUARD_DATA_DIR>/seals``, created if missing)."""
+        """The seal store: ``GUARD_SEAL_STORE``, else the store's own database (``GUARD_STORE``), so hosts
+        that share the store share the seals."""
         from core.seal.store import open_seal_store
 
-        if self.seal_store_uri:
-            return open_seal_store(self.seal_store_uri)
-        return open_seal_store(self.data_dir / "seals", create=True)
+        return open_seal_store(self.seal_store_uri or self.store_url)
 
     def secrets_for(self, route: str) -> list[str]:
         """The accepted secrets of a webhook route (``mlflow`` or ``databricks``)."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from core.cli.exit_codes import FastExitCommand
 from core.cli.output import (
@@ -26,6 +27,14 @@ from core.cli.output import (
     print_policy,
     quiet_unless_verbose,
     transfer_progress,
+)
+from core.cli.seal_sources import (
+    SEAL_BUNDLE_TAG,
+    CommaSeparatedPaths,
+    carries_signed_seal,
+    find_seal_sources,
+    nothing_proven,
+    seal_options,
 )
 
 # Progress bars of artifact downloads would drown the result in a terminal or a CI log.
@@ -40,8 +49,6 @@ _CONCURRENCY_HELP = ("Concurrent transfers when streaming remote models [default
 _EXCLUDE_HELP = ("Leave out paths matching this glob, relative to the model root ('*' within a folder, "
                  "'**' across folders, a folder = everything in it; e.g. '**/model.skops'). Repeatable. "
                  "Excluded paths are listed in the report ('excluded').")
-
-
 
 
 def _command(epilog: str) -> Callable[[Callable[..., None]], click.Command]:
@@ -65,10 +72,12 @@ _VERBOSE = click.option("--verbose", "-v", is_flag=True, help="Show tracebacks a
 
 
 @_command(
-    epilog=_EPILOG_EXIT + " With --seal-store and --public-key, the registry model is verified against the "
-    "version's signed seal (signature by a given key, the seal names this version, every file matches); a "
-    "version with no signed seal exits 1 (\"no signed seal\"). Without them, the unsigned seal in a "
-    "validation.manifest tag (versions sealed before signed seals) is verified, unless --no-seal-tag.")
+    epilog=_EPILOG_EXIT + " A version the guard sealed (validation.seal_bundle tag) is verified against its "
+    "signed seal (signature by a trusted key, the seal names this version, every file matches), with the "
+    "seal store and key given or found (see --seal-store, --public-key); when they cannot be found it exits "
+    "2 naming the option needed. With --seal-store on the command line, a version with no signed seal exits "
+    "1 (\"no signed seal\"). Otherwise the unsigned seal in a validation.manifest tag (versions sealed "
+    "before signed seals) is verified, unless --no-seal-tag.")
 @click.option("--model", required=True, help="Registered model name.")
 @click.option("--version-or-stage", required=True, metavar="V",
               help="Version number (e.g. 3), @alias (e.g. @champion), stage name (None, Staging, Production, "
@@ -85,11 +94,18 @@ _VERBOSE = click.option("--verbose", "-v", is_flag=True, help="Show tracebacks a
               help="Also verify the registry model against this manifest (JSON, as stored in the "
                    "validation.manifest tag); replaces the tag's seal.")
 @click.option("--no-seal-tag", is_flag=True, help="Do not verify against the validation.manifest tag.")
-@click.option("--seal-store", metavar="URI", help="Where the signed seals are (the guard's GUARD_SEAL_STORE: "
-              "a folder, file:// or s3://… URI). Needs --public-key.")
-@click.option("--public-key", "public_keys", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
-              help="A PEM public key a seal may be signed with (the guard serves its own at "
-                   "GET /seal-key.pem). Repeatable, for key rotation.")
+@click.option("--seal-store", metavar="URI", envvar=["GUARD_SEAL_STORE", "GUARD_STORE"], show_envvar=True,
+              help="Where the signed seals are: the guard's GUARD_SEAL_STORE, or its GUARD_STORE when that "
+                   "is unset (sqlite:///…, postgresql://…, a folder, file:// or s3://… URI) [default: the "
+                   "local stack's store in --data-dir, if there is one].")
+@click.option("--public-key", "public_keys", multiple=True, type=CommaSeparatedPaths(dir_okay=False),
+              envvar="GUARD_TRUSTED_KEYS", show_envvar=True, metavar="FILE",
+              help="A PEM public key a seal may be signed with. Repeatable, for key rotation "
+                   "[default: the guard's GET /seal-key.pem, see --guard-url].")
+@click.option("--guard-url", metavar="URL", help="The guard's listener, to fetch its public seal key from "
+              "GET /seal-key.pem [default: the local stack's listener, from --data-dir/stack.json].")
+@click.option("--data-dir", metavar="DIR", envvar="GUARD_DATA_DIR", show_envvar=True, default=".guard",
+              show_default=True, help="The local stack's data folder (make run): its store holds the seals.")
 @click.option("--workspace-host", envvar="DATABRICKS_HOST", show_envvar=True, metavar="URL",
               help="Databricks only: the workspace, part of the seal's identity.")
 @click.option("--exclude", "exclude", multiple=True, metavar="GLOB", help=_EXCLUDE_HELP)
@@ -102,7 +118,8 @@ _VERBOSE = click.option("--verbose", "-v", is_flag=True, help="Show tracebacks a
 def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str | None,
                             registry_uri: str | None, download_dir: str | None, report_file: str | None,
                             keep_downloads: bool, seal_file: str | None, no_seal_tag: bool,
-                            seal_store: str | None, public_keys: tuple[str, ...], workspace_host: str | None,
+                            seal_store: str | None, public_keys: tuple[str, ...], guard_url: str | None,
+                            data_dir: str, workspace_host: str | None,
                             exclude: tuple[str, ...], transfer_concurrency: int | None,
                             policy_file: str | None, verbose: bool) -> None:
     """Check that a model version's run model and registry model are identical.
@@ -123,13 +140,15 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
     from core.check import check_model_version
     from core.errors import CheckError
     from core.policy.loader import PolicyError, policy_for_spec
-    from core.seal.step import verify_only_options
 
     started = time.perf_counter()
     report: dict = {}
+    on_command_line = (click.get_current_context().get_parameter_source("seal_store")
+                       == ParameterSource.COMMANDLINE)
     try:
         policy, alias, stage = policy_for_spec(policy_file, version_or_stage)
-        signed_seal = verify_only_options(seal_store, public_keys, workspace_host=workspace_host)
+        sources = find_seal_sources(seal_store, public_keys, guard_url, data_dir)
+        signed_seal = seal_options(sources, unsealed_fails=on_command_line, workspace_host=workspace_host)
         with transfer_progress() as progress:
             result = check_model_version(model, version_or_stage, tracking_uri=tracking_uri,
                                          registry_uri=registry_uri, download_dir=download_dir,
@@ -138,6 +157,10 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
                                          exclude=exclude, transfer_concurrency=transfer_concurrency,
                                          progress=progress, signed_seal=signed_seal, report=report,
                                          policy=policy, alias=alias, stage=stage)
+        if signed_seal is None and carries_signed_seal(result.report):
+            # Never a silent pass on a version the guard holds a signed seal for.
+            raise CheckError(f"{model} version {result.version} carries a signed seal ({SEAL_BUNDLE_TAG}) "
+                             f"that was not verified: {sources.missing_option()}")
     except (CheckError, PolicyError) as exc:
         result = could_not_check(exc, report, f"model '{model}' version {version_or_stage}: could not check: "
                                               f"{exc}", started)
@@ -152,6 +175,9 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
             state = "matches" if not result.seal_differences else "DOES NOT match"
             click.echo(f"seal ({src}): {state}")
         print_policy(result.policy)
+        warning = nothing_proven(result)
+        if warning:
+            click.echo(f"warning: {warning}")
     finish(result, report_file, verbose)
 
 

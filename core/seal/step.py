@@ -86,24 +86,3 @@ def run_seal_step(options: SealOptions, identity: SealIdentity, current: Manifes
             summary = (f"{outcome.reason}; no signing key configured, so the seal stays unsigned "
                        f"({TAG_MANIFEST} tag)")
     return SealStep(outcome, record, status, summary)
-
-
-def verify_only_options(seal_store: str | None, public_keys: Sequence[str], *,
-                        workspace_host: str | None = None) -> SealOptions | None:
-    """``check-model-version``'s options: verify against the seal store, never seal; None without a store.
-
-    A version with no seal at all is FAILED ("no signed seal"): a check that was asked to verify a
-    signed seal must not pass silently on a version that has none. Raises :class:`CheckError` when
-    the store is given without a key or a key file cannot be used.
-    """
-    from core.seal.keys import load_trusted_keys
-    from core.seal.store import open_seal_store
-
-    if not seal_store:
-        if public_keys:
-            raise CheckError("--public-key needs --seal-store (where the signed seals are)")
-        return None
-    if not public_keys:
-        raise CheckError("--seal-store needs at least one --public-key (the key the seals are signed with)")
-    return SealOptions(store=open_seal_store(seal_store), trusted=load_trusted_keys(public_keys),
-                       unsealed_fails=True, workspace_host=workspace_host)

@@ -11,8 +11,9 @@ Each name is percent-encoded (only ``A-Z a-z 0-9 _ . -`` stay as they are, a lea
 encoded, so no name can climb out of its folder or hide), and a name whose encoding is longer
 than 150 characters is cut and followed by ``~`` and 32 hex digits of its SHA-256.
 
-The root is a folder (``/var/lib/guard/seals``, ``file:///…``) or any artifact URI MLflow can
-write (``s3://bucket/prefix``, through MLflow's artifact repository API). A seal is never
+The root is a folder (``/var/lib/guard/seals``, ``file:///…``), any artifact URI MLflow can
+write (``s3://bucket/prefix``, through MLflow's artifact repository API), or a SQL database
+(``sqlite:///…``, ``postgresql://…``: :mod:`core.seal.sql_store`, one row per seal). A seal is never
 replaced: writing where the attestation already exists raises :class:`SealExistsError`. In a
 folder both files appear at once (one directory rename); in an artifact store the attestation is
 uploaded last and marks the seal complete, so an interrupted upload leaves no seal.
@@ -33,10 +34,13 @@ from typing import Protocol
 from core.errors import CheckError, SealExistsError, TransientError, redact
 from core.registry.error_mapping import dependency_unavailable
 from core.seal.attestation import SealIdentity
+from core.seal.locations import is_local_folder, is_sql_uri
 
 LAYOUT_VERSION = "v1"
 BUNDLE_FILE = "model.sig"
 ATTESTATION_FILE = "attestation.json"
+#: Prefix of a folder store's bundle location on a version: a path relative to ``GUARD_SEAL_STORE``.
+FOLDER_PUBLIC_SCHEME = "seal-store:"
 _MAX_COMPONENT = 150
 # botocore's names for "the endpoint did not answer" (matched by name: no import of botocore here).
 _UNREACHABLE = {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError"}
@@ -78,7 +82,8 @@ class SealStore(Protocol):
         ...
 
     def bundle_location(self, identity: SealIdentity) -> str:
-        """Path or URI of ``identity``'s model-signing bundle (``model.sig``)."""
+        """Where ``identity``'s model-signing bundle (``model.sig``) is, as the version's
+        ``validation.seal_bundle`` tag shows it: never a path of the guard's host nor a credential."""
         ...
 
     def read(self, identity: SealIdentity) -> StoredSeal | None:
@@ -121,7 +126,8 @@ class FolderSealStore:
         return str(self.root / seal_relative_dir(identity))
 
     def bundle_location(self, identity: SealIdentity) -> str:  # noqa: D102 - see SealStore
-        return str(self.root / seal_relative_dir(identity) / BUNDLE_FILE)
+        # Relative to the store's root (GUARD_SEAL_STORE): the host's own path stays off the version.
+        return f"{FOLDER_PUBLIC_SCHEME}{seal_relative_dir(identity)}/{BUNDLE_FILE}"
 
     def read(self, identity: SealIdentity) -> StoredSeal | None:  # noqa: D102 - see SealStore
         self._check_root()
@@ -247,15 +253,19 @@ class ArtifactSealStore:
 
 
 def open_seal_store(location: str | Path, *, create: bool = False) -> SealStore:
-    """The seal store at ``location``: a folder path, a ``file://`` URI, or another artifact URI.
+    """The seal store at ``location``: a folder path, a ``file://`` URI, a SQL database URI
+    (``sqlite:///…``, ``postgresql://…``), or another artifact URI.
 
     ``create`` makes a missing folder root (the default store under the data folder); without it a
     missing folder is an error when the store is used.
     """
     text = str(location)
     parts = urllib.parse.urlsplit(text)
-    if isinstance(location, Path) or not parts.scheme or len(parts.scheme) == 1:
-        return FolderSealStore(text, create=create)
-    if parts.scheme == "file":
-        return FolderSealStore(urllib.parse.unquote(parts.path), create=create)
+    if is_local_folder(location):
+        path = urllib.parse.unquote(parts.path) if parts.scheme == "file" else text
+        return FolderSealStore(path, create=create)
+    if is_sql_uri(text):
+        from core.seal.sql_store import SqlSealStore
+
+        return SqlSealStore(text)
     return ArtifactSealStore(text)

@@ -16,19 +16,17 @@ Models in Unity Catalog (``MLFLOW_REGISTRY_URI=databricks-uc``) have no comments
 requests: there the verdict is written as the tags plus a marked section of the version's description,
 through ``MlflowClient``, like the open-source registry.
 
-A publish may be retried after a transient failure. Tags are idempotent; the comment and the gate are
-not, so each finished step is recorded in a small marker file under ``GUARD_DATA_DIR`` and skipped on the
-retry of the same validation.
+A publish may be retried after a transient failure, on this host or another. Tags are idempotent; the
+comment and the gate are not, so each finished step is recorded in the store (``GUARD_STORE``, shared by
+the hosts) and skipped on the retry of the same validation.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import re
-from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
@@ -39,8 +37,8 @@ from core.registry.stages import canonical_stage
 from core.seal.digest import Manifest
 from core.status import PASSED
 from listener.config import Settings
-from listener.registries import own_approvals
 from listener.registries.base import MlflowClientAdapter, write_tags_and_description
+from listener.store import Store, get_store
 from listener.verdict import Verdict
 from listener.verdict_tags import ordered_tags, render_tags
 from listener.verdict_text import COMMENT_LIMIT, render_comment
@@ -113,6 +111,11 @@ class DatabricksAdapter(MlflowClientAdapter):
     def _classify(self, exc: BaseException, what: str) -> CheckError:
         return sdk_error(exc, what)
 
+    @property
+    def store(self) -> Store:
+        """The store the publish progress and own approvals are shared through."""
+        return get_store(self.settings.store_url)
+
     # -- writing ---------------------------------------------------------------------------------
     @property
     def workspace(self) -> Any:
@@ -160,8 +163,8 @@ class DatabricksAdapter(MlflowClientAdapter):
             return
         model, version = verdict.model, str(verdict.version)
         text = render_databricks_comment(verdict)
-        marker = self._marker(verdict)
-        done = self._steps_done(marker)
+        progress = publish_key(verdict)
+        done = self.store.publish_steps_done(progress) if progress else set()
         reg = self.workspace.model_registry
         what = f"publishing to {model} version {version}"
         try:
@@ -170,10 +173,10 @@ class DatabricksAdapter(MlflowClientAdapter):
                 reg.set_model_version_tag(name=model, version=version, key=key, value=tags[key])
             if "comment" not in done:
                 reg.create_comment(name=model, version=version, comment=text)
-                self._step_done(marker, done, "comment")
+                self._step_done(progress, "comment")
             if "gate" not in done and self._should_gate(verdict):
                 self._gate(verdict, text)
-                self._step_done(marker, done, "gate")
+                self._step_done(progress, "gate")
         except CheckError:
             raise
         except Exception as exc:  # noqa: BLE001 - mapped to our error classes
@@ -202,7 +205,7 @@ class DatabricksAdapter(MlflowClientAdapter):
         reg = self.workspace.model_registry
         try:
             if verdict.status == PASSED:
-                own_approvals.record(self.settings.data_dir, model, version, stage)
+                self.store.record_own_approval(self.registry, model, version, stage)
                 # Never archive other versions on the user's behalf: approving only moves this one.
                 reg.approve_transition_request(name=model, version=version, stage=stage,
                                                archive_existing_versions=False, comment=text)
@@ -216,35 +219,16 @@ class DatabricksAdapter(MlflowClientAdapter):
             log.warning("no open transition request of %s version %s to %s any more; not gated", model,
                         version, stage)
 
-    # -- progress markers (make a retried publish post the comment and the gate once) ----------------
-    def _marker(self, verdict: Verdict) -> Path | None:
-        data_dir = self.settings.data_dir
-        if not verdict.delivery_key:
-            return None
-        ident = hashlib.sha256(f"{verdict.delivery_key}|{verdict.checked_at}".encode()).hexdigest()
-        return Path(data_dir) / "databricks-published" / f"{ident}.json"
+    def _step_done(self, progress: str | None, step: str) -> None:
+        if progress is not None:
+            self.store.mark_publish_step(progress, step)
 
-    @staticmethod
-    def _steps_done(marker: Path | None) -> set[str]:
-        if marker is None or not marker.exists():
-            return set()
-        try:
-            return set(json.loads(marker.read_text()).get("done", []))
-        except (OSError, ValueError):
-            return set()
 
-    @staticmethod
-    def _step_done(marker: Path | None, done: set[str], step: str) -> None:
-        done.add(step)
-        if marker is None:
-            return
-        try:
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            tmp = marker.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"done": sorted(done)}))
-            tmp.replace(marker)
-        except OSError:
-            log.warning("could not record publish progress in %s", marker, exc_info=True)
+def publish_key(verdict: Verdict) -> str | None:
+    """The name one validation's publish progress is kept under (None: a verdict with no delivery)."""
+    if not verdict.delivery_key:
+        return None
+    return "databricks:" + hashlib.sha256(f"{verdict.delivery_key}|{verdict.checked_at}".encode()).hexdigest()
 
 
 def _version() -> str:

@@ -1,4 +1,5 @@
-"""The guard's store: results (the read model), the job journal, version locks, alias history, sweep marks.
+"""The guard's store: results (the read model), the job journal, version locks, alias history, sweep marks,
+the guard's own approvals and publish progress.
 
 One interface, :class:`Store`, over one database chosen by ``GUARD_STORE``:
 
@@ -41,19 +42,21 @@ from listener.store.journal import (
 from listener.store.locks import LOCK_TTL_S, Locks, StoreVersionLock, version_lock_key
 from listener.store.notifications import NOTIFY_FAILED, NOTIFY_PENDING, NOTIFY_SENT, Notifications
 from listener.store.owners import STALE_AFTER_S, owner_alive, owner_id, pid_alive
+from listener.store.publish_state import OWN_APPROVAL_MAX_AGE_S, PublishState
 from listener.store.results import Results
 
 __all__ = [
-    "LOCK_TTL_S", "NOTIFY_FAILED", "NOTIFY_PENDING", "NOTIFY_SENT", "PUBLISH_DONE", "PUBLISH_FAILED",
-    "PUBLISH_PENDING", "QUEUED", "RETRYING", "RUNNING", "SKIPPED", "SOURCE_GUARD", "SOURCE_SWEEP",
-    "SOURCE_WEBHOOK", "STALE_AFTER_S", "AliasEvent", "Claim", "FinishedCheck", "Store", "StoreConfigError",
+    "LOCK_TTL_S", "NOTIFY_FAILED", "NOTIFY_PENDING", "NOTIFY_SENT", "OWN_APPROVAL_MAX_AGE_S", "PUBLISH_DONE",
+    "PUBLISH_FAILED", "PUBLISH_PENDING", "QUEUED", "RETRYING", "RUNNING", "SKIPPED", "SOURCE_GUARD",
+    "SOURCE_SWEEP", "SOURCE_WEBHOOK", "STALE_AFTER_S", "AliasEvent", "Claim", "FinishedCheck", "Store",
+    "StoreConfigError",
     "StoreVersionLock", "close_all", "database_unavailable", "default_store_url", "first_contact_mark",
     "get_store", "normalise_url", "owner_alive", "owner_id", "pid_alive", "redacted", "short_reason",
     "version_lock_key",
 ]
 
 
-class Store(Journal, Results, Locks, Aliases, FirstContact, Notifications):
+class Store(Journal, Results, Locks, Aliases, FirstContact, Notifications, PublishState):
     """Everything the listener and the worker keep, in one database (see the module docstring).
 
     ``Store(url)`` opens (and migrates) the database; most callers use :func:`get_store` instead, which

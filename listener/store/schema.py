@@ -102,6 +102,24 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             sent_at DOUBLE PRECISION
         )""",
     ]),
+    (4, [
+        # Transitions the guard approved itself (their echo is not a new event), and the publish steps
+        # done per validation (a retry on any host skips them): state the web and worker of any host share.
+        """CREATE TABLE own_approvals (
+            registry TEXT NOT NULL,
+            model TEXT NOT NULL,
+            version TEXT NOT NULL,
+            stage TEXT NOT NULL,
+            approved_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (registry, model, version, stage)
+        )""",
+        """CREATE TABLE publish_steps (
+            publish_key TEXT NOT NULL,
+            step TEXT NOT NULL,
+            done_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (publish_key, step)
+        )""",
+    ]),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -188,6 +206,23 @@ notifications = Table(
     Column("error", Text),
     Column("created_at", Float, nullable=False),
     Column("sent_at", Float),
+
+)
+
+own_approvals = Table(
+    "own_approvals", metadata,
+    Column("registry", Text, primary_key=True),
+    Column("model", Text, primary_key=True),
+    Column("version", Text, primary_key=True),
+    Column("stage", Text, primary_key=True),
+    Column("approved_at", Float, nullable=False),
+)
+
+publish_steps = Table(
+    "publish_steps", metadata,
+    Column("publish_key", Text, primary_key=True),
+    Column("step", Text, primary_key=True),
+    Column("done_at", Float, nullable=False),
 )
 
 

@@ -33,8 +33,7 @@ from listener import metrics
 from listener.config import Settings
 from listener.protocol.events import SEAL_AND_CHECK
 from listener.protocol.request import ValidationRequest, origin_of
-from listener.registries import own_approvals
-from listener.store import Claim, FinishedCheck, Store, owner_id
+from listener.store import Claim, FinishedCheck, Store, get_store, owner_id
 from listener.worker import alias_gate
 from listener.worker.version_lock import kept_alive, version_lock
 
@@ -75,7 +74,8 @@ class Admission:
 
 def claim_own_approval(settings: Settings, request: ValidationRequest) -> bool:
     """True (once) when the guard itself approved the transition ``request`` reports."""
-    return own_approvals.claim(settings.data_dir, request.model, request.version, request.to_stage)
+    return get_store(settings.store_url).claim_own_approval(request.registry, request.model, request.version,
+                                                            request.to_stage)
 
 
 def own_approval_echo(request: ValidationRequest, settings: Settings) -> str | None:

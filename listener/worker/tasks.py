@@ -110,6 +110,8 @@ def recover_unfinished(settings: Settings | None = None, instance: Any = None) -
     _ensure_registered(instance)
     store = get_store(settings.store_url)
     lock_path = Path(settings.data_dir) / "recovery.lock"
+    # A worker whose store and queue are remote (a dyno) has nothing else in its data folder yet.
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
     requeued: list[str] = []
     with open(lock_path, "a+") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)

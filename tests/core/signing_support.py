@@ -53,3 +53,11 @@ def model_signing_verify(model: Path, signature: Path, public_key: Path,
     return subprocess.run([MODEL_SIGNING_CLI, "verify", "key", str(model), "--signature", str(signature),
                            "--public_key", str(public_key)], capture_output=True, text=True, cwd=cwd,
                           timeout=120)
+
+
+def bundle_in_folder(root: Path, tag_value: str) -> Path:
+    """The file a folder seal store's ``validation.seal_bundle`` tag names (a path relative to its root)."""
+    from core.seal.store import FOLDER_PUBLIC_SCHEME
+
+    assert tag_value.startswith(FOLDER_PUBLIC_SCHEME) and str(root) not in tag_value, tag_value
+    return Path(root) / tag_value.removeprefix(FOLDER_PUBLIC_SCHEME)

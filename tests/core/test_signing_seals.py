@@ -28,7 +28,7 @@ from core.seal.signed import (
 )
 from core.seal.store import ATTESTATION_FILE, BUNDLE_FILE, StoredSeal, open_seal_store
 from core.tags import TAG_MANIFEST, TAG_SEAL, TAG_SEAL_BUNDLE
-from tests.core.signing_support import FILES, make_key, model_signing_verify, write_model
+from tests.core.signing_support import FILES, bundle_in_folder, make_key, model_signing_verify, write_model
 
 REGISTRY = "http://mlflow.example.com"
 NESTED = "data/deep/nested/weights.bin"
@@ -67,7 +67,8 @@ def test_sealed_files_unchanged_pass_and_the_outcome_says_why(env):
     assert "signed seal verified" in out.reason
     assert out.to_dict(tags)["tag_digest_matches"] is True
     assert tags[TAG_SEAL] == make_seal(model).tree_digest
-    assert tags[TAG_SEAL_BUNDLE].endswith("/1/model.sig") and Path(tags[TAG_SEAL_BUNDLE]).is_file()
+    assert tags[TAG_SEAL_BUNDLE].endswith("/1/model.sig")
+    assert bundle_in_folder(env.store.root, tags[TAG_SEAL_BUNDLE]).is_file()
 
 
 def test_tampered_nested_file_with_rewritten_unsigned_seal_and_tags_fails(env):
@@ -233,7 +234,8 @@ def test_never_sealed_version_is_unsealed_with_no_status(env):
 def test_stored_bundle_verifies_with_model_signing_cli_on_the_files(env):
     model = env.model("v1")
     tags = env.seal("1", model)
-    done = model_signing_verify(model, Path(tags[TAG_SEAL_BUNDLE]), env.pair.public_path)
+    done = model_signing_verify(model, bundle_in_folder(env.store.root, tags[TAG_SEAL_BUNDLE]),
+                                env.pair.public_path)
     assert done.returncode == 0, done.stderr
 
 

@@ -16,7 +16,7 @@ from core.seal.digest import make_seal
 from core.seal.signed import create_signed_seal
 from core.seal.store import open_seal_store
 from core.tags import TAG_SEAL_BUNDLE
-from tests.core.signing_support import FILES, make_key, write_model
+from tests.core.signing_support import FILES, bundle_in_folder, make_key, write_model
 
 BIN = Path(sys.executable).parent
 NESTED = "data/deep/nested/weights.bin"
@@ -58,7 +58,7 @@ def test_served_model_verifies_with_model_signing_alone_and_a_tampered_one_does_
                                 source=f"models:/{name}/{version}")
     for key, value in record.tags().items():
         client.set_model_version_tag(name, version, key, value)
-    bundle = Path(client.get_model_version(name, version).tags[TAG_SEAL_BUNDLE])
+    bundle = bundle_in_folder(store.root, client.get_model_version(name, version).tags[TAG_SEAL_BUNDLE])
 
     done = _third_party(tmp_path / "auditor", mlflow_server_http.url, f"models:/{name}/{version}", bundle,
                         pair.key.public_pem())

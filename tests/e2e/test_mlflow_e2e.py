@@ -21,6 +21,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
+from core.seal.attestation import SealIdentity, registry_identity
 from core.seal.keys import generate_key_pair
 from listener.config import Settings
 from listener.intake import queue_depth
@@ -164,8 +165,12 @@ def test_register_passes_tamper_fails_and_own_tags_are_ignored(stack: Stack, tmp
     served = requests.get(stack.url + "/seal-key.pem", timeout=10)
     assert served.status_code == 200 and served.headers["Content-Type"] == "application/x-pem-file"
     (tmp_path / "guard-key.pem").write_bytes(served.content)
+    # The seal lives in the guard's store; the tag names it without a path of the guard's host.
+    assert tags["validation.seal_bundle"] == f"guard-store:{name}/{version}/model.sig"
+    identity = SealIdentity(registry_identity(stack.server.url), name, version)
+    (tmp_path / "model.sig").write_bytes(stack.settings.open_seal_store().read(identity).bundle)
     verified = model_signing_verify(local_model_path(client, name, version),
-                                    Path(tags["validation.seal_bundle"]), tmp_path / "guard-key.pem")
+                                    tmp_path / "model.sig", tmp_path / "guard-key.pem")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     mv = client.get_model_version(name, version)
     assert SECTION_START in mv.description and "PASSED" in mv.description

@@ -113,7 +113,9 @@ def test_seal_keys_and_store_from_the_environment(tmp_path):
     s = Settings.from_env({"GUARD_SIGNING_KEY": str(tmp_path / "k.pem"),
                            "GUARD_DATA_DIR": str(tmp_path / "d")})
     assert s.signing_key.key_id == key.key_id and [t.key_id for t in s.trusted_keys] == [key.key_id]
-    assert s.open_seal_store().uri == str(tmp_path / "d" / "seals") and (tmp_path / "d" / "seals").is_dir()
+    # No GUARD_SEAL_STORE: the seals live in the store's own database, shared wherever the store is.
+    assert s.open_seal_store().uri == f"sqlite:///{tmp_path / 'd' / 'results.db'}"
+    assert not (tmp_path / "d" / "seals").exists()
     assert "PRIVATE" not in repr(s) and "<set>" in repr(s)
     both = Settings.from_env({"GUARD_SIGNING_KEY": str(tmp_path / "k.pem"),
                               "GUARD_TRUSTED_KEYS": f"{tmp_path / 'k.pub.pem'}, {tmp_path / 'o.pub.pem'}",
@@ -156,3 +158,16 @@ def test_sweep_start_and_alerts_from_the_environment():
 def test_bad_sweep_start_and_alert_settings_are_named(env):
     with pytest.raises(ConfigError, match=next(iter(env))):
         Settings.from_env(env)
+
+
+def test_a_shared_store_with_a_per_host_seal_folder_is_refused_at_start(tmp_path):
+    shared = {"GUARD_STORE": "postgresql://guard:pw@db.example:5432/guard", "GUARD_DATA_DIR": str(tmp_path)}
+    for folder in (str(tmp_path / "seals"), f"file://{tmp_path / 'seals'}"):
+        with pytest.raises(ConfigError, match="GUARD_SEAL_STORE is a folder of this host") as refused:
+            Settings.from_env({**shared, "GUARD_SEAL_STORE": folder})
+        assert "pw" not in str(refused.value)
+    # Shared places are fine, and so is a folder beside an embedded (one-host) store.
+    for shared_place in ("s3://bucket/seals", "postgresql://guard@db.example/seals"):
+        assert Settings.from_env({**shared, "GUARD_SEAL_STORE": shared_place}).seal_store_uri == shared_place
+    assert Settings.from_env({"GUARD_SEAL_STORE": str(tmp_path / "seals")}).seal_store_uri
+    assert Settings.from_env(shared).open_seal_store().uri.startswith("postgresql+psycopg://guard:***@")

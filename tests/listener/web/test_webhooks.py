@@ -367,9 +367,10 @@ def test_queued_job_is_the_workers_validate_version_task(client, settings, tmp_p
 
 
 def test_the_transition_the_guard_approved_is_not_validated_again(client, settings):
-    from listener.registries import own_approvals
+    from listener.store import get_store
 
-    own_approvals.record(settings.data_dir, "Airline_Delay_SparkML", "8", "Production")
+    store = get_store(settings.store_url)
+    store.record_own_approval("databricks", "Airline_Delay_SparkML", "8", "Production")
     moved = databricks_delivery("MODEL_VERSION_TRANSITIONED_STAGE")
     answer = _post(client, "databricks", *moved)
     assert answer.status_code == 200 and answer.json["status"] == "ignored"

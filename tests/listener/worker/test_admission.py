@@ -13,7 +13,6 @@ from prometheus_client import REGISTRY
 
 from listener.config import Settings
 from listener.protocol.request import JOB_KEY_PREFIX, SWEEP_KEY_PREFIX, ValidationRequest
-from listener.registries import own_approvals
 from listener.store import SOURCE_GUARD, get_store, owner_id
 from listener.worker import admission
 from listener.worker.admission import DUPLICATE, ECHO, REDUNDANT, RUN, RetryLater
@@ -95,7 +94,7 @@ def test_the_echo_of_the_guards_own_approval_is_claimed_once(settings):
     move = ValidationRequest.from_dict(_request("approved-model", "8", trigger=TRANSITIONED,
                                                 registry="databricks", to_stage="Production"))
     assert admission.own_approval_echo(move, settings) is None  # nobody approved anything
-    own_approvals.record(settings.data_dir, "approved-model", "8", "Production")
+    get_store(settings.store_url).record_own_approval("databricks", "approved-model", "8", "Production")
     reason = admission.own_approval_echo(move, settings)
     assert reason and "guard's own approval" in reason
     assert admission.own_approval_echo(move, settings) is None  # the next move of that version is someone's
@@ -103,7 +102,7 @@ def test_the_echo_of_the_guards_own_approval_is_claimed_once(settings):
 
 def test_an_own_approval_echo_reaching_the_job_entry_point_is_ignored(settings):
     # A Databricks job webhook hands the same event to guard-job: it never passed the web layer.
-    own_approvals.record(settings.data_dir, "approved-model", "9", "Staging")
+    get_store(settings.store_url).record_own_approval("databricks", "approved-model", "9", "Staging")
     req = _request("approved-model", "9", trigger=TRANSITIONED, registry="databricks",
                    to_stage="Staging", key=f"{JOB_KEY_PREFIX}{uuid.uuid4().hex}:0")
     before = _admissions()

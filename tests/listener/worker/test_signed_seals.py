@@ -15,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from core.seal.keys import load_trusted_keys
-from core.seal.store import ATTESTATION_FILE, BUNDLE_FILE
+from core.seal.store import ATTESTATION_FILE, BUNDLE_FILE, FOLDER_PUBLIC_SCHEME
 from listener.config import Settings
 from listener.protocol import ValidationRequest
 from listener.store import get_store
@@ -47,8 +47,17 @@ def key(tmp_path: Path):
 
 @pytest.fixture()
 def settings(mlflow_server, tmp_path: Path, key) -> Settings:
+    # A seal folder (GUARD_SEAL_STORE), so these tests can reach into the seal's files.
+    (tmp_path / "guard" / "seals").mkdir(parents=True)
     return Settings(tracking_uri=mlflow_server.url, data_dir=tmp_path / "guard", mlflow_secrets=[SECRET],
-                    signing_key=key.key, max_retries=0)
+                    signing_key=key.key, max_retries=0, seal_store_uri=str(tmp_path / "guard" / "seals"))
+
+
+def _bundle(settings: Settings, tags: dict[str, str]) -> Path:
+    """The bundle a ``validation.seal_bundle`` tag names (relative to the seal folder, not a host path)."""
+    location = tags["validation.seal_bundle"]
+    assert location.startswith(FOLDER_PUBLIC_SCHEME) and str(settings.data_dir) not in location
+    return Path(settings.seal_store_uri) / location.removeprefix(FOLDER_PUBLIC_SCHEME)
 
 
 @pytest.fixture()
@@ -59,7 +68,7 @@ def client(mlflow_server) -> MlflowClient:
 def _sealed(client: MlflowClient, settings: Settings, tmp_path: Path) -> tuple[str, str, Path]:
     name, version = register_model(client, tmp_path)
     assert process_job(_request(name, version), settings)["status"] == "PASSED"
-    bundle = Path(client.get_model_version(name, version).tags["validation.seal_bundle"])
+    bundle = _bundle(settings, client.get_model_version(name, version).tags)
     return name, version, bundle.parent
 
 
@@ -126,7 +135,7 @@ def test_another_versions_signed_files_and_seal_fail_on_identity(settings, clien
     name, v1, folder1 = _sealed(client, settings, tmp_path)
     _, v2 = register_model(client, tmp_path, name=name, files={"MLmodel": "other\n", "w.bin": "x" * 10})
     assert process_job(_request(name, v2), settings)["status"] == "PASSED"
-    folder2 = Path(client.get_model_version(name, v2).tags["validation.seal_bundle"]).parent
+    folder2 = _bundle(settings, client.get_model_version(name, v2).tags).parent
     # Swap in version 1's files and its signed seal under version 2.
     files2 = local_model_path(client, name, v2)
     shutil.rmtree(files2)
@@ -228,4 +237,4 @@ def test_seal_store_that_refuses_writes_is_an_error_and_nothing_is_lost(settings
     assert "validation.seal" not in client.get_model_version(name, version).tags
     (root / "v1").unlink()
     assert process_job(_request(name, version), refusing)["status"] == "PASSED"
-    assert Path(client.get_model_version(name, version).tags["validation.seal_bundle"]).is_relative_to(root)
+    assert _bundle(refusing, client.get_model_version(name, version).tags).is_relative_to(root)
