@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: venv test lint run demo bench clean
+.PHONY: venv test lint run stop status demo bench clean
 
 venv: $(VENV)/.installed
 
@@ -21,9 +21,17 @@ TEST_WORKERS ?= 3
 test: venv
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
-# Command one: the whole loop on this machine (MLflow server, listener, worker, webhook). Ctrl-C stops it.
+# Command one: the whole loop on this machine (MLflow server, listener, worker, webhook), one line per
+# verdict; the processes' logs are in .guard/logs/. Ctrl-C, closing the terminal or `make stop` stops it.
 run: venv
-	$(PY) deploy/local_stack.py
+	$(PY) deploy/local_stack.py run
+
+# The running stack's addresses again, and stopping it from another terminal.
+status: venv
+	$(PY) deploy/local_stack.py status
+
+stop: venv
+	$(PY) deploy/local_stack.py stop
 
 # While `make run` is up: register a model, watch it pass; tamper with a second one, watch it fail.
 demo: venv
