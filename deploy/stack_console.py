@@ -39,6 +39,7 @@ class Console:
     def __init__(self, log_path: Path | None = None) -> None:
         self.log_path = log_path
         self.broken = False
+        self.on_gone: Callable[[], None] | None = None  # called once, when the console goes away
         self.colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
     def say(self, line: str = "") -> None:
@@ -70,6 +71,8 @@ class Console:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             os.close(devnull)
+        if self.on_gone is not None:
+            self.on_gone()
 
 
 def verdict_line(row: dict[str, Any], colour: bool = False) -> str:

@@ -70,12 +70,12 @@ def procfile_commands() -> dict[str, str]:
     return entries
 
 
-def wait_http(url: str, timeout: float, stop: threading.Event, child: Child | None = None) -> None:
-    """Poll ``url`` until it answers 2xx; fail early if ``child`` exits or a stop was requested."""
+def wait_http(url: str, timeout: float, stopping: Callable[[], bool], child: Child | None = None) -> None:
+    """Poll ``url`` until it answers 2xx; fail early if ``child`` exits or ``stopping()`` says so."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
-        if stop.is_set():
+        if stopping():
             raise KeyboardInterrupt
         if child is not None and not child.running():
             raise StackError(f"{child.name} exited with {child.proc.returncode} before {url} answered "
@@ -86,7 +86,7 @@ def wait_http(url: str, timeout: float, stop: threading.Event, child: Child | No
                     return
         except (urllib.error.URLError, ConnectionError, OSError) as exc:
             last = exc
-        stop.wait(0.25)
+        time.sleep(0.25)
     raise StackError(f"{url} did not answer within {timeout:.0f}s ({last})")
 
 
@@ -123,7 +123,12 @@ class LocalStack:
         self.protected_aliases = os.environ.get("GUARD_PROTECTED_ALIASES", DEFAULT_PROTECTED_ALIASES)
         self.children: list[Child] = []
         self.stop_requested = threading.Event()
+        console.on_gone = self.stop_requested.set  # nobody is watching any more: stop
         self.follower: VerdictFollower | None = None
+
+    def stopping(self) -> bool:
+        """True once a stop was asked for (a signal, or the console went away)."""
+        return self.stop_requested.is_set() or self.console.gone()
 
     def log(self, message: str) -> None:
         """A launcher line, marked so it stands out from the verdict lines."""
@@ -185,7 +190,7 @@ class LocalStack:
         self.log(f"starting mlflow server on {self.tracking_uri}")
         child = Child("mlflow server", argv, env, REPO_ROOT, self.logs / "mlflow.log")
         self.children.append(child)
-        wait_http(self.tracking_uri + "/health", 180, self.stop_requested, child)
+        wait_http(self.tracking_uri + "/health", 180, self.stopping, child)
 
     def listener_env(self) -> dict[str, str]:
         """The environment of the Procfile's processes."""
@@ -222,7 +227,7 @@ class LocalStack:
         web, worker = (Child(kind, ["/bin/sh", "-c", f"exec {commands[kind]}"], env, REPO_ROOT,
                              self.logs / f"{kind}.log") for kind in ("web", "worker"))
         self.children += [web, worker]
-        wait_http(self.listener_url + "/healthz", 120, self.stop_requested, web)
+        wait_http(self.listener_url + "/healthz", 120, self.stopping, web)
         from listener.config import Settings
 
         try:
@@ -239,8 +244,9 @@ class LocalStack:
             if not worker.running():
                 raise StackError(f"the worker exited with {worker.proc.returncode} (log: {worker.log_path})"
                                  f"\n{worker.log_tail()}")
-            if self.stop_requested.wait(0.25):
+            if self.stopping():
                 raise KeyboardInterrupt
+            time.sleep(0.25)
 
     def _register_webhook(self) -> None:
         from mlflow import MlflowClient
@@ -279,8 +285,7 @@ class LocalStack:
         """Print verdicts until a stop is requested or the console goes (0), or a process dies (1)."""
         while not self.stop_requested.wait(0.5):
             if self.console.gone():
-                self.log("the console went away (terminal closed or pipe reader exited); stopping the stack")
-                return 0
+                break
             for child in self.children:
                 if not child.running():
                     self.log(f"{child.name} exited with {child.proc.returncode}; stopping the stack "
@@ -289,6 +294,8 @@ class LocalStack:
                     return 1
             if self.follower is not None:
                 self.follower.poll()
+        if self.console.broken:
+            self.log("the console went away (terminal closed or pipe reader exited); stopping the stack")
         return 0
 
     def stop(self) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 
 from listener.verdict import ERROR, FAILED, PASSED, Verdict, one_line
-from listener.verdict_tags import TAG_REPORT
 
 SECTION_START = "<!-- validation:start -->"
 SECTION_END = "<!-- validation:end -->"
@@ -18,7 +17,7 @@ _SECTION_RE = re.compile(r"(?:(?:PASSED|FAILED|ERROR) \u00b7 validation [^\n]*\n
 
 # Databricks comments: up to 65,535 characters.
 COMMENT_LIMIT = 65_535
-# The description section stays small: the full list lives in the report tag and the results store.
+# The description section stays small: the full list lives in the results store (/api/validations).
 DESCRIPTION_MAX_PATHS = 20
 COMMENT_MAX_PATHS = 200
 
@@ -75,7 +74,8 @@ def render_description_section(verdict: Verdict) -> str:
         for d in paths[:DESCRIPTION_MAX_PATHS]:
             lines.append(f"  - `{_md_safe(_diff_line(d))}`")
         if len(paths) > DESCRIPTION_MAX_PATHS:
-            lines.append(f"  - \u2026 and {len(paths) - DESCRIPTION_MAX_PATHS} more (see tag `{TAG_REPORT}`)")
+            more = len(paths) - DESCRIPTION_MAX_PATHS
+            lines.append(f"  - \u2026 and {more} more (the listener's /api/validations lists them all)")
     lines.append(f"- Took {verdict.duration_s:.2f} s")
     lines.append(SECTION_END)
     return "\n".join(lines)
