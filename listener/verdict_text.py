@@ -58,8 +58,9 @@ def render_description_section(verdict: Verdict) -> str:
         SECTION_START,
         f"**{_BADGE[verdict.status]}**: {_md_safe(verdict.summary)}",
         "",
+        # One line for when and how long: the version page shows the tags table below this section.
         f"- Trigger: {_md_safe(verdict.trigger)} ({verdict.action.replace('_', ' ')}), "
-        f"checked at {_md_safe(verdict.checked_at)}",
+        f"checked at {_md_safe(verdict.checked_at)}, took {verdict.duration_s:.2f} s",
     ]
     if verdict.seal_digest:
         sealed = _sealed_now_note(verdict)
@@ -76,7 +77,6 @@ def render_description_section(verdict: Verdict) -> str:
         if len(paths) > DESCRIPTION_MAX_PATHS:
             more = len(paths) - DESCRIPTION_MAX_PATHS
             lines.append(f"  - \u2026 and {more} more (the listener's /api/validations lists them all)")
-    lines.append(f"- Took {verdict.duration_s:.2f} s")
     lines.append(SECTION_END)
     return "\n".join(lines)
 
