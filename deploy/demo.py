@@ -17,9 +17,8 @@ The acts (:data:`ACTS`; each is a function of the shared :class:`Demo`, so anoth
    back to the honest version (``make run`` protects ``champion``). On a stack that does not protect it,
    the demo moves it back itself and says so.
 
-Verdicts are read from the listener's ``/api/validations`` (which event, which alias, which files) and
-shown as the registry shows them (the version's ``validation.*`` tags). Exit status 0 when every act came
-out as expected, 1 otherwise.
+Verdicts come from the listener's ``/api/validations`` (event, alias, files) and are shown as the registry
+shows them (the version's tags). Exit status 0 when every act came out as expected, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -50,11 +49,6 @@ def say(message: str = "") -> None:
     print(message, flush=True)
 
 
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
 def _reachable(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=3) as resp:
@@ -77,7 +71,9 @@ class Demo:
 
     def rows(self) -> list[dict[str, Any]]:
         """This model's newest validations, from the listener's /api/validations."""
-        return _get_json(f"{self.listener}/api/validations?model={quote(self.name)}&limit=50")["validations"]
+        url = f"{self.listener}/api/validations?model={quote(self.name)}&limit=50"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return json.loads(resp.read())["validations"]
 
     def mark(self) -> None:
         """Verdicts listed now belong to earlier steps: the next wait looks for a new one."""
@@ -145,9 +141,6 @@ def local_path(uri: str) -> Path | None:
     if uri.startswith("/"):
         return Path(uri)
     return None
-
-
-# ------------------------------------------------------------------------------------------------- acts
 
 
 def honest_version(demo: Demo) -> bool:
@@ -230,9 +223,6 @@ ACTS = [
     Act("A file changed after the version was sealed: FAILED, naming it", tampered_file),
     Act("'champion' moved onto the tampered version, and back", champion_on_tampered),
 ]
-
-
-# ---------------------------------------------------------------------------------------------- set-up
 
 
 def running_stack(data_dir: Path) -> dict[str, Any]:

@@ -39,8 +39,8 @@ if __package__ in (None, ""):  # run as a script (make run): import the deploy p
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deploy.stack_console import Console
-from deploy.stack_file import read_stack, remove_stack, stale_or_running, stop_stack
-from deploy.stack_launch import LocalStack, StackError, banner
+from deploy.stack_file import banner, read_stack, remove_stack, stale_or_running, stop_stack
+from deploy.stack_launch import LocalStack, StackError
 from deploy.stack_processes import child_pids
 
 __all__ = ["LocalStack", "StackError", "child_pids", "main"]

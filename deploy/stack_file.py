@@ -93,3 +93,20 @@ def stop_stack(data_dir: Path, timeout: float = 90.0) -> list[int]:
     stop_pids(left + tree)
     remove_stack(data_dir)
     return alive
+
+
+def banner(stack: dict[str, Any]) -> str:
+    """What a person needs to start using the stack (from the stack file's content)."""
+    listener = stack["listener_url"]
+    return "\n".join([
+        "",
+        "mlflow-version-guard is running:",
+        f"  MLflow UI:    {stack['tracking_uri']}",
+        f"  Listener:     {listener}   (MLflow webhook -> {listener}/webhooks/mlflow)",
+        f"  Status page:  {listener}/",
+        f"  Protected:    {stack.get('protected_aliases') or '(no alias)'}",
+        f"  Logs:         {Path(stack['data_dir']) / 'logs'}",
+        "Register a model (or run `make demo` in another terminal). One line per verdict follows.",
+        "Ctrl-C (or `make stop`) stops everything; `make status` shows this again.",
+        "",
+    ])

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.stack_console import Console, VerdictFollower
-from deploy.stack_file import write_stack
+from deploy.stack_file import banner, write_stack
 from deploy.stack_processes import Child, child_pids, port_is_free, process_identity
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -88,23 +88,6 @@ def wait_http(url: str, timeout: float, stopping: Callable[[], bool], child: Chi
             last = exc
         time.sleep(0.25)
     raise StackError(f"{url} did not answer within {timeout:.0f}s ({last})")
-
-
-def banner(stack: dict[str, Any]) -> str:
-    """What a person needs to start using the stack (from the stack file's content)."""
-    listener = stack["listener_url"]
-    return "\n".join([
-        "",
-        "mlflow-version-guard is running:",
-        f"  MLflow UI:    {stack['tracking_uri']}",
-        f"  Listener:     {listener}   (MLflow webhook -> {listener}/webhooks/mlflow)",
-        f"  Status page:  {listener}/",
-        f"  Protected:    {stack.get('protected_aliases') or '(no alias)'}",
-        f"  Logs:         {Path(stack['data_dir']) / 'logs'}",
-        "Register a model (or run `make demo` in another terminal). One line per verdict follows.",
-        "Ctrl-C (or `make stop`) stops everything; `make status` shows this again.",
-        "",
-    ])
 
 
 class LocalStack:
