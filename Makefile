@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: venv test lint run demo stop bench clean
+.PHONY: venv test lint run stop status demo bench clean
 
 venv: $(VENV)/.installed
 
@@ -21,24 +21,22 @@ TEST_WORKERS ?= 3
 test: venv
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
-# Command one: the whole loop on this machine (MLflow server, listener, worker, webhook). Ctrl-C stops it.
+# Command one: the whole loop on this machine (MLflow server, listener, worker, webhook), one line per
+# verdict; the processes' logs are in .guard/logs/. Ctrl-C, closing the terminal or `make stop` stops it.
 run: venv
-	$(PY) deploy/local_stack.py
+	$(PY) deploy/local_stack.py run
 
-# While `make run` is up: register a model, watch it pass; tamper with a second one, watch it fail.
+# The running stack's addresses again, and stopping it from another terminal.
+status: venv
+	$(PY) deploy/local_stack.py status
+
+stop: venv
+	$(PY) deploy/local_stack.py stop
+
+# While `make run` is up: register a model, watch it pass; tamper with a second one, watch it fail;
+# move champion onto it and watch the guard move it back.
 demo: venv
 	$(PY) deploy/demo.py
-
-# From another terminal: stop the stack `make run` started (SIGTERM to its launcher, which stops its
-# children and removes stack.json), and wait until it is gone. A pid that is no longer the launcher's
-# (the stack is gone, the pid reused) is left alone.
-stop:
-	@f="$${GUARD_DATA_DIR:-.guard}/stack.json"; \
-	if [ -f "$$f" ] && pid=$$($(PYTHON) -c 'import json, sys; print(int(json.load(open(sys.argv[1]))["pid"]))' "$$f") \
-		&& ps -p "$$pid" -o args= | grep -q local_stack && kill -TERM "$$pid" 2>/dev/null; then \
-		echo "stopping the stack of make run (pid $$pid)"; \
-		while kill -0 "$$pid" 2>/dev/null; do sleep 0.2; done; \
-	else echo "no stack of make run is running"; fi
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -1,19 +1,24 @@
-"""`make demo`: watch the guard pass an honest model version and catch a tampered one.
+"""`make demo`: watch the guard pass an honest model version, catch a tampered one, and guard `champion`.
 
 Run it while `make run` is up: it reads the addresses that stack was started with from
 ``$GUARD_DATA_DIR/stack.json`` (``MLFLOW_PORT``/``PORT`` need not be repeated). ``MLFLOW_TRACKING_URI`` and
 ``GUARD_LISTENER_URL`` override them (any MLflow server whose webhook calls the listener). It needs
 scikit-learn (in requirements-dev.txt) and a tracking server whose artifact store is a local folder (the
-local stack's is), because step 2 edits a stored model file the way an attacker or an accident would.
+local stack's is), because act 2 edits a stored model file the way an attacker or an accident would.
 
-1. Trains a small scikit-learn model, logs and registers it, sets the alias ``champion`` and waits for the
-   verdict of that alias event the listener writes onto the version (tag ``validation.status``; the
-   ``model_version.created`` verdict that may land meanwhile is not the one shown): PASSED.
-2. Registers a second version that carries a nested file (``code/demo_assets/preprocessing/vocabulary.txt``),
-   waits for it to be sealed, changes that file in the artifact store, sets the alias ``challenger`` and
-   waits again: FAILED, naming the file.
+The acts (:data:`ACTS`; each is a function of the shared :class:`Demo`, so another is one more entry):
 
-Exit status 0 when both verdicts came out as expected, 1 otherwise.
+1. An honest version: trains a small scikit-learn model, registers it, sets the alias ``champion`` and
+   waits for the verdict of that alias event: PASSED.
+2. A tampered file: registers a second version that carries a nested file
+   (``code/demo_assets/preprocessing/vocabulary.txt``), waits for it to be sealed, changes that file in
+   the artifact store, sets the alias ``challenger``: FAILED, naming the file.
+3. ``champion`` moved onto the tampered version: FAILED again, and the guard moves the protected alias
+   back to the honest version (``make run`` protects ``champion``). On a stack that does not protect it,
+   the demo moves it back itself and says so.
+
+Verdicts come from the listener's ``/api/validations`` (event, alias, files) and are shown as the registry
+shows them (the version's tags). Exit status 0 when every act came out as expected, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -25,14 +30,17 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlparse
 
 NESTED_FILE = "code/demo_assets/preprocessing/vocabulary.txt"
 STACK_FILE = "stack.json"  # written by deploy/local_stack.py while `make run` is up
+CREATED_EVENT = "model_version.created"
 ALIAS_EVENT = "model_version_alias.created"
+FINAL = ("PASSED", "FAILED", "ERROR")
 VERDICT_TIMEOUT_S = float(os.environ.get("GUARD_DEMO_TIMEOUT", "180"))
 
 
@@ -49,58 +57,67 @@ def _reachable(url: str) -> bool:
         return False
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+@dataclass
+class Demo:
+    """What the acts share: the registry, the listener, the model, and the versions made so far."""
+
+    client: Any
+    name: str
+    ui: str
+    listener: str
+    model: Any
+    versions: dict[str, str] = field(default_factory=dict)  # role ("honest", "tampered") -> version
+    shown: set[int] = field(default_factory=set)  # ids of the verdicts an act has already used
+
+    def rows(self) -> list[dict[str, Any]]:
+        """This model's newest validations, from the listener's /api/validations."""
+        url = f"{self.listener}/api/validations?model={quote(self.name)}&limit=50"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return json.loads(resp.read())["validations"]
+
+    def mark(self) -> None:
+        """Verdicts listed now belong to earlier steps: the next wait looks for a new one."""
+        self.shown.update(int(r["id"]) for r in self.rows())
+
+    def wait_for_verdict(self, version: str, trigger: str, alias: str | None = None) -> dict[str, Any]:
+        """The first new verdict on ``version`` for ``trigger`` (and ``alias``), once it is on the version."""
+        deadline = time.monotonic() + VERDICT_TIMEOUT_S
+        while time.monotonic() < deadline:
+            for row in sorted(self.rows(), key=lambda r: int(r["id"])):
+                if (int(row["id"]) not in self.shown and row["version"] == version
+                        and row["trigger"] == trigger and row.get("alias") == alias and row["status"] in FINAL
+                        and row.get("publish_status") in ("PUBLISHED", "FAILED")):
+                    self.shown.add(int(row["id"]))
+                    return row
+            time.sleep(0.5)
+        about = f"{trigger}{' @' + alias if alias else ''}"
+        raise TimeoutError(f"no verdict on {self.name} v{version} for {about} within "
+                           f"{VERDICT_TIMEOUT_S:.0f}s; is `make run` up and the webhook registered?")
+
+    def register(self, run_name: str, code_paths: list[str] | None = None) -> str:
+        """Log the model in a new run, register it under the demo's name; returns the version."""
+        import mlflow
+        import mlflow.sklearn
+
+        with mlflow.start_run(run_name=run_name):
+            info = mlflow.sklearn.log_model(self.model, name="model", registered_model_name=self.name,
+                                            code_paths=code_paths)
+        return str(info.registered_model_version)
+
+    def show(self, row: dict[str, Any]) -> None:
+        """Print a verdict the way the registry shows it (the version's tags), and what it answered."""
+        version = row["version"]
+        tags = dict(self.client.get_model_version(self.name, version).tags)
+        say(f"  verdict:  {tags.get('validation.status')}")
+        say(f"  summary:  {tags.get('validation.summary', '')}")
+        say(f"  event:    {row['trigger']}{'  (@' + row['alias'] + ')' if row.get('alias') else ''}")
+        if tags.get("validation.seal"):
+            say(f"  seal:     sha256 {tags['validation.seal'][:16]}…")
+        say(f"  see it:   {self.ui}/#/models/{quote(self.name)}/versions/{version}")
 
 
-def verdict_trigger(tags: dict[str, str]) -> str | None:
-    """The event a verdict answers (``trigger`` in its ``validation.report`` tag), or None."""
-    try:
-        report = json.loads(tags.get("validation.report") or "")
-    except ValueError:
-        return None
-    return report.get("trigger") if isinstance(report, dict) else None
-
-
-def wait_for_verdict(client: Any, name: str, version: str, since: datetime,
-                     want: str | None = None, trigger: str | None = None) -> dict[str, str]:
-    """Poll the version's tags until a verdict checked at or after ``since`` (and equal to ``want``, and
-    answering the event ``trigger``) is there.
-
-    ``validation.checked_at`` has one-second resolution, so ``since`` is compared to the second; that is
-    why the event is matched too: a verdict of an earlier event can land in the same second.
-    """
-    since = since.replace(microsecond=0)
-    deadline = time.monotonic() + VERDICT_TIMEOUT_S
-    tags: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        tags = dict(client.get_model_version(name, version).tags)
-        checked = _parse_time(tags.get("validation.checked_at"))
-        status = tags.get("validation.status")
-        if (status and checked and checked >= since and (want is None or status == want)
-                and (trigger is None or verdict_trigger(tags) == trigger)):
-            return tags
-        time.sleep(0.5)
-    shown = {k: v for k, v in tags.items() if k != "validation.report"}
-    raise TimeoutError(f"no {'verdict' if want is None else want} on {name} v{version} within "
-                       f"{VERDICT_TIMEOUT_S:.0f}s (tags now: {shown}); is `make run` up and the webhook "
-                       "registered?")
-
-
-def paths_in_report(report_json: str | None) -> list[str]:
-    """Every ``path`` named in the ``validation.report`` tag (differences of both comparisons)."""
-    if not report_json:
-        return []
-    try:
-        report = json.loads(report_json)
-    except ValueError:
-        return []
+def paths_in_report(report: Any) -> list[str]:
+    """Every ``path`` a stored report names among its differences (both comparisons)."""
     found: dict[str, None] = {}
 
     def walk(node: Any) -> None:
@@ -117,16 +134,6 @@ def paths_in_report(report_json: str | None) -> list[str]:
     return list(found)
 
 
-def show(tags: dict[str, str], name: str, version: str, ui: str) -> None:
-    """Print a verdict the way the registry shows it."""
-    say(f"  verdict:  {tags.get('validation.status')}")
-    say(f"  summary:  {tags.get('validation.summary', '')}")
-    say(f"  event:    {verdict_trigger(tags) or '?'}")
-    if tags.get("validation.seal"):
-        say(f"  seal:     sha256 {tags['validation.seal'][:16]}…")
-    say(f"  see it:   {ui}/#/models/{quote(name)}/versions/{version}")
-
-
 def local_path(uri: str) -> Path | None:
     """The folder behind a local artifact URI (``/path`` or ``file://``), else None."""
     if uri.startswith("file://"):
@@ -134,6 +141,88 @@ def local_path(uri: str) -> Path | None:
     if uri.startswith("/"):
         return Path(uri)
     return None
+
+
+def honest_version(demo: Demo) -> bool:
+    """Act 1: an honest version gets ``champion``: PASSED."""
+    version = demo.register("honest")
+    demo.versions["honest"] = version
+    say(f"registered {demo.name} v{version}; setting alias 'champion' ...")
+    demo.mark()
+    demo.client.set_registered_model_alias(demo.name, "champion", version)
+    row = demo.wait_for_verdict(version, ALIAS_EVENT, "champion")
+    demo.show(row)
+    return row["status"] == "PASSED"
+
+
+def tampered_file(demo: Demo) -> bool:
+    """Act 2: a version whose file changes after it was sealed gets ``challenger``: FAILED, naming it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        assets = Path(tmp) / "demo_assets"
+        (assets / "preprocessing").mkdir(parents=True)
+        (assets / "__init__.py").write_text("")
+        (assets / "preprocessing" / "vocabulary.txt").write_text("setosa\nversicolor\nvirginica\n")
+        version = demo.register("to-be-tampered", code_paths=[str(assets)])
+    demo.versions["tampered"] = version
+    say(f"registered {demo.name} v{version}; waiting for the listener to seal it ...")
+    demo.show(demo.wait_for_verdict(version, CREATED_EVENT))
+    stored = local_path(demo.client.get_model_version_download_uri(demo.name, version))
+    target = stored / NESTED_FILE if stored else None
+    if target is None or not target.is_file():
+        say(f"The model files of v{version} are not in a local folder here ({stored}); this act needs the "
+            "local stack's artifact store. Skipping it.")
+        return True
+    with target.open("a") as fh:
+        fh.write("poisoned-label\n")
+    say(f"changed {NESTED_FILE} in the artifact store")
+    say("setting alias 'challenger' ...")
+    demo.mark()
+    demo.client.set_registered_model_alias(demo.name, "challenger", version)
+    row = demo.wait_for_verdict(version, ALIAS_EVENT, "challenger")
+    demo.show(row)
+    named = paths_in_report(row.get("report"))
+    say(f"  files:    {', '.join(named) or '(none named)'}")
+    caught = any(path.endswith(NESTED_FILE) for path in named)
+    if not caught:
+        say(f"unexpected: the verdict does not name {NESTED_FILE}")
+    return row["status"] == "FAILED" and caught
+
+
+def champion_on_tampered(demo: Demo) -> bool:
+    """Act 3: ``champion`` set on the tampered version: FAILED, and the alias goes back to the honest one."""
+    honest, tampered = demo.versions.get("honest"), demo.versions.get("tampered")
+    if not honest or not tampered:
+        say("skipped: acts 1 and 2 did not both make a version")
+        return False
+    say(f"setting alias 'champion' on the tampered v{tampered} ...")
+    demo.mark()
+    demo.client.set_registered_model_alias(demo.name, "champion", tampered)
+    row = demo.wait_for_verdict(tampered, ALIAS_EVENT, "champion")
+    demo.show(row)
+    holder = demo.client.get_registered_model(demo.name).aliases.get("champion")
+    if str(holder) == honest:
+        say(f"  champion: the guard moved it back to v{honest}: models:/{demo.name}@champion serves the "
+            "honest version again")
+        return row["status"] == "FAILED"
+    say(f"  champion: still on v{holder}: this stack does not protect it (GUARD_PROTECTED_ALIASES). The demo "
+        f"moves it back to v{honest} itself; `make run` protects champion unless told otherwise.")
+    demo.client.set_registered_model_alias(demo.name, "champion", honest)
+    return False
+
+
+@dataclass(frozen=True)
+class Act:
+    """One act of the demo: a title and a function that plays it, True when it came out as expected."""
+
+    title: str
+    play: Callable[[Demo], bool]
+
+
+ACTS = [
+    Act("An honest version: PASSED", honest_version),
+    Act("A file changed after the version was sealed: FAILED, naming it", tampered_file),
+    Act("'champion' moved onto the tampered version, and back", champion_on_tampered),
+]
 
 
 def running_stack(data_dir: Path) -> dict[str, Any]:
@@ -160,37 +249,18 @@ def addresses(env: dict[str, str] | os._Environ[str] = os.environ) -> tuple[str,
     return str(tracking), str(listener).rstrip("/"), origin
 
 
-def protected_alias_act(client: Any, name: str, good: str, bad: str) -> bool:
-    """Act 3: set the protected alias on the tampered version; with GUARD_PROTECTED_ALIASES it moves back."""
-    say("")
-    say(f"== 3. The alias 'champion' set on the tampered version v{bad} ==")
-    time.sleep(1.0)  # checked_at has one-second resolution: this verdict must be told from act 2's
-    since = datetime.now(timezone.utc)
-    client.set_registered_model_alias(name, "champion", bad)
-    try:
-        tags = wait_for_verdict(client, name, bad, since, want="FAILED", trigger=ALIAS_EVENT)
-    except TimeoutError as exc:
-        say(str(exc))
-        return False
-    holder = client.get_registered_model(name).aliases.get("champion")
-    reverted = tags.get("validation.alias_reverted")
-    if reverted:
-        say(f"  guard:    {reverted}")
-        say(f"  champion: v{holder} (models:/{name}@champion serves the honest version again)")
-        return holder == good
-    say(f"  champion: v{holder}, FAILED; the alias is not protected on this stack. Start it with "
-        "`GUARD_PROTECTED_ALIASES=champion make run` and the guard moves it back to the honest version.")
-    return True
-
-
 def main() -> int:
-    """Run both acts of the demo; returns the exit status."""
+    """Play every act; returns the exit status."""
     tracking, listener, origin = addresses()
     name = os.environ.get("GUARD_DEMO_MODEL", "guard-demo")
     if tracking.startswith("http") and not _reachable(tracking.rstrip("/") + "/health"):
         say(f"No MLflow server answers at {tracking} (from {origin}). Start `make run` first; if it runs "
             "with another GUARD_DATA_DIR, set the same GUARD_DATA_DIR here (or MLFLOW_TRACKING_URI and "
             "GUARD_LISTENER_URL).")
+        return 1
+    if not _reachable(listener + "/healthz"):
+        say(f"No listener answers at {listener} (from {origin}). Start `make run` first, or set "
+            "GUARD_LISTENER_URL.")
         return 1
     say(f"MLflow server: {tracking}   listener: {listener}   (from {origin})")
     try:
@@ -200,76 +270,28 @@ def main() -> int:
         return 1
 
     import mlflow
-    import mlflow.sklearn
     from mlflow import MlflowClient
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
     mlflow.set_tracking_uri(tracking)
-    client = MlflowClient(tracking_uri=tracking)
-    ui = tracking.rstrip("/")
     mlflow.set_experiment("guard-demo")
     features, labels = load_iris(return_X_y=True)
-    model = LogisticRegression(max_iter=300).fit(features, labels)
-    ok = True
-
-    say(f"== 1. An honest model version ({name}) ==")
-    with mlflow.start_run(run_name="honest"):
-        info = mlflow.sklearn.log_model(model, name="model", registered_model_name=name)
-    v1 = str(info.registered_model_version)
-    say(f"registered {name} v{v1}; setting alias 'champion' ...")
-    since = datetime.now(timezone.utc)
-    client.set_registered_model_alias(name, "champion", v1)
-    tags = wait_for_verdict(client, name, v1, since, trigger=ALIAS_EVENT)
-    show(tags, name, v1, ui)
-    ok &= tags.get("validation.status") == "PASSED"
-
+    demo = Demo(client=MlflowClient(tracking_uri=tracking), name=name, ui=tracking.rstrip("/"),
+                listener=listener, model=LogisticRegression(max_iter=300).fit(features, labels))
+    results = []
+    for number, act in enumerate(ACTS, start=1):
+        say("")
+        say(f"== {number}. {act.title} ==")
+        try:
+            results.append(act.play(demo))
+        except TimeoutError as exc:
+            say(str(exc))
+            results.append(False)
     say("")
-    say("== 2. A version whose stored files change after it was registered ==")
-    with tempfile.TemporaryDirectory() as tmp:
-        assets = Path(tmp) / "demo_assets"
-        (assets / "preprocessing").mkdir(parents=True)
-        (assets / "__init__.py").write_text("")
-        (assets / "preprocessing" / "vocabulary.txt").write_text("setosa\nversicolor\nvirginica\n")
-        with mlflow.start_run(run_name="to-be-tampered"):
-            info = mlflow.sklearn.log_model(model, name="model", registered_model_name=name,
-                                            code_paths=[str(assets)])
-    v2 = str(info.registered_model_version)
-    say(f"registered {name} v{v2}; waiting for the listener to seal it ...")
-    since = datetime.fromtimestamp(client.get_model_version(name, v2).creation_timestamp / 1000, timezone.utc)
-    tags = wait_for_verdict(client, name, v2, since)
-    show(tags, name, v2, ui)
-
-    stored = local_path(client.get_model_version_download_uri(name, v2))
-    target = stored / NESTED_FILE if stored else None
-    if target is None or not target.is_file():
-        say(f"The model files of v{v2} are not in a local folder here ({stored}); the tampering step "
-            "needs the local stack's artifact store. Skipping it.")
-        return 0 if ok else 1
-    with target.open("a") as fh:
-        fh.write("poisoned-label\n")
-    say(f"changed {NESTED_FILE} in the artifact store ({target})")
-    say("setting alias 'challenger' ...")
-    since = datetime.now(timezone.utc)
-    client.set_registered_model_alias(name, "challenger", v2)
-    try:
-        tags = wait_for_verdict(client, name, v2, since, want="FAILED", trigger=ALIAS_EVENT)
-    except TimeoutError as exc:
-        say(str(exc))
-        return 1
-    show(tags, name, v2, ui)
-    named = paths_in_report(tags.get("validation.report"))
-    caught = any(path.endswith(NESTED_FILE) or NESTED_FILE.endswith(path) for path in named) \
-        or NESTED_FILE in tags.get("validation.summary", "")
-    say(f"  files:    {', '.join(named) or '(see the report)'}")
-    ok &= caught
-    ok &= protected_alias_act(client, name, v1, v2)
-    say("")
-    say(f"Both verdicts are on the versions in the MLflow UI ({ui}/#/models/{quote(name)}) and on the "
+    say(f"The verdicts are on the versions in the MLflow UI ({demo.ui}/#/models/{quote(name)}) and on the "
         f"status page ({listener}/).")
-    if not caught:
-        say(f"unexpected: the FAILED verdict does not name {NESTED_FILE}")
-    return 0 if ok else 1
+    return 0 if all(results) else 1
 
 
 if __name__ == "__main__":

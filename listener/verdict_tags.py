@@ -23,10 +23,12 @@ from core.tags import (
 from listener.protocol.events import BACKFILL_TRIGGER, FIRST_SIGHT_NOTE
 from listener.verdict import Verdict
 
-# The order tags are written in: the seal first (a version is sealed as early as possible), the status
-# last (whoever sees a fresh status also sees the report and summary that belong to it).
-TAG_ORDER = (TAG_MANIFEST, TAG_SEAL_BUNDLE, TAG_SEAL, TAG_SEAL_NOTE, TAG_REPORT, TAG_SUMMARY, TAG_CHECKED_AT,
-             TAG_STATUS)
+# The order tags are written in: an unsigned seal first (the tag is the seal: a version is sealed as
+# early as possible), the status last (whoever sees a fresh status also sees the summary and seal that
+# belong to it). MLflow's model page lists a version's tags in the order they were first written, so
+# the short human ones go before the seal's digests.
+TAG_ORDER = (TAG_MANIFEST, TAG_SUMMARY, TAG_CHECKED_AT, TAG_ALIAS_REVERTED, TAG_SEAL, TAG_SEAL_NOTE,
+             TAG_SEAL_BUNDLE, TAG_REPORT, TAG_STATUS)
 
 
 def seal_note(verdict: Verdict) -> str | None:
@@ -73,8 +75,12 @@ def report_dict(verdict: Verdict, max_items: int | None = None) -> dict[str, Any
 
 
 def _seal_detail(seal: dict | None) -> dict | None:
-    # The seal's outcome without its difference list (that is already in seal_differences).
-    return None if seal is None else {k: v for k, v in seal.items() if k != "differences"}
+    # The seal's outcome without its difference list (that is already in seal_differences), and
+    # without the seal store's folder when it is one on the guard's own machine (no local paths leave it).
+    if seal is None:
+        return None
+    return {k: v for k, v in seal.items()
+            if k != "differences" and not (k == "location" and "://" not in str(v))}
 
 
 def _compact(obj: Any) -> str:
@@ -104,14 +110,20 @@ def render_report_json(verdict: Verdict, limit: int = TAG_VALUE_LIMIT) -> str:
     return text
 
 
-def render_tags(verdict: Verdict, limit: int = TAG_VALUE_LIMIT) -> dict[str, str]:
-    """The ``validation.*`` tags for a model version (every value shorter than ``limit``)."""
+def render_tags(verdict: Verdict, limit: int = TAG_VALUE_LIMIT, with_report: bool = True) -> dict[str, str]:
+    """The ``validation.*`` tags for a model version (every value shorter than ``limit``).
+
+    ``with_report=False`` leaves the machine report out (it stays in the results store and
+    ``/api/validations``): open-source MLflow's version page sorts tags by name, so a report tag sorts
+    before ``validation.status`` and pushes it out of sight.
+    """
     tags = {
         TAG_STATUS: verdict.status,
         TAG_SUMMARY: verdict.summary,
         TAG_CHECKED_AT: verdict.checked_at,
-        TAG_REPORT: render_report_json(verdict, limit),
     }
+    if with_report:
+        tags[TAG_REPORT] = render_report_json(verdict, limit)
     if verdict.seal_digest:
         tags[TAG_SEAL] = verdict.seal_digest
     if verdict.alias_reverted:
@@ -129,6 +141,6 @@ def render_tags(verdict: Verdict, limit: int = TAG_VALUE_LIMIT) -> dict[str, str
     return tags
 
 
-def ordered_tags(tags: dict[str, str]) -> list[str]:
-    """The keys of ``tags`` in :data:`TAG_ORDER` (keys it does not name first)."""
-    return sorted(tags, key=lambda k: TAG_ORDER.index(k) if k in TAG_ORDER else -1)
+def ordered_tags(tags: dict[str, str], order: tuple[str, ...] = TAG_ORDER) -> list[str]:
+    """The keys of ``tags`` in ``order`` (:data:`TAG_ORDER` by default; keys it does not name first)."""
+    return sorted(tags, key=lambda k: order.index(k) if k in order else -1)

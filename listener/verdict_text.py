@@ -19,7 +19,7 @@ _SECTION_RE = re.compile(r"(?:(?:PASSED|FAILED|ERROR) \u00b7 validation [^\n]*\n
 
 # Databricks comments: up to 65,535 characters.
 COMMENT_LIMIT = 65_535
-# The description section stays small: the full list lives in the report tag and the results store.
+# The description section stays small: the full list lives in the results store (/api/validations).
 DESCRIPTION_MAX_PATHS = 20
 COMMENT_MAX_PATHS = 200
 
@@ -60,8 +60,9 @@ def render_description_section(verdict: Verdict) -> str:
         SECTION_START,
         f"**{_BADGE[verdict.status]}**: {_md_safe(verdict.summary)}",
         "",
+        # One line for when and how long: the version page shows the tags table below this section.
         f"- Trigger: {_md_safe(verdict.trigger)} ({verdict.action.replace('_', ' ')}), "
-        f"checked at {_md_safe(verdict.checked_at)}",
+        f"checked at {_md_safe(verdict.checked_at)}, took {verdict.duration_s:.2f} s",
     ]
     if verdict.seal_digest:
         sealed = _sealed_now_note(verdict)
@@ -76,8 +77,8 @@ def render_description_section(verdict: Verdict) -> str:
         for d in paths[:DESCRIPTION_MAX_PATHS]:
             lines.append(f"  - `{_md_safe(_diff_line(d))}`")
         if len(paths) > DESCRIPTION_MAX_PATHS:
-            lines.append(f"  - \u2026 and {len(paths) - DESCRIPTION_MAX_PATHS} more (see tag `{TAG_REPORT}`)")
-    lines.append(f"- Took {verdict.duration_s:.2f} s")
+            more = len(paths) - DESCRIPTION_MAX_PATHS
+            lines.append(f"  - \u2026 and {more} more (the listener's /api/validations lists them all)")
     lines.append(SECTION_END)
     return "\n".join(lines)
 

@@ -15,10 +15,15 @@ class MlflowOssAdapter(MlflowClientAdapter):
     registry = "mlflow"
 
     def publish(self, verdict: Verdict, current: Any = None) -> None:
-        """Write the changed ``validation.*`` tags and the description section; the status tag last."""
+        """Write the changed ``validation.*`` tags and the description section; the status tag last.
+
+    No report tag: MLflow's version page sorts tags by name, so ``validation.report`` would sit above
+    ``validation.status`` and push it out of sight; the report is in the results store and
+    ``/api/validations``.
+    """
         model, version = verdict.model, str(verdict.version)
         try:
             write_tags_and_description(self.client, self.current(verdict, current), verdict,
-                                       render_tags(verdict))
+                                       render_tags(verdict, with_report=False))
         except Exception as exc:  # noqa: BLE001 - mapped to our error classes
             raise self._classify(exc, f"publishing to {model} version {version}") from exc

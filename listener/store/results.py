@@ -20,6 +20,16 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def alias_of(request_json: str | None) -> str | None:
+    """The alias a validation was about (the request's ``alias``: an alias event, ``@alias``), or None."""
+    try:
+        request = json.loads(request_json or "")
+    except ValueError:
+        return None
+    alias = request.get("alias") if isinstance(request, dict) else None
+    return alias if isinstance(alias, str) and alias else None
+
+
 def row_dict(row: Any) -> dict[str, Any]:
     """One validation row in the shape every reader gets (timestamps ISO-8601 UTC, report parsed)."""
     return {
@@ -30,6 +40,7 @@ def row_dict(row: Any) -> dict[str, Any]:
         "version": row["version"],
         "trigger": row["trigger"],
         "action": row["action"],
+        "alias": alias_of(row["request"]),
         "status": row["status"],
         "summary": row["summary"],
         "error": row["error"],

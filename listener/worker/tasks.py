@@ -53,6 +53,18 @@ def get_settings() -> Settings:
 huey = get_huey(get_settings())
 
 
+def _drop_mlflow_huey_handler() -> None:
+    # Importing MLflow (done above, before huey_consumer sets up its logging) gives the ``huey`` logger
+    # a handler of MLflow's, which runs huey for its own jobs; next to the consumer's handler it would
+    # print every huey line twice, in two formats.
+    logger = logging.getLogger("huey")
+    logger.handlers = [handler for handler in logger.handlers
+                       if type(handler.formatter).__module__ != "mlflow.utils.logging_utils"]
+
+
+_drop_mlflow_huey_handler()
+
+
 @huey.task()
 def validate_version(request_dict: dict[str, Any]) -> dict[str, Any]:
     """Validate one model version (a ``ValidationRequest.to_dict()``), store and publish the verdict."""
@@ -75,9 +87,6 @@ def _alert_later(job_key: str, delay: float) -> None:
     else:
         deliver_alert(job_key)
 
-
-# Jobs stored before the worker had its own package still name the task by its old module.
-huey._registry._registry.setdefault("listener.tasks.validate_version", validate_version.task_class)  # noqa: SLF001
 
 
 def _ensure_registered(instance: Any) -> None:

@@ -1,11 +1,9 @@
-"""`make run`'s launcher, started for real: its own mlflow server, honcho, gunicorn, the huey consumer."""
+"""`make run`'s launcher, started for real (its own mlflow server, gunicorn, huey consumer); `make demo`."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -17,78 +15,11 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from deploy.local_stack import child_pids
-from listener.store.owners import pid_alive
+from tests.deploy.launcher import CLEARED_ENV, Launcher, launcher_env, url_from
 from tests.support.procs import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
-# Variables of the developer's shell that would point the stack elsewhere.
-CLEARED_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "GUARD_MLFLOW_SECRET", "GUARD_QUEUE",
-               "PROMETHEUS_MULTIPROC_DIR", "GUARD_LISTENER_URL")
-
-
-class Launcher:
-    """``python deploy/local_stack.py`` as a subprocess whose output goes to a file."""
-
-    def __init__(self, data_dir: Path, port: int, mlflow_port: int, log_path: Path,
-                 tracking_uri: str | None = None) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
-        env.update(GUARD_DATA_DIR=str(data_dir), PORT=str(port), MLFLOW_PORT=str(mlflow_port))
-        if tracking_uri:
-            env["MLFLOW_TRACKING_URI"] = tracking_uri
-        self.log_path = log_path
-        self.offset = log_path.stat().st_size if log_path.exists() else 0
-        self.out = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "deploy/local_stack.py"], cwd=REPO_ROOT, env=env,
-                                     stdout=self.out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
-
-    def output(self) -> str:
-        return self.log_path.read_bytes()[self.offset:].decode(errors="replace")
-
-    def wait_ready(self, timeout: float = 240.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.output()
-            if "Status page:" in text:
-                return text
-            if self.proc.poll() is not None:
-                pytest.fail(f"launcher exited with {self.proc.returncode}:\n{text[-4000:]}")
-            time.sleep(0.3)
-        self.proc.kill()
-        pytest.fail(f"launcher printed no URLs within {timeout}s:\n{self.output()[-4000:]}")
-
-    def interrupt_and_check_all_gone(self, expected_children: int = 4) -> None:
-        tree = child_pids(self.proc.pid)
-        # mlflow server (when started here), honcho, gunicorn master and workers, huey consumer, ...
-        assert len(tree) >= expected_children, tree
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            code = self.proc.wait(timeout=90)
-        finally:
-            self.out.close()
-        assert code == 0, self.output()[-3000:]
-        time.sleep(0.2)
-        left = [pid for pid in tree if pid_alive(pid)]
-        for pid in left:  # never leave strays behind, even when the assertion below fails
-            os.kill(pid, signal.SIGKILL)
-        assert not left, f"processes still alive after SIGINT: {left}\n{self.output()[-3000:]}"
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            for pid in child_pids(self.proc.pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        if not self.out.closed:
-            self.out.close()
-
-
-def url_from(text: str, label: str) -> str:
-    line = next(line for line in text.splitlines() if line.strip().startswith(label))
-    return line.split(label, 1)[1].split()[0]
 
 
 def register_small_model(client: MlflowClient, name: str, workdir: Path) -> str:
@@ -125,7 +56,8 @@ def test_local_stack_runs_the_loop_reuses_its_webhook_and_stops_everything(tmp_p
     log_path = tmp_path / "launcher.log"
     name = "local-stack-demo"
 
-    first = Launcher(data_dir, port, mlflow_port, log_path)
+    env = launcher_env(data_dir, port, mlflow_port)
+    first = Launcher(env, log_path)
     try:
         text = first.wait_ready()
         tracking = url_from(text, "MLflow UI:")
@@ -145,8 +77,7 @@ def test_local_stack_runs_the_loop_reuses_its_webhook_and_stops_everything(tmp_p
         remembered = json.loads((data_dir / "stack.json").read_text())
         assert (remembered["tracking_uri"], remembered["listener_url"]) == (tracking, listener)
 
-        # `make demo` against this stack, given only GUARD_DATA_DIR (no ports, no URLs): PASSED for an
-        # honest version, FAILED naming the changed file.
+        # `make demo` against this stack, given only GUARD_DATA_DIR (no ports, no URLs): three acts.
         demo_env = {k: v for k, v in os.environ.items() if k not in (*CLEARED_ENV, "MLFLOW_PORT", "PORT")}
         demo_env.update(GUARD_DATA_DIR=str(data_dir), GUARD_DEMO_MODEL=name)
         demo = subprocess.run([sys.executable, "deploy/demo.py"], cwd=REPO_ROOT, env=demo_env,
@@ -154,20 +85,36 @@ def test_local_stack_runs_the_loop_reuses_its_webhook_and_stops_everything(tmp_p
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
         assert f"MLflow server: {tracking}   listener: {listener}   (from {data_dir / 'stack.json'})" \
             in demo.stdout
+        acts = demo.stdout.split("\n== ")[1:]
+        assert [act.split(" ==", 1)[0][:2] for act in acts] == ["1.", "2.", "3."], demo.stdout
         # Act 1 shows the verdict of the event it triggered (the alias), not the creation's.
-        act_1 = demo.stdout.split("== 2.", 1)[0]
-        assert "verdict:  PASSED" in act_1 and "event:    model_version_alias.created" in act_1, act_1
-        assert "seal verified" in act_1.split("summary:", 1)[1].split("\n", 1)[0], act_1
-        assert "verdict:  PASSED" in demo.stdout
-        assert "verdict:  FAILED" in demo.stdout
-        assert "files:    code/demo_assets/preprocessing/vocabulary.txt" in demo.stdout
+        assert "verdict:  PASSED" in acts[0], acts[0]
+        assert "event:    model_version_alias.created  (@champion)" in acts[0]
+        assert "seal verified" in acts[0].split("summary:", 1)[1].split("\n", 1)[0], acts[0]
+        # Act 2: FAILED, naming the changed file.
+        assert "verdict:  FAILED" in acts[1] and "(@challenger)" in acts[1], acts[1]
+        assert "files:    code/demo_assets/preprocessing/vocabulary.txt" in acts[1]
+        # Act 3: champion set on the tampered version is moved back by the guard (champion is protected).
+        assert "verdict:  FAILED" in acts[2] and "the guard moved it back to v1" in acts[2], acts[2]
         client = MlflowClient(tracking_uri=tracking)
+        assert client.get_registered_model(name).aliases == {"champion": "1", "challenger": "2"}
         assert client.get_model_version(name, "1").tags["validation.status"] == "PASSED"
         assert client.get_model_version(name, "2").tags["validation.status"] == "FAILED"
         with urllib.request.urlopen(f"{listener}/api/validations?model={name}", timeout=10) as resp:
             body = json.loads(resp.read())
         rows = body["validations"]
         assert {"PASSED", "FAILED"} <= {r.get("status") for r in rows}, body
+        assert {(r["version"], r["alias"]) for r in rows} >= {("1", "champion"), ("2", "challenger"),
+                                                               ("2", "champion")}
+        # The console: one line per verdict; the processes' own logs are in files, each line once.
+        console = first.output()
+        assert "FAILED local-stack-demo v2 @champion" in console, console[-3000:]
+        assert "PASSED local-stack-demo v1 @champion" in console
+        assert "Huey consumer started" not in console and "RetryTask" not in console
+        worker_log = (data_dir / "logs" / "worker.log").read_text()
+        assert worker_log.count("Huey consumer started") == 1, worker_log[:2000]
+        assert "listener.tasks.validate_version" not in worker_log
+        assert (data_dir / "logs" / "web.log").is_file() and (data_dir / "logs" / "mlflow.log").is_file()
         hooks = client.list_webhooks()
         assert len(hooks) == 1 and hooks[0].url == f"{listener}/webhooks/mlflow"
         first_hook_id = hooks[0].webhook_id
@@ -177,7 +124,7 @@ def test_local_stack_runs_the_loop_reuses_its_webhook_and_stops_everything(tmp_p
     finally:
         first.kill()
 
-    second = Launcher(data_dir, port, mlflow_port, log_path)
+    second = Launcher(env, log_path)
     try:
         text = second.wait_ready()
         assert f"reusing MLflow webhook {first_hook_id}" in text
@@ -201,7 +148,8 @@ def test_local_stack_with_an_existing_server_starts_none(tmp_path: Path, mlflow_
     """MLFLOW_TRACKING_URI set: no server of its own; the webhook lands on the existing server."""
     port = free_port()
     log_path = tmp_path / "launcher.log"
-    launcher = Launcher(tmp_path / "guard", port, free_port(), log_path, tracking_uri=mlflow_server.url)
+    launcher = Launcher(launcher_env(tmp_path / "guard", port, free_port(), tracking_uri=mlflow_server.url),
+                        log_path)
     client = MlflowClient(tracking_uri=mlflow_server.url)
     try:
         text = launcher.wait_ready()

@@ -56,3 +56,20 @@ def test_a_seal_made_on_first_sight_says_so_in_the_tags_and_report():
         assert tags[TAG_SEAL_NOTE] == note and json.loads(tags["validation.report"])["seal_note"] == note
     assert TAG_SEAL_NOTE not in render_tags(registered)
     assert json.loads(render_tags(registered)["validation.report"])["seal_note"] is None
+
+
+def test_tags_without_the_report_keep_the_human_ones_short_and_first_the_status_last():
+    from listener.verdict_tags import TAG_CHECKED_AT, TAG_SUMMARY, ordered_tags
+
+    tags = render_tags(sample_verdict(n_diffs=5000), with_report=False)
+    assert TAG_REPORT not in tags
+    assert all(len(value) < 1000 for value in tags.values())
+    order = ordered_tags(tags)
+    assert order[0] == TAG_SUMMARY and order[1] == TAG_CHECKED_AT and order[-1] == TAG_STATUS
+
+
+def test_report_names_no_local_seal_store_folder():
+    local = sample_verdict(seal={"kind": "verified", "location": "/home/guard/.guard/seals/v1/m/1"})
+    assert "location" not in json.loads(render_report_json(local))["seal_detail"]
+    remote = sample_verdict(seal={"kind": "verified", "location": "s3://seals/v1/m/1"})
+    assert json.loads(render_report_json(remote))["seal_detail"]["location"] == "s3://seals/v1/m/1"

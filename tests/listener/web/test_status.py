@@ -64,3 +64,20 @@ def test_page_rows_do_not_break_names_mid_word_nor_wrap_times(client, settings):
     html = client.get("/").get_data(as_text=True)
     assert "break-all" not in html
     assert '<td class="when">' in html and "td.when, td.took { white-space: nowrap; }" in html
+
+
+def test_rows_name_the_alias_an_alias_event_was_about(client, settings):
+    from listener.store import get_store, owner_id
+
+    store = get_store(settings.store_url)
+    for key, alias in (("k-created", None), ("k-champion", "champion"), ("k-challenger", "challenger")):
+        owner = owner_id()
+        trigger = "model_version_alias.created" if alias else "model_version.created"
+        store.claim({"registry": "mlflow", "model": "churn-model", "version": "2", "trigger": trigger,
+                     "action": "check", "alias": alias, "delivery_key": key}, owner)
+        store.release(key, owner)
+    rows = client.get("/api/validations").json["validations"]
+    assert [r["alias"] for r in rows] == ["challenger", "champion", None]
+    html = client.get("/").get_data(as_text=True)
+    cells = html.split('<td class="alias">')[1:]
+    assert [cell.split("</td>", 1)[0] for cell in cells] == ["@challenger", "@champion", ""]
