@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 
 from core.status import ERROR, FAILED, PASSED
-from core.tags import TAG_REPORT
 from listener.verdict import Verdict, one_line
 
 SECTION_START = "<!-- validation:start -->"
