@@ -20,10 +20,11 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from core.compare.exclude import is_excluded
+from core.compare.observe import ObserveFile
 from core.compare.tree import ScanResult, scan_trees
 from core.errors import CheckError, redact
 from core.registry.error_mapping import translate
@@ -143,6 +144,7 @@ class FetchRequest:
     """One model tree to read, with the tracking/registry URIs that can resolve it.
 
     ``subpath`` names a path inside the model to read instead of the whole tree (a native model).
+    ``observe`` sees the tree's files as they are read (:mod:`core.compare.observe`).
     """
 
     uri: str
@@ -150,6 +152,7 @@ class FetchRequest:
     registry_uri: str | None = None
     label: str = "model"
     subpath: str | None = None
+    observe: ObserveFile | None = field(default=None, compare=False, hash=False)
 
 
 @dataclass
@@ -207,6 +210,9 @@ def read_trees(requests: Sequence[FetchRequest], scratch_root: Path | str | None
     keys = [(r.uri, r.tracking_uri, r.registry_uri, r.subpath) for r in requests]
     distinct = list(dict.fromkeys(keys))
     first = {k: next(r for r, kk in zip(requests, keys, strict=True) if kk == k) for k in distinct}
+    # A tree read once for two requests is observed for whichever asked.
+    watch = {k: next((r.observe for r, kk in zip(requests, keys, strict=True) if kk == k and r.observe), None)
+             for k in distinct}
     progress = progress or NoProgress()
     with ThreadPoolExecutor(max_workers=max(1, min(4, len(distinct))),
                             thread_name_prefix="guard-resolve") as pool:
@@ -231,11 +237,13 @@ def read_trees(requests: Sequence[FetchRequest], scratch_root: Path | str | None
         except Exception as exc:
             raise translate(exc, f"reading the {req.label} from {redact(full)}") from exc
         trees.append(RemoteTree(source, req.label, sink=sinks[k] / "download" if keep else None,
-                                exclude=(lambda rel: is_excluded(rel, exclude)) if exclude else None))
+                                exclude=(lambda rel: is_excluded(rel, exclude)) if exclude else None,
+                                observe=watch[k]))
     results: dict[tuple, ReadTree] = {}
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="guard-local") as pool:
         local_keys = list(local)
-        local_job = (pool.submit(scan_trees, [local[k] for k in local_keys], exclude=exclude)
+        local_job = (pool.submit(scan_trees, [local[k] for k in local_keys], exclude=exclude,
+                                 observe=[watch[k] for k in local_keys])
                      if local_keys else None)
         try:
             scans = read_remote_trees(trees, concurrency=concurrency, progress=progress, meter=meter)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from core.compare.exclude import is_excluded
+from core.compare.observe import FileObserver, ObserveFile, feed_all
 from core.errors import CheckError
 from core.seal.manifest import Difference, FileDigest, Manifest, diff_manifests
 
@@ -49,8 +50,10 @@ class ScanResult:
     transfer: dict[str, Any] | None = None
 
 
-def _hash_file(path: str, buf: bytearray, view: memoryview) -> FileDigest:
+def _hash_file(path: str, buf: bytearray, view: memoryview, observe: ObserveFile | None = None,
+               rel: str = "", size_hint: int | None = None) -> FileDigest:
     h = hashlib.sha256()
+    watcher: FileObserver | None = observe(rel, size_hint) if observe is not None else None
     size = 0
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
@@ -58,16 +61,25 @@ def _hash_file(path: str, buf: bytearray, view: memoryview) -> FileDigest:
             # A hint for cold caches: the file is read once, front to back.
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
         with open(fd, "rb", buffering=0, closefd=False) as f:
-            while n := f.readinto(buf):
-                h.update(view[:n])
-                size += n
+            if watcher is None:
+                while n := f.readinto(buf):
+                    h.update(view[:n])
+                    size += n
+            else:
+                observer, closing = watcher, watcher
+                while n := f.readinto(buf):
+                    h.update(view[:n])
+                    size += n
+                    observer = feed_all(observer, view[:n])
+                closing.close()
     finally:
         os.close(fd)
     return FileDigest(size, h.hexdigest())
 
 
 def scan_tree(root: Path | str, *, ignore: Iterable[str] = IGNORED_FILES,
-              chunk_size: int = CHUNK_SIZE, workers: int = 1, exclude: Sequence[str] = ()) -> ScanResult:
+              chunk_size: int = CHUNK_SIZE, workers: int = 1, exclude: Sequence[str] = (),
+              observe: ObserveFile | None = None) -> ScanResult:
     """Read the tree under ``root`` (every file, every sub-folder) into a :class:`Manifest`.
 
     Symbolic links are recorded with their target and never followed. A ``root`` that is a
@@ -77,6 +89,7 @@ def scan_tree(root: Path | str, *, ignore: Iterable[str] = IGNORED_FILES,
     threads (largest first, so that they finish together), each file still read once by one thread.
     Entries whose relative path matches an ``exclude`` glob (:func:`core.compare.exclude.is_excluded`; a
     folder with everything under it) are left out the same way and listed in ``Manifest.ignored``.
+    ``observe`` (:mod:`core.compare.observe`) sees every file's bytes in the same read.
     """
     started = time.perf_counter()
     root = Path(root)
@@ -94,7 +107,7 @@ def scan_tree(root: Path | str, *, ignore: Iterable[str] = IGNORED_FILES,
         if not root.exists():
             raise CheckError(f"model path does not exist: {root}")
         if root.is_file():
-            files[root.name] = _hash_file(str(root), buf, view)
+            files[root.name] = _hash_file(str(root), buf, view, observe, root.name, root.stat().st_size)
         elif not root.is_dir():
             raise CheckError(f"model path is neither a file nor a folder: {root}")
         else:
@@ -118,12 +131,15 @@ def scan_tree(root: Path | str, *, ignore: Iterable[str] = IGNORED_FILES,
                                 continue
                             if workers > 1:
                                 todo.append((entry.stat(follow_symlinks=False).st_size, rel, entry.path))
-                            else:
+                            elif observe is None:
                                 files[rel] = _hash_file(entry.path, buf, view)
+                            else:
+                                files[rel] = _hash_file(entry.path, buf, view, observe, rel,
+                                                        entry.stat(follow_symlinks=False).st_size)
                         else:
                             special.add(rel)
             if todo:
-                files.update(_hash_files(todo, workers, chunk_size))
+                files.update(_hash_files(todo, workers, chunk_size, observe))
     except CheckError:
         raise
     except OSError as exc:
@@ -138,7 +154,8 @@ def scan_tree(root: Path | str, *, ignore: Iterable[str] = IGNORED_FILES,
                       excluded=sorted(excluded))
 
 
-def _hash_files(todo: list[tuple[int, str, str]], workers: int, chunk_size: int) -> dict[str, FileDigest]:
+def _hash_files(todo: list[tuple[int, str, str]], workers: int, chunk_size: int,
+                observe: ObserveFile | None = None) -> dict[str, FileDigest]:
     """Hash ``(size, rel, path)`` files with ``workers`` threads, each with its own buffer."""
     todo.sort(reverse=True)  # largest first: the threads end within one small file of each other
     local = threading.local()
@@ -146,7 +163,7 @@ def _hash_files(todo: list[tuple[int, str, str]], workers: int, chunk_size: int)
     def one(item: tuple[int, str, str]) -> tuple[str, FileDigest]:
         if not hasattr(local, "view"):
             local.view = memoryview(bytearray(chunk_size))
-        return item[1], _hash_file(item[2], local.view.obj, local.view)
+        return item[1], _hash_file(item[2], local.view.obj, local.view, observe, item[1], item[0])
 
     with ThreadPoolExecutor(max_workers=min(workers, len(todo)), thread_name_prefix="guard-hash") as pool:
         return dict(pool.map(one, todo))
@@ -159,31 +176,37 @@ def _same_location(a: Path, b: Path) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
-def scan_trees(paths: Iterable[Path | str], *, max_workers: int = 2,
-               exclude: Sequence[str] = ()) -> list[ScanResult]:
+def scan_trees(paths: Iterable[Path | str], *, max_workers: int = 2, exclude: Sequence[str] = (),
+               observe: Sequence[ObserveFile | None] = ()) -> list[ScanResult]:
     """Scan several trees concurrently; a location given twice (same file system object) is read once.
 
-    Returns one :class:`ScanResult` per given path, in order.
+    Returns one :class:`ScanResult` per given path, in order. ``observe[i]``, when given, sees the
+    files of ``paths[i]`` as they are read (:mod:`core.compare.observe`).
     """
     paths = [Path(p) for p in paths]
     distinct: list[Path] = []
+    watchers: list[ObserveFile | None] = []
     index: list[int] = []
-    for p in paths:
+    for n, p in enumerate(paths):
+        watcher = observe[n] if n < len(observe) else None
         for i, q in enumerate(distinct):
             if _same_location(p, q):
                 index.append(i)
+                watchers[i] = watchers[i] or watcher
                 break
         else:
             index.append(len(distinct))
             distinct.append(p)
+            watchers.append(watcher)
     if len(distinct) == 1:
         # One tree (run and registry model are one folder in open-source MLflow): hash its files
         # on every worker instead of one.
-        results = [scan_tree(distinct[0], workers=max_workers, exclude=exclude)]
+        results = [scan_tree(distinct[0], workers=max_workers, exclude=exclude, observe=watchers[0])]
     else:
         with ThreadPoolExecutor(max_workers=min(max_workers, len(distinct)),
                                 thread_name_prefix="guard-scan") as pool:
-            results = list(pool.map(lambda p: scan_tree(p, exclude=exclude), distinct))
+            results = list(pool.map(lambda pw: scan_tree(pw[0], exclude=exclude, observe=pw[1]),
+                                    zip(distinct, watchers, strict=True)))
     return [results[i] for i in index]
 
 

@@ -18,6 +18,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from core.compare.observe import ObserveFile, feed_all
 from core.compare.tree import IGNORED_FILES, ScanResult
 from core.errors import CheckError, TransientError
 from core.registry.error_mapping import is_transient, translate
@@ -37,6 +38,7 @@ class RemoteTree:
     sink: Path | None = None
     ignore: frozenset[str] = IGNORED_FILES
     exclude: ExcludePredicate | None = None
+    observe: ObserveFile | None = None  # sees each file's chunks as they are hashed (core.compare.observe)
 
 
 class _TreeRead:
@@ -72,7 +74,7 @@ def _safe_relpath(rel: str, display: str) -> str:
 
 
 def _hash_one(source: Source, item: RemoteFile, retry: RetryPolicy, progress: TransferProgress,
-              sink: Path | None, stop: threading.Event) -> FileDigest:
+              sink: Path | None, stop: threading.Event, observe: ObserveFile | None = None) -> FileDigest:
     """Read one file completely into a fresh SHA-256, retrying a broken transfer from its start."""
     what = f"reading {item.relpath} from {source.display}"
     last: BaseException | None = None
@@ -89,6 +91,9 @@ def _hash_one(source: Source, item: RemoteFile, retry: RetryPolicy, progress: Tr
             if target is not None:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 out = open(target, "wb")  # noqa: SIM115 - closed in finally, reopened per attempt
+            # A restarted transfer gets a fresh observer: it must see the file from its first byte.
+            watcher = observe(item.relpath, item.size) if observe is not None else None
+            observer = watcher
             with source.open(item, retry) as chunks:
                 for chunk in chunks:
                     if stop.is_set():
@@ -97,9 +102,13 @@ def _hash_one(source: Source, item: RemoteFile, retry: RetryPolicy, progress: Tr
                     got += len(chunk)
                     if out is not None:
                         out.write(chunk)
+                    if observer is not None:
+                        observer = feed_all(observer, chunk)
                     progress.transferred(len(chunk))
             if item.size is not None and got != item.size:
                 raise BrokenTransfer(f"got {got} of {item.size} bytes")
+            if watcher is not None:
+                watcher.close()
             progress.verified(got)
             return FileDigest(got, h.hexdigest())
         except BrokenTransfer as exc:
@@ -151,7 +160,8 @@ def read_remote_trees(trees: Sequence[RemoteTree], *, concurrency: int | None = 
                     return
                 for item in batch:
                     read.futures[item.relpath] = pool.submit(
-                        _hash_one, read.tree.source, item, retry, progress, read.tree.sink, stop)
+                        _hash_one, read.tree.source, item, retry, progress, read.tree.sink, stop,
+                        read.tree.observe)
 
         def list_tree(read: _TreeRead) -> None:
             read.listing = read.tree.source.list_files(retry, lambda items: found(read, items))
