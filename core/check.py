@@ -20,6 +20,11 @@ from core.compare.exclude import validate_patterns, without_excluded
 from core.compare.fetch import FetchRequest, read_trees
 from core.compare.tree import comparison_from_scans
 from core.errors import CheckError, TransientError, redact
+from core.policy.evaluate import local_model_of, prepare
+from core.policy.loader import Policy
+from core.policy.metrics import AliasContext
+from core.policy.model import FAIL as POLICY_FAIL
+from core.policy.model import PolicyResult
 from core.registry.access import (
     locations_of,
     make_client,
@@ -74,6 +79,8 @@ class CheckResult:
     # With signed seals (``signed_seal`` given): the seal's outcome, and the seal made by this check.
     seal_outcome: SealVerification | None = None
     seal_record: SealRecord | None = None
+    # The policy's verdict (None without a policy); a FAIL makes the status FAILED.
+    policy: PolicyResult | None = None
 
     @property
     def passed(self) -> bool:
@@ -87,7 +94,8 @@ class CheckResult:
                 "error": self.error, "transient": self.transient, "seal_checked": self.seal_checked,
                 "differences": [d.to_dict() for d in self.differences],
                 "seal_differences": [d.to_dict() for d in self.seal_differences],
-                "tree_digest": self.manifest.tree_digest if self.manifest else None}
+                "tree_digest": self.manifest.tree_digest if self.manifest else None,
+                "policy": self.policy.to_dict() if self.policy is not None else None}
 
 
 def seal_from_tags(tags: dict[str, str] | None) -> Manifest | None:
@@ -142,7 +150,9 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                         client: MlflowClient | None = None, seal_from_tag: bool = False,
                         report_file: str | None = None, model_version: ModelVersion | None = None,
                         exclude: Sequence[str] = (), transfer_concurrency: int | None = None,
-                        progress: Any = None, signed_seal: SealOptions | None = None) -> CheckResult:
+                        progress: Any = None, signed_seal: SealOptions | None = None,
+                        policy: Policy | None = None, alias: str | None = None, stage: str | None = None,
+                        previous_holder: str | None = None, alias_event: bool = False) -> CheckResult:
     """Check that a model version's run model and registry model are identical, and match its seal.
 
     ``version_or_stage`` is resolved by :func:`core.registry.access.resolve_version`. Both models are
@@ -159,7 +169,12 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
     (a :class:`core.remote.progress.TransferProgress`). With ``signed_seal`` (:mod:`core.seal.step`), the
     seal is the version's signed seal in the seal store (an unsigned ``validation.manifest`` tag only
     for a version sealed before), ``seal``/``seal_from_tag`` are ignored, and the seal's outcome is
-    part of the verdict: FAILED if it is, ERROR if the seal cannot be read.
+    part of the verdict: FAILED if it is, ERROR if the seal cannot be read. With ``policy``
+    (:mod:`core.policy`), its sections for ``model``, ``alias`` (the alias being set or asked for)
+    and ``stage`` are checked in the same read of the registry model: a FAIL makes the verdict
+    FAILED, a WARN keeps it; the result is ``CheckResult.policy`` and the report's ``policy``. With
+    ``alias_event`` the check is of ``alias`` being set, and ``previous_holder`` (None: none) is the
+    version that held it before, which ``not_worse_than`` compares with.
     """
     started = time.perf_counter()
     spec = "" if version_or_stage is None else str(version_or_stage)
@@ -173,6 +188,10 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                     "exclude": list(exclude)},
     }
     version = spec
+    policy_run, policy_result = None, None
+    if policy is not None:
+        report["Options"]["policy"] = policy.source
+        report["policy"] = None
     try:
         try:
             exclude = validate_patterns(exclude)
@@ -200,8 +219,11 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
 
         # A models:/ URI must be resolved against this client's registry, never the process-wide one.
         reg_for_fetch = getattr(client, "_registry_uri", None) or registry_uri_for(tracking_uri, registry_uri)
+        if policy is not None:
+            policy_run = prepare(policy.effective(model, alias, stage))
         requests = [FetchRequest(run_uri, tracking_uri, reg_for_fetch, "run model"),
-                    FetchRequest(reg_uri, tracking_uri, reg_for_fetch, "registry model")]
+                    FetchRequest(reg_uri, tracking_uri, reg_for_fetch, "registry model",
+                                 observe=policy_run.observe if policy_run is not None else None)]
         with read_trees(requests, download_dir, keep_downloads, concurrency=transfer_concurrency,
                         progress=progress, exclude=exclude) as (run_f, reg_f):
             cmp_started = time.perf_counter()
@@ -238,6 +260,11 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
             if keep_downloads:
                 report["Comparison"]["kept_downloads"] = sorted(
                     {str(f.scratch) for f in (run_f, reg_f) if f.scratch is not None})
+            if policy_run is not None:  # the registry model is what will be served: it is what is judged
+                policy_result = policy_run.evaluate(
+                    current, client, mv, AliasContext(alias if alias_event else None, previous_holder),
+                    local_model_of(reg_f, download_dir, tracking_uri, reg_for_fetch))
+                report["policy"] = {**policy_result.to_dict(), "applied": list(policy_run.policy.applied)}
         report["Seal"] = {
             "checked": seal is not None, "source": seal_source,
             "equals": (not seal_diffs) if seal is not None else None,
@@ -251,7 +278,9 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                               "current_tree_digest": current.tree_digest, **step.outcome.to_dict(mv.tags)}
             if step.status == ERROR:
                 raise CheckError(step.summary)
-        ok = comparison.equal and not seal_diffs and (step is None or step.status != FAILED)
+        policy_failed = policy_result is not None and policy_result.status == POLICY_FAIL
+        ok = (comparison.equal and not seal_diffs and (step is None or step.status != FAILED)
+              and not policy_failed)
         status = PASSED if ok else FAILED
         where = f"model '{model}' version {version}"
         size = f"{current.file_count} files, {human_bytes(current.total_bytes)}"
@@ -265,6 +294,8 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                 summary += "; seal verified"
             if report["Comparison"]["excluded"]:
                 summary += f"; {len(report['Comparison']['excluded'])} path(s) excluded"
+            if policy_result is not None:
+                summary += f"; policy {policy_result.status}"
         else:
             parts = []
             if comparison.differences:
@@ -274,13 +305,16 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
                 parts.append(step.summary)
             elif seal_diffs:
                 parts.append(f"{len(seal_diffs)} difference(s) from the seal (first: {_first(seal_diffs)})")
+            if policy_failed:
+                first = policy_result.failed[0]
+                parts.append(f"policy FAIL ({first.check}: {first.reason})")
             summary = f"{where}: " + "; ".join(parts)
         result = CheckResult(status=status, exit_code=EXIT_CODES[status], summary=summary,
                              differences=comparison.differences, seal_differences=seal_diffs,
                              manifest=current, report=report, model=model, version=version,
                              elapsed_s=time.perf_counter() - started, seal_checked=seal is not None,
                              seal_digest=(seal if seal is not None else current).tree_digest,
-                             new_seal=current if seal is None else None)
+                             new_seal=current if seal is None else None, policy=policy_result)
         if step is not None:
             _apply_seal_step(result, step, signed_seal, seal, current, comparison.equal)
     except Exception as exc:
