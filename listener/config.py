@@ -45,6 +45,16 @@ REVERIFY_SCOPES = ("protected", "all", "production-stage")
 ROUTES = ("mlflow", "databricks")
 SECRET_VARIABLES = {"mlflow": "GUARD_MLFLOW_SECRET", "databricks": "GUARD_DATABRICKS_SECRET"}
 
+def _load_policy(path: str) -> Any:
+    """The policy file at ``path``, validated; a broken one is a :class:`ConfigError` with its one line."""
+    from core.policy.loader import PolicyError, load_policy
+
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        raise ConfigError(f"GUARD_POLICY: {exc}") from None
+
+
 @dataclass
 class Settings:
     """Everything the listener and its queue need; built by :meth:`from_env`."""
@@ -93,9 +103,14 @@ class Settings:
     sweep_interval_s: float = DEFAULT_SWEEP_INTERVAL_S
     reverify_interval_s: float = DEFAULT_REVERIFY_INTERVAL_S
     reverify_scope: str = "protected"
+    # GUARD_POLICY: the policy file's path; ``policy`` is the file loaded and validated at start (None: none).
+    policy_path: str | None = None
+    policy: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
+        if self.policy is None and self.policy_path:
+            self.policy = _load_policy(self.policy_path)
         if not self.trusted_keys and self.signing_key is not None:
             from core.seal.keys import trusted_from_signing_key
 
@@ -125,6 +140,7 @@ class Settings:
         shown["store_url"] = redacted(self.store_url)
         shown["signing_key"] = "<set>" if self.signing_key is not None else None
         shown["trusted_keys"] = f"<{len(self.trusted_keys)} key(s)>"
+        shown["policy"] = "<loaded>" if self.policy is not None else None
         if shown["databricks_authorization"]:
             shown["databricks_authorization"] = "<set>"
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
@@ -198,6 +214,7 @@ class Settings:
             "reverify_interval_s": parse_float("GUARD_REVERIFY_INTERVAL", env.get("GUARD_REVERIFY_INTERVAL"),
                                                 DEFAULT_REVERIFY_INTERVAL_S, 1),
             "reverify_scope": (env.get("GUARD_REVERIFY") or "protected").strip().lower(),
+            "policy_path": (env.get("GUARD_POLICY") or "").strip() or None,
         }
         if "signing_key" not in overrides and "trusted_keys" not in overrides:
             values.update(seal_keys(env.get("GUARD_SIGNING_KEY"), env.get("GUARD_TRUSTED_KEYS")))

@@ -34,7 +34,7 @@ from typing import Any
 
 from core.registry.stages import canonical_stage
 from listener import intake
-from listener.config import Settings
+from listener.config import ConfigError, Settings
 from listener.protocol.events import CHECK, SEAL_AND_CHECK
 from listener.protocol.request import SWEEP_KEY_PREFIX, ValidationRequest
 from listener.registries import get_adapter
@@ -257,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"error: refusing to start: {exc}", file=sys.stderr)
+        return 2
+    try:
         report = run_sweep(settings, inline_dispatch(settings) if args.run else None)
     except Exception as exc:  # noqa: BLE001 - the reason is the answer
         print(f"error: sweep not done: {exc}", file=sys.stderr)
