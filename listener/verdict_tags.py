@@ -22,9 +22,12 @@ TAG_SEAL_BUNDLE = "validation.seal_bundle"
 # The unsigned seal: written only when no signing key is configured, read for versions sealed that way.
 TAG_MANIFEST = "validation.manifest"
 TAG_ALIAS_REVERTED = "validation.alias_reverted"
+# The policy's result in one short line: "PASS (9 checks)", "FAIL: serialization; WARN: signature".
+TAG_POLICY = "validation.policy"
 # The order tags are written in: the seal first (a version is sealed as early as possible), the status
 # last (whoever sees a fresh status also sees the report and summary that belong to it).
-TAG_ORDER = (TAG_MANIFEST, TAG_SEAL_BUNDLE, TAG_SEAL, TAG_REPORT, TAG_SUMMARY, TAG_CHECKED_AT, TAG_STATUS)
+TAG_ORDER = (TAG_MANIFEST, TAG_SEAL_BUNDLE, TAG_SEAL, TAG_POLICY, TAG_REPORT, TAG_SUMMARY, TAG_CHECKED_AT,
+             TAG_STATUS)
 
 
 def report_dict(verdict: Verdict, max_items: int | None = None) -> dict[str, Any]:
@@ -50,6 +53,7 @@ def report_dict(verdict: Verdict, max_items: int | None = None) -> dict[str, Any
         "seal_differences_total": len(verdict.seal_differences),
         "differences": diffs,
         "seal_differences": seal_diffs,
+        "policy": verdict.policy,
     }
     if truncated:
         report["truncated"] = True
@@ -82,12 +86,40 @@ def render_report_json(verdict: Verdict, limit: int = TAG_VALUE_LIMIT) -> str:
         rep = report_dict(verdict, max_items=0)
         rep.pop("seal_detail", None)
         rep["error"] = (verdict.error or "")[: max(0, limit // 4)]
+        rep["policy"] = _policy_without_reasons(verdict.policy)
         rep["truncated"] = True
         text = _compact(rep)
     if len(text) >= limit:
         # The verdict alone; the summary tag and the store keep the rest.
-        text = _compact({"status": verdict.status, "seal": verdict.seal_digest, "truncated": True})
+        brief: dict[str, Any] = {"status": verdict.status, "seal": verdict.seal_digest, "truncated": True}
+        if verdict.policy is not None:
+            brief["policy"] = policy_line(verdict.policy, limit // 4)
+        text = _compact(brief)
+    if len(text) >= limit:
+        text = _compact({"status": verdict.status, "truncated": True})
     return text
+
+
+def _policy_without_reasons(policy: dict | None) -> dict | None:
+    if policy is None:
+        return None
+    checks = policy.get("checks") or []
+    return {"status": policy.get("status"),
+            "checks": [{"check": c.get("check"), "status": c.get("status")} for c in checks]}
+
+
+def policy_line(policy: dict, limit: int = TAG_VALUE_LIMIT) -> str:
+    """The policy's result in one line shorter than ``limit``: its status, then the checks that did not pass.
+
+    ``PASS (9 checks)``; ``FAIL: serialization, load_predict; WARN: signature``. The reasons are in the
+    report tag, the description and the results store.
+    """
+    checks = policy.get("checks") or []
+    named = {status: [str(c.get("check")) for c in checks if c.get("status") == status]
+             for status in ("FAIL", "WARN")}
+    parts = [f"{status}: {', '.join(names)}" for status, names in named.items() if names]
+    line = "; ".join(parts) if parts else f"{policy.get('status', 'PASS')} ({len(checks)} checks)"
+    return line if len(line) < limit else line[: max(0, limit - 2)] + "\u2026"
 
 
 def render_tags(verdict: Verdict, limit: int = TAG_VALUE_LIMIT) -> dict[str, str]:
@@ -102,6 +134,8 @@ def render_tags(verdict: Verdict, limit: int = TAG_VALUE_LIMIT) -> dict[str, str
         tags[TAG_SEAL] = verdict.seal_digest
     if verdict.alias_reverted:
         tags[TAG_ALIAS_REVERTED] = verdict.alias_reverted
+    if verdict.policy is not None:
+        tags[TAG_POLICY] = policy_line(verdict.policy, limit)
     if verdict.new_seal_json is not None:
         if len(verdict.new_seal_json) >= limit:
             # core keeps manifests under the limit; this guards against a caller passing a raw one.

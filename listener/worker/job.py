@@ -61,6 +61,23 @@ def _fields(request: ValidationRequest) -> dict[str, Any]:
             "to_stage": request.to_stage, "gate": bool(request.gate), "delivery_key": request.delivery_key}
 
 
+def policy_arguments(request: ValidationRequest, settings: Settings) -> dict[str, Any]:
+    """What the core needs to apply the policy to this request (nothing without a policy).
+
+    The alias being set (an alias event: its section applies, and ``not_worse_than`` that alias compares
+    with the version that held it before, from the alias history) or the target stage (Databricks).
+    """
+    if settings.policy is None:
+        return {}
+    arguments: dict[str, Any] = {"policy": settings.policy, "stage": request.to_stage or None}
+    if request.alias:
+        previous = get_store(settings.store_url).previous_holder(
+            request.registry, request.model, request.alias, excluding=str(request.version))
+        arguments.update(alias=request.alias, alias_event=True,
+                         previous_holder=previous.version if previous is not None else None)
+    return arguments
+
+
 def validate(request: ValidationRequest, settings: Settings, adapter: RegistryAdapter) -> Checked:
     """Read the version once and check it; the core decides the verdict (seal included).
 
@@ -84,7 +101,8 @@ def validate(request: ValidationRequest, settings: Settings, adapter: RegistryAd
                                      registry_uri=settings.registry_uri, download_dir=scratch,
                                      client=adapter.client, model_version=mv, exclude=settings.exclude,
                                      transfer_concurrency=settings.transfer_concurrency, progress=progress,
-                                     signed_seal=seal_options(settings, request, adapter))
+                                     signed_seal=seal_options(settings, request, adapter),
+                                     **policy_arguments(request, settings))
         if result.status == ERROR:
             reason = result.error or result.summary or "could not check"
             raise TransientError(reason) if result.transient else CheckError(reason)
@@ -101,6 +119,7 @@ def validate(request: ValidationRequest, settings: Settings, adapter: RegistryAd
                       new_seal_json=new_seal.to_compact_json() if new_seal is not None else None,
                       seal_bundle=result.seal_record.bundle_location if result.seal_record else None,
                       seal=result.report.get("Seal") if result.seal_outcome is not None else None,
+                      policy=result.policy.to_dict() if result.policy is not None else None,
                       **_fields(request))
     return Checked(verdict, mv)
 
