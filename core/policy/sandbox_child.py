@@ -116,7 +116,10 @@ def build_env(model_dir: str, env_root: str, manager: str) -> dict[str, Any]:
         activate = _get_or_create_virtualenv(model_dir, env_root_dir=env_root, env_manager=manager,
                                              capture_output=True)
     except BaseException as exc:
-        return {"ok": False, "phase": "environment", "kind": "exception", "line": _exception_line(exc)}
+        # MLflow's message holds the whole command and its output; the tool's own error is the last line.
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        return {"ok": False, "phase": "environment", "kind": "exception",
+                "line": lines[-1] if lines else type(exc).__name__}
     # MLflow answers with the shell command that activates the environment: "source ENV/bin/activate".
     activate_script = activate.split(" ", 1)[1]
     return {"ok": True, "python": os.path.join(os.path.dirname(activate_script), "python")}

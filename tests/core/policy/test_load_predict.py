@@ -11,6 +11,7 @@ MLflow only calls while logging when an input example is given.
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,11 +23,12 @@ from mlflow.models import infer_signature
 
 from core.policy.load_predict import run_load_predict
 from core.policy.sandbox import child_environment
-from tests.support.procs import MlflowServer
+from tests.support.procs import VENV_BIN, MlflowServer
 
 EXAMPLE = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
 HEADER = """\
 import os
+import sys
 import time
 
 import numpy as np
@@ -67,7 +69,8 @@ class Model(PythonModel):
     def predict(self, context, model_input, params=None):
         found = {name: value for name, value in os.environ.items()
                  if name.startswith(("GUARD_", "DATABRICKS_", "AWS_", "MLFLOW_TRACKING_"))}
-        evidence = {"found": found, "home": os.environ.get("HOME"), "cwd": os.getcwd()}
+        evidence = {"found": found, "home": os.environ.get("HOME"), "cwd": os.getcwd(),
+                    "python": sys.prefix}
         with open(context.model_config["evidence"], "w") as handle:
             import json
             json.dump(evidence, handle)
@@ -209,3 +212,30 @@ def test_the_model_files_are_read_only_and_the_original_is_untouched(models: dic
     assert check(models["good"], tmp_path).status == "PASS"
     assert {p.name: p.stat().st_mode for p in models["good"].iterdir()} == before
     assert not list((tmp_path / "scratch" / "load-predict").iterdir())  # the run folder is gone
+
+
+def test_env_manager_uv_restores_the_models_environment_once_per_requirements(models: dict[str, Path],
+                                                                               tmp_path: Path) -> None:
+    # MLflow's own restoration with uv (installed with the test dependencies), from the model's
+    # python_env.yaml and requirements.txt, packages from the package index.
+    parent = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    config = {"enabled": True, "timeout_s": 300, "memory_mb": 2048, "env_manager": "uv"}
+    evidence: Path = models["evidence"]
+    evidence.unlink(missing_ok=True)
+    outcome = run_load_predict(models["snoops"], config, scratch_root=tmp_path, parent_env=parent)
+    assert outcome.status == "PASS", outcome
+    envs = tmp_path / "model-envs" / "virtualenv_envs"
+    [restored] = list(envs.iterdir())
+    assert json.loads(evidence.read_text())["python"] == str(restored)  # it ran in the restored one
+    # Another model with the same requirements reuses the environment: still one, named by their digest.
+    assert run_load_predict(models["good"], config, scratch_root=tmp_path, parent_env=parent).status == "PASS"
+    assert list(envs.iterdir()) == [restored]
+
+
+def test_an_environment_that_cannot_be_restored_fails_with_the_tools_reason(models: dict[str, Path],
+                                                                            tmp_path: Path) -> None:
+    # No uv on PATH: MLflow's restoration cannot start; the reason is the tool's own last line.
+    config = {"enabled": True, "timeout_s": 60, "memory_mb": 2048, "env_manager": "uv"}
+    outcome = run_load_predict(models["good"], config, scratch_root=tmp_path, parent_env={"PATH": "/nowhere"})
+    assert outcome.status == "FAIL"
+    assert outcome.reason.startswith("could not restore the model's environment with uv: "), outcome.reason
