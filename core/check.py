@@ -20,11 +20,7 @@ from core.compare.exclude import validate_patterns, without_excluded
 from core.compare.fetch import FetchRequest, read_trees
 from core.compare.tree import comparison_from_scans
 from core.errors import CheckError, TransientError, redact
-from core.policy.evaluate import local_model_of, prepare
-from core.policy.loader import Policy
-from core.policy.metrics import AliasContext
-from core.policy.model import FAIL as POLICY_FAIL
-from core.policy.model import PolicyResult
+from core.policy.evaluate import POLICY_FAIL, AliasContext, Policy, PolicyResult, local_model_of, prepare
 from core.registry.access import (
     locations_of,
     make_client,

@@ -19,6 +19,7 @@ from core.cli.output import (
     finish,
     print_differences,
     print_headline,
+    print_policy,
     quiet_unless_verbose,
     transfer_progress,
 )
@@ -73,13 +74,17 @@ _EXCLUDE_HELP = ("Leave out paths matching this glob, relative to the model root
               help="Databricks only: the workspace, part of the seal's identity.")
 @click.option("--exclude", "exclude", multiple=True, metavar="GLOB", help=_EXCLUDE_HELP)
 @click.option("--transfer-concurrency", type=click.IntRange(min=1), metavar="N", help=_CONCURRENCY_HELP)
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also check the model against this policy (YAML; see docs/policies.md): a policy FAIL "
+                   "exits 1; a broken policy file exits 2. @alias applies the policy's section for that "
+                   "alias, a stage its stage section; a version number gets default and models only.")
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks and MLflow's log messages.")
 def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str | None,
                             registry_uri: str | None, download_dir: str | None, report_file: str | None,
                             keep_downloads: bool, seal_file: str | None, no_seal_tag: bool,
                             seal_store: str | None, public_keys: tuple[str, ...], workspace_host: str | None,
                             exclude: tuple[str, ...], transfer_concurrency: int | None,
-                            verbose: bool) -> None:
+                            policy_file: str | None, verbose: bool) -> None:
     """Check that a model version's run model and registry model are identical.
 
     The run model (the version's source) and the registry model (its download URI) are compared
@@ -105,6 +110,22 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
     except CheckError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    policy, alias, stage = None, None, None
+    if policy_file:
+        from core.policy.loader import PolicyError, load_policy
+        from core.registry.stages import canonical_stage
+
+        try:
+            policy = load_policy(policy_file)
+        except PolicyError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        spec = version_or_stage.strip()
+        if spec.startswith("@"):
+            alias = spec[1:]
+        elif not spec.isdigit():
+            stage = canonical_stage(spec)
+            alias = None if stage is not None else spec
     seal = None
     if seal_file:
         try:
@@ -118,7 +139,7 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
                                      keep_downloads=keep_downloads, seal=seal, seal_from_tag=not no_seal_tag,
                                      report_file=report_file, exclude=exclude,
                                      transfer_concurrency=transfer_concurrency, progress=progress,
-                                     signed_seal=signed_seal)
+                                     signed_seal=signed_seal, policy=policy, alias=alias, stage=stage)
     print_headline(result, verbose)
     if result.status != "ERROR":
         print_differences("Differences between run model and registry model", result.differences)
@@ -129,6 +150,7 @@ def check_model_version_cli(model: str, version_or_stage: str, tracking_uri: str
             src = result.report.get("Seal", {}).get("source")
             state = "matches" if not result.seal_differences else "DOES NOT match"
             click.echo(f"seal ({src}): {state}")
+        print_policy(result.policy)
     finish(result, report_file, verbose)
 
 

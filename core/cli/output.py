@@ -27,6 +27,16 @@ def print_differences(title: str, diffs: list[Any], limit: int = 50) -> None:
         click.echo(f"  … and {len(diffs) - limit} more (see the report file)")
 
 
+def print_policy(policy: Any) -> None:
+    """The policy's checks as a table (nothing without a policy): status, check, reason."""
+    if policy is None:
+        return
+    click.echo(f"policy: {policy.status}")
+    width = max((len(c.check) for c in policy.checks), default=0)
+    for c in policy.checks:
+        click.echo(f"  {c.status:<4}  {c.check:<{width}}  {c.reason}")
+
+
 def write_report_file(report: dict[str, Any], report_file: str | None, verbose: bool) -> bool:
     """Write ``report`` to ``report_file`` if one was asked for; False (said on stderr) when that fails."""
     if not report_file:

@@ -22,16 +22,22 @@ from core.compare.observe import ObserveFile
 from core.policy import checks_files as files_checks
 from core.policy.checks_meta import REQUIREMENTS, check_limits, check_metadata, check_requirements
 from core.policy.inspect import ModelInspector
-from core.policy.loader import EffectivePolicy
+from core.policy.loader import EffectivePolicy, Policy
 from core.policy.metrics import AliasContext, check_metrics
 from core.policy.model import FAIL, CheckOutcome, PolicyResult
 from core.seal.manifest import Manifest
+
+__all__ = ["POLICY_FAIL", "AliasContext", "LocalModel", "Policy", "PolicyResult", "PolicyRun",
+           "local_model_of", "prepare"]
+POLICY_FAIL = FAIL
 
 # The guard's own verdict section in a description (listener/verdict_text.py) is not the team's text.
 _GUARD_SECTION = re.compile(r"<!-- validation:start -->.*?<!-- validation:end -->", re.DOTALL)
 _READS_MLMODEL = ("mlmodel", "signature", "input_example", "serialization")
 
 LocalModel = Callable[[], AbstractContextManager[Path]]
+#: what ``load_predict`` gets for the settings a policy leaves out
+LOAD_PREDICT_DEFAULTS = {"enabled": False, "timeout_s": 120, "memory_mb": 2048, "env_manager": "local"}
 
 
 @dataclass
@@ -59,8 +65,11 @@ class PolicyRun:
         out: list[CheckOutcome] = []
         mlmodel, why = (files_checks.read_mlmodel(insp, files) if any(s in p for s in _READS_MLMODEL)
                         else (None, ""))
-        if "mlmodel" in p:
-            out.append(files_checks.check_mlmodel(p.get("mlmodel"), mlmodel, why))
+        # signature and input_example live in MLmodel: naming them checks MLmodel too, unless it is off.
+        implied = "required" if ("signature" in p or "input_example" in p) else None
+        level = p.sections.get("mlmodel", implied)
+        if level is not None and level != "off":
+            out.append(files_checks.check_mlmodel(level, mlmodel, why))
         if "signature" in p:
             out.append(files_checks.check_signature(p.get("signature"), mlmodel, why))
         if "input_example" in p:
@@ -92,7 +101,8 @@ def _load_predict(cfg: dict[str, Any], local_model: LocalModel | None,
     from core.policy.load_predict import run_load_predict  # separate module: runs model code, opt-in
 
     with local_model() as path:
-        return run_load_predict(path, cfg, scratch_root=Path(scratch_root) if scratch_root else None)
+        return run_load_predict(path, {**LOAD_PREDICT_DEFAULTS, **cfg},
+                                scratch_root=Path(scratch_root) if scratch_root else None)
 
 
 def prepare(policy: EffectivePolicy) -> PolicyRun:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import pickletools
+import re
 import struct
 from dataclasses import dataclass
 
@@ -36,22 +37,52 @@ class Format:
 
 _COMPRESSED = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"),
                (b"\x04\x22\x4d\x18", "lz4"), (b"ZF", "joblib zlib"), (b"(\xb5/\xfd", "zstd"))
-_PROTO01_FIRST = frozenset(b"(]}cNIFLSVl")
+_PROTO01_FIRST = frozenset(b"(]}cNIFLSVli")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+
+
+def _opcodes(head: bytes) -> tuple[list[str], bool, bool]:
+    """Opcode names a prefix parses into (until the first error), whether STOP was reached, and
+    whether parsing stopped only because an argument runs past the prefix."""
+    names: list[str] = []
+    try:
+        for op, arg, _pos in pickletools.genops(io.BytesIO(head)):
+            parts = str(arg).split(" ", 1)
+            if op.name in ("GLOBAL", "INST") and not all(_IDENTIFIER.match(p) for p in parts):
+                return names, False, False  # "module name" that no import could resolve: not a pickle
+            names.append(op.name)
+            if op.name == "STOP":
+                return names, _well_formed(head), False
+    except Exception as exc:  # the prefix ends mid-opcode, or it is not a pickle at all
+        cut = len(head) >= SNIFF_BYTES and any(w in str(exc) for w in ("remain", "no newline", "not enough"))
+        return names, False, cut
+    return names, False, len(head) >= SNIFF_BYTES
+
+
+def _well_formed(head: bytes) -> bool:
+    """True when the pickle up to its STOP keeps a consistent stack (what a real pickler writes)."""
+    try:
+        pickletools.dis(io.BytesIO(head), out=io.StringIO())
+        return True
+    except Exception:  # stack or mark misuse: bytes that merely look like opcodes
+        return False
+
+
+def _pickle_with_header(head: bytes) -> bool:
+    """``0x80 <protocol>`` followed by valid opcodes: to STOP, three of them, or one cut by the prefix."""
+    names, stopped, cut = _opcodes(head)
+    return stopped or len(names) >= 3 or (cut and len(names) >= 1)
 
 
 def _pickle_protocol01(head: bytes) -> bool:
-    """True when ``head`` parses as opcodes of a protocol 0/1 pickle (text-like pickles have no header)."""
+    """A header-less (protocol 0/1) pickle: valid opcodes that end with STOP or import something.
+
+    A loader runs opcodes one by one, so a prefix that imports before it breaks counts.
+    """
     if not head or head[0] not in _PROTO01_FIRST:
         return False
-    ops = 0
-    try:
-        for op, _arg, _pos in pickletools.genops(io.BytesIO(head)):
-            ops += 1
-            if op.name == "STOP":
-                return ops >= 2
-    except Exception:  # the prefix ends mid-opcode, or it is not a pickle at all
-        return ops >= 4 and len(head) >= SNIFF_BYTES  # long enough to be sure it was only cut short
-    return False
+    names, stopped, _cut = _opcodes(head)
+    return (stopped and len(names) >= 3) or "GLOBAL" in names or "INST" in names
 
 
 def _safetensors(head: bytes, size: int | None) -> bool:
@@ -96,7 +127,7 @@ def sniff(head: bytes, name: str, size: int | None = None) -> Format:
     A zip container comes back as family ``zip``: see :func:`zip_family` for what it holds.
     """
     base = name.rsplit("/", 1)[-1].lower()
-    if len(head) >= 2 and head[0] == 0x80 and 0 <= head[1] <= 5:
+    if len(head) >= 2 and head[0] == 0x80 and 0 <= head[1] <= 5 and _pickle_with_header(head):
         return Format(PICKLE, f"protocol {head[1]}")
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return Format("zip", "zip")

@@ -76,17 +76,26 @@ class ModelInspector:
         self.texts: dict[str, bytes] = {}
         self.too_large: set[str] = set()
         self._lock = threading.Lock()
+        self._open: dict[str, _Watch] = {}
 
     def __call__(self, rel: str, size: int | None) -> FileObserver | None:
         """The observer for file ``rel`` (None when the policy needs nothing from it)."""
         text = rel in self.wanted_texts
         if not (self.formats or text):
             return None
-        return _Watch(self, rel, size, text)
+        watch = _Watch(self, rel, size, text)
+        with self._lock:
+            # A transfer restarted from the first byte: what its broken attempt kept is given back.
+            earlier = self._open.pop(rel, None)
+            self._open[rel] = watch
+        if earlier is not None:
+            earlier.release()
+        return watch
 
     def record(self, facts: FileFacts | None, rel: str, text: bytes | None, text_too_large: bool) -> None:
         """Store what was learnt of ``rel`` (a restarted transfer's later read replaces an earlier one)."""
         with self._lock:
+            self._open.pop(rel, None)
             if facts is not None:
                 self.facts[rel] = facts
             if text is not None:
@@ -165,9 +174,13 @@ class _Watch:
             text = bytes(self.text) if self.text is not None else None
             self.owner.record(facts, self.rel, text, self.text_too_large)
         finally:
-            self.pickle, self.zip = None, None
-            self.owner.budget.release(self.reserved)
-            self.reserved = 0
+            self.release()
+
+    def release(self) -> None:
+        """Give back the bytes kept for scanning (after the scan, or when the read was abandoned)."""
+        self.pickle, self.zip = None, None
+        self.owner.budget.release(self.reserved)
+        self.reserved = 0
 
     def _facts(self) -> FileFacts:
         facts = FileFacts(self.rel, self.size, self.format)

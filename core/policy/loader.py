@@ -90,7 +90,8 @@ class Policy:
         if name and name in self.aliases:
             merged = deep_merge(merged, self.aliases[name])
             applied.append(f"aliases.{name}")
-        sections = {k: v for k, v in merged.items() if v is not None and v != "off"}
+        # "off" levels stay visible (get() answers None for them): an explicit off differs from unnamed.
+        sections = {k: v for k, v in merged.items() if v is not None}
         if isinstance(sections.get("metrics"), dict):
             sections["metrics"] = {k: v for k, v in sections["metrics"].items() if v is not None}
         return EffectivePolicy(sections, tuple(applied))

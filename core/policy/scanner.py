@@ -13,8 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 CLEAN, SUSPICIOUS, MALICIOUS, INCONCLUSIVE = "clean", "suspicious", "malicious", "inconclusive"
+# Findings that name what loading would run. Others (non-allowlisted globals, structure that no
+# known writer produces, which a cut-off prefix also shows) are for review: a WARN, not a FAIL.
 _DANGEROUS_RULES = frozenset({"DANGEROUS_CALL", "DANGEROUS_GLOBAL", "MALFORMED_STACK_GLOBAL",
-                              "EXTENSION_REF", "POST_BUDGET_GLOBAL", "STRUCTURAL_TAMPER"})
+                              "EXTENSION_REF", "POST_BUDGET_GLOBAL"})
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ def scan_pickle(data: bytes | memoryview, source: str, complete: bool = True) ->
     dangerous = tuple(dict.fromkeys(_name(f) for f in report.findings
                                     if f.rule_code in _DANGEROUS_RULES or f.severity.value == "critical"))
     suspicious = tuple(dict.fromkeys(_name(f) for f in report.findings if _name(f) not in dangerous))
-    if dangerous or report.verdict.value == MALICIOUS:
+    if dangerous or (complete and report.verdict.value == MALICIOUS):
         return ScanFinding(MALICIOUS, dangerous or (report.verdict.value,), suspicious)
     if not complete:
         return ScanFinding(INCONCLUSIVE, (), suspicious, "only the first part was scanned (memory bound)")

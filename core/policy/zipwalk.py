@@ -18,6 +18,20 @@ _HEADER = struct.Struct("<4sHHHHHIIIHH")
 MAX_INFLATED = 64 << 20  # a deflated member is never inflated past this (zip bombs)
 
 
+def _zip64_size(extra: bytes, usize: int) -> int:
+    """The compressed size from a zip64 extra field (after the uncompressed one when that is 0xFFFFFFFF)."""
+    at = 0
+    while at + 4 <= len(extra):
+        tag, size = struct.unpack_from("<HH", extra, at)
+        if tag == 0x0001:
+            field = extra[at + 4:at + 4 + size]
+            offset = 8 if usize == 0xFFFFFFFF else 0
+            if len(field) >= offset + 8:
+                return struct.unpack_from("<Q", field, offset)[0]
+        at += 4 + size
+    return 0xFFFFFFFF
+
+
 class ZipWalker:
     """Feed a zip's bytes in order; ``members`` lists names seen, ``kept`` the wanted members' data."""
 
@@ -71,6 +85,8 @@ class ZipWalker:
                     data = data[need:]
                     continue
                 name = bytes(self._buf[_HEADER.size:_HEADER.size + nlen]).decode("utf-8", "replace")
+                if csize == 0xFFFFFFFF:  # zip64: the real sizes are in the extra field
+                    csize = _zip64_size(bytes(self._buf[_HEADER.size + nlen:]), _usize)
                 self._buf.clear()
                 self.members.append(name)
                 if flags & 0x08 and csize == 0:
