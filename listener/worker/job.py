@@ -27,6 +27,7 @@ from listener.registries.base import RegistryAdapter, read_when_ready
 from listener.store import Store, get_store, is_transient, owner_id, short_reason
 from listener.verdict import ERROR, Verdict
 from listener.worker import alias_gate
+from listener.worker.policy_context import policy_arguments
 from listener.worker.redundant import answering_check
 from listener.worker.sealing import seal_options
 from listener.worker.version_lock import kept_alive, version_lock
@@ -59,23 +60,6 @@ def _fields(request: ValidationRequest) -> dict[str, Any]:
     return {"model": request.model, "version": str(request.version), "registry": request.registry,
             "trigger": request.trigger, "action": request.action, "alias": request.alias,
             "to_stage": request.to_stage, "gate": bool(request.gate), "delivery_key": request.delivery_key}
-
-
-def policy_arguments(request: ValidationRequest, settings: Settings) -> dict[str, Any]:
-    """What the core needs to apply the policy to this request (nothing without a policy).
-
-    The alias being set (an alias event: its section applies, and ``not_worse_than`` that alias compares
-    with the version that held it before, from the alias history) or the target stage (Databricks).
-    """
-    if settings.policy is None:
-        return {}
-    arguments: dict[str, Any] = {"policy": settings.policy, "stage": request.to_stage or None}
-    if request.alias:
-        previous = get_store(settings.store_url).previous_holder(
-            request.registry, request.model, request.alias, excluding=str(request.version))
-        arguments.update(alias=request.alias, alias_event=True,
-                         previous_holder=previous.version if previous is not None else None)
-    return arguments
 
 
 def validate(request: ValidationRequest, settings: Settings, adapter: RegistryAdapter) -> Checked:

@@ -1,6 +1,6 @@
-"""The worker applies GUARD_POLICY: per-alias sections for alias events, and ``not_worse_than`` the alias
-against the version that held it BEFORE the event (the store's alias history), against a real MLflow
-tracking server."""
+"""The worker applies GUARD_POLICY (:mod:`listener.worker.policy_context`): the alias's section on alias
+events, with ``not_worse_than`` that alias compared against the version that held it BEFORE the event
+(the store's alias history), against a real MLflow tracking server."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from listener.config import Settings
 from listener.protocol import ValidationRequest
 from listener.store import SOURCE_WEBHOOK, get_store
 from listener.verdict_tags import TAG_POLICY
-from listener.worker.job import policy_arguments, process_job
+from listener.worker.job import process_job
+from listener.worker.policy_context import policy_arguments
 from tests.listener.worker.helpers import register_model
 
 POLICY = """\
@@ -33,8 +34,9 @@ stages:
 """
 
 
-def _request(model: str, version: str, alias: str | None = None, to_stage: str | None = None) -> dict:
-    trigger = "model_version_alias.created" if alias else "model_version.created"
+def _request(model: str, version: str, alias: str | None = None, to_stage: str | None = None,
+             trigger: str | None = None) -> dict:
+    trigger = trigger or ("model_version_alias.created" if alias else "model_version.created")
     action = "check" if alias else "seal_and_check"
     return ValidationRequest(registry="mlflow", model=model, version=version, trigger=trigger, action=action,
                              to_stage=to_stage, alias=alias, gate=False, delivery_key=uuid.uuid4().hex,
@@ -91,4 +93,7 @@ def test_policy_arguments_follow_the_request(settings, tmp_path):
     staging = ValidationRequest.from_dict(_request("m", "2", to_stage="Production"))
     staged = policy_arguments(staging, settings)
     assert staged["stage"] == "Production" and "alias" not in staged
+    reverify = ValidationRequest.from_dict(_request("m", "2", alias="champion", trigger="reverify"))
+    assert policy_arguments(reverify, settings) == {"policy": settings.policy, "stage": None,
+                                                    "alias": "champion"}
     assert policy_arguments(request, Settings(data_dir=tmp_path / "other")) == {}
