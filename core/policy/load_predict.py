@@ -10,6 +10,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ DEFAULT_MEMORY_MB = 2048
 ENV_MANAGERS = ("local", "virtualenv", "uv")
 # Restoring an environment downloads and installs packages: minutes, not the model's timeout.
 ENV_BUILD_TIMEOUT_S = 1800
+# Where MLflow's restoration puts environments under its env_root_dir (mlflow.utils.virtualenv).
+_MLFLOW_ENVS_FOLDER = "virtualenv_envs"
 _REASON_LIMIT = 300
 # Import names whose distribution is named differently, for the "model needs …" message.
 _DISTRIBUTIONS = {"sklearn": "scikit-learn", "cv2": "opencv-python", "PIL": "pillow", "yaml": "pyyaml",
@@ -149,14 +152,21 @@ def _restored_python(model_copy: Path, settings: LoadPredictSettings, env_cache:
     env_cache.mkdir(parents=True, exist_ok=True)
     home = env_cache / "home"
     home.mkdir(exist_ok=True)
+    envs = env_cache / _MLFLOW_ENVS_FOLDER
     with open(env_cache / ".lock", "w") as lock:
         # One build at a time per host: two workers restoring the same digest would race on its folder.
         fcntl.flock(lock, fcntl.LOCK_EX)
+        before = set(envs.iterdir()) if envs.is_dir() else set()
         exit_ = run_child(child_command(guard_python(), "build-env", str(folder.result), str(model_copy),
                                         str(env_cache), settings.env_manager),
                           env=child_environment(parent_env, home, building=True), cwd=folder.work,
                           log=folder.log, timeout_s=ENV_BUILD_TIMEOUT_S)
-    result = _read_result(folder)
+        result = _read_result(folder)
+        if result is None or not result.get("ok"):
+            # MLflow removes a half-built environment on errors it sees, not when its process is
+            # killed: a half-built one would otherwise be reused as if complete.
+            for path in (set(envs.iterdir()) if envs.is_dir() else set()) - before:
+                shutil.rmtree(path, ignore_errors=True)
     folder.result.unlink(missing_ok=True)
     if result is None or not result.get("ok"):
         why = "timeout" if exit_.timed_out else (result or {}).get("line") or _last_line(exit_.output_tail)
