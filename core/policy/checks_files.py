@@ -133,7 +133,7 @@ def check_serialization(cfg: dict[str, Any], inspector: ModelInspector, files: l
         claimed = next((f for s, f in _CLAIMED_BY_SUFFIX.items() if path.lower().endswith(s)), None)
         if claimed is not None and claimed != fmt.family:
             odd.append(f"{path}: named {claimed} but the content is {fmt.describe()}")
-    bad += _skops_trust(cfg.get("skops_trusted"), mlmodel, inspector)
+    bad += _skops_trust(cfg.get("skops_trusted"), mlmodel)
     if bad:
         return CheckOutcome("serialization", FAIL, _few(bad + odd))
     if odd:
@@ -142,9 +142,12 @@ def check_serialization(cfg: dict[str, Any], inspector: ModelInspector, files: l
     return CheckOutcome("serialization", PASS, f"{len(files)} files by content: {summary or 'none'}")
 
 
-def _skops_trust(patterns: list[str] | None, mlmodel: dict[str, Any] | None,
-                 inspector: ModelInspector) -> list[str]:
-    """Types a skops model declares trusted (MLmodel) or stores (schema.json) outside ``patterns``."""
+def _skops_trust(patterns: list[str] | None, mlmodel: dict[str, Any] | None) -> list[str]:
+    """Types a skops model declares trusted in its MLmodel outside ``patterns``.
+
+    skops itself refuses, at load time, every type outside its defaults and this declared list, so
+    the declared list is what widens what loading may construct.
+    """
     if patterns is None:
         return []
     out = []
@@ -152,11 +155,6 @@ def _skops_trust(patterns: list[str] | None, mlmodel: dict[str, Any] | None,
     for t in sk.get("skops_trusted_types") or () if isinstance(sk, dict) else ():
         if not any(fnmatch.fnmatchcase(str(t), p) for p in patterns):
             out.append(f"MLmodel trusts skops type {t}, outside skops_trusted")
-    for path, facts in sorted(inspector.facts.items()):
-        for t in sorted(facts.skops_types or ()):
-            if not any(fnmatch.fnmatchcase(t, p) for p in patterns) and not t.startswith("builtins."):
-                out.append(f"{path}: skops type {t} outside skops_trusted")
-                break
     return out
 
 

@@ -9,7 +9,6 @@ names (:func:`zip_family`). Nothing is ever unpickled.
 from __future__ import annotations
 
 import io
-import json
 import pickletools
 import re
 import struct
@@ -170,21 +169,3 @@ def zip_family(members: list[str]) -> Format:
     if members and all(n.endswith(".npy") for n in names):
         return Format("numpy", "npz")
     return Format("zip", "zip")
-
-
-def skops_types(schema: bytes) -> set[str]:
-    """Every ``module.Class`` a skops ``schema.json`` names (what loading it would construct)."""
-    found: set[str] = set()
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            if isinstance(node.get("__module__"), str) and isinstance(node.get("__class__"), str):
-                found.add(f"{node['__module__']}.{node['__class__']}")
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(json.loads(schema.decode("utf-8")))
-    return found

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 
 from core.compare.observe import FileObserver
-from core.policy.formats import PICKLE, SNIFF_BYTES, Format, skops_types, sniff, zip_family
+from core.policy.formats import PICKLE, SNIFF_BYTES, Format, sniff, zip_family
 from core.policy.scanner import INCONCLUSIVE, ScanFinding, scan_pickle
 from core.policy.zipwalk import ZipWalker
 
@@ -26,13 +26,12 @@ SCAN_BUDGET = 48 << 20
 
 @dataclass
 class FileFacts:
-    """One file as the inspector saw it: its format by content, its pickle scan, skops types."""
+    """One file as the inspector saw it: its format by content, its pickle scans, zip member names."""
 
     path: str
     size: int | None
     format: Format
     scans: list[tuple[str, ScanFinding]] = field(default_factory=list)  # (file or file:member, finding)
-    skops_types: set[str] | None = None
     members: list[str] = field(default_factory=list)
 
 
@@ -151,7 +150,9 @@ class _Watch:
         if self.format.family == PICKLE and self.owner.scan:
             self.pickle = bytearray()
         elif self.format.family == "zip":
-            self.zip = ZipWalker(lambda name: name.endswith(".pkl") or name == "schema.json", self._reserve)
+            # Member names tell the format; member bytes are kept only for the scanner.
+            scan = self.owner.scan
+            self.zip = ZipWalker(lambda name: scan and name.endswith(".pkl"), self._reserve)
 
     def _body(self, chunk: bytes | memoryview) -> bool:
         if self.zip is not None:
@@ -194,11 +195,6 @@ class _Watch:
             facts.format = zip_family(walker.members)
             if walker.stopped:
                 facts.format = Format(facts.format.family, f"{facts.format.detail}; {walker.stopped}")
-            if "schema.json" in walker.kept:
-                try:
-                    facts.skops_types = skops_types(walker.kept["schema.json"])
-                except (ValueError, UnicodeDecodeError):
-                    facts.skops_types = None
             if self.owner.scan:
                 for name, data in walker.kept.items():
                     if name.endswith(".pkl"):

@@ -51,52 +51,61 @@ def _holder(client: MlflowClient, model: str, alias: str, event: AliasContext) -
 _NO_SUCH_ALIAS = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
 
 
+def _version(client: MlflowClient, model: str, version: str) -> ModelVersion | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version(model, version)
+    except MlflowException as exc:
+        if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+
+
 def _fmt(x: float) -> str:
     return f"{x:.6g}"
+
+
+def _judge(name: str, rule: dict[str, Any], mine: dict[str, float], client: MlflowClient, mv: ModelVersion,
+           event: AliasContext, cache: dict[str, dict[str, float]]) -> tuple[str, str]:
+    """One metric's status and reason."""
+    if name not in mine:
+        return FAIL, f"the run has no metric {name}"
+    value = mine[name]
+    if rule.get("min") is not None and value < rule["min"]:
+        return FAIL, f"{name} = {_fmt(value)} below min {_fmt(rule['min'])}"
+    if rule.get("max") is not None and value > rule["max"]:
+        return FAIL, f"{name} = {_fmt(value)} above max {_fmt(rule['max'])}"
+    ref = rule.get("not_worse_than")
+    if not ref:
+        return PASS, f"{name} = {_fmt(value)} within bounds"
+    alias = ref.lstrip("@")
+    holder = _holder(client, mv.name, alias, event)
+    if holder is None:
+        return PASS, f"{name} = {_fmt(value)}; no version holds @{alias}, nothing to compare"
+    if holder == str(mv.version):
+        return PASS, f"{name} = {_fmt(value)}; version {holder} holds @{alias} itself"
+    held = _version(client, mv.name, holder)
+    if held is None:
+        return WARN, f"{name} = {_fmt(value)}; version {holder}, which held @{alias}, no longer exists"
+    theirs = _run_metrics(client, held, cache).get(name)
+    if theirs is None:
+        return WARN, f"{name} = {_fmt(value)}; @{alias} (version {holder}) has no {name}"
+    worse = value < theirs if rule.get("greater_is_better", True) else value > theirs
+    verdict = "worse than" if worse else "not worse than"
+    reason = f"{name} = {_fmt(value)} {verdict} @{alias} (version {holder}: {_fmt(theirs)})"
+    return (FAIL if worse else PASS), reason
 
 
 def check_metrics(cfg: dict[str, Any], client: MlflowClient, mv: ModelVersion,
                   event: AliasContext | None = None) -> CheckOutcome:
     """Each configured metric of the version's source run (see the module docstring)."""
-    event = event or AliasContext()
-    cache: dict[str, dict[str, float]] = {}
-    mine = _run_metrics(client, mv, cache)
     if not getattr(mv, "run_id", None):
         return CheckOutcome("metrics", FAIL, f"version {mv.version} has no source run to read metrics from")
-    results: list[tuple[str, str]] = []
-    for name, rule in sorted(cfg.items()):
-        rule = rule or {}
-        if name not in mine:
-            results.append((FAIL, f"the run has no metric {name}"))
-            continue
-        value = mine[name]
-        if rule.get("min") is not None and value < rule["min"]:
-            results.append((FAIL, f"{name} = {_fmt(value)} below min {_fmt(rule['min'])}"))
-            continue
-        if rule.get("max") is not None and value > rule["max"]:
-            results.append((FAIL, f"{name} = {_fmt(value)} above max {_fmt(rule['max'])}"))
-            continue
-        ref = rule.get("not_worse_than")
-        if not ref:
-            results.append((PASS, f"{name} = {_fmt(value)} within bounds"))
-            continue
-        alias = ref.lstrip("@")
-        holder = _holder(client, mv.name, alias, event)
-        if holder is None:
-            results.append((PASS, f"{name} = {_fmt(value)}; no version holds @{alias}, nothing to compare"))
-            continue
-        if holder == str(mv.version):
-            results.append((PASS, f"{name} = {_fmt(value)}; version {holder} holds @{alias} itself"))
-            continue
-        theirs = _run_metrics(client, client.get_model_version(mv.name, holder), cache).get(name)
-        if theirs is None:
-            results.append((WARN, f"{name} = {_fmt(value)}; @{alias} (version {holder}) has no {name}"))
-            continue
-        better = rule.get("greater_is_better", True)
-        worse = value < theirs if better else value > theirs
-        verdict = "worse than" if worse else "not worse than"
-        results.append((FAIL if worse else PASS, f"{name} = {_fmt(value)} {verdict} @{alias} "
-                                                 f"(version {holder}: {_fmt(theirs)})"))
+    cache: dict[str, dict[str, float]] = {}
+    mine = _run_metrics(client, mv, cache)
+    results = [_judge(name, rule or {}, mine, client, mv, event or AliasContext(), cache)
+               for name, rule in sorted(cfg.items())]
     status = worst([s for s, _ in results])
     shown = [r for s, r in results if s == status] or [r for _, r in results]
     return CheckOutcome("metrics", status, "; ".join(shown[:3]) or "no metrics configured")

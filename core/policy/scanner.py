@@ -41,8 +41,11 @@ def scan_pickle(data: bytes | memoryview, source: str, complete: bool = True) ->
     """Scan pickle bytes; ``complete`` False means ``data`` is only the file's first part."""
     from modelaudit_picklescan import PickleScanner, ScanOptions
 
-    report = PickleScanner(options=ScanOptions(timeout_s=120.0)).scan_bytes(
-        data, source=source, enrich_call_graph=False)
+    try:
+        report = PickleScanner(options=ScanOptions(timeout_s=120.0)).scan_bytes(
+            data, source=source, enrich_call_graph=False)
+    except Exception as exc:  # the scanner's own failure: no evidence either way, never "clean"
+        return ScanFinding(INCONCLUSIVE, note=f"the scanner failed: {str(exc)[:200]}")
     dangerous = tuple(dict.fromkeys(_name(f) for f in report.findings
                                     if f.rule_code in _DANGEROUS_RULES or f.severity.value == "critical"))
     suspicious = tuple(dict.fromkeys(_name(f) for f in report.findings if _name(f) not in dangerous))

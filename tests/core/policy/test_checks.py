@@ -108,6 +108,11 @@ def test_metrics_against_the_champion(registry):
                                  alias_event=True, previous_holder=None)
     assert result.status == "PASSED"
     assert "no version holds @champion" in checks(result)["metrics"]["reason"]
+    # The alias history names a version deleted since: shown, not hidden.
+    result = check_model_version(name, worse, tracking_uri=registry.url, policy=CHAMPION, alias="champion",
+                                 alias_event=True, previous_holder="999")
+    assert result.status == "PASSED" and checks(result)["metrics"] == {"check": "metrics", "status": "WARN",
+        "reason": "val_f1 = 0.8; version 999, which held @champion, no longer exists"}
     # Not an event: the holder now is the version itself.
     result = check_model_version(name, worse, tracking_uri=registry.url, policy=CHAMPION, alias="champion")
     assert checks(result)["metrics"]["reason"] == f"val_f1 = 0.8; version {worse} holds @champion itself"
