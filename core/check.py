@@ -212,7 +212,8 @@ def check_model_version(model: str, version_or_stage: str | int | None, *, track
             if policy_run is not None:  # the registry model is what will be served: it is what is judged
                 policy_result = policy_run.evaluate(
                     current, client, mv, AliasContext(alias if alias_event else None, previous_holder),
-                    local_model_of(reg_f, download_dir, tracking_uri, reg_for_fetch))
+                    local_model_of(reg_f, download_dir, tracking_uri, reg_for_fetch),
+                    scratch_root=download_dir)
                 report["policy"] = {**policy_result.to_dict(), "applied": list(policy_run.policy.applied)}
         report["Seal"] = {
             "checked": seal is not None, "source": seal_source,

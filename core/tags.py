@@ -20,6 +20,8 @@ TAG_MANIFEST = "validation.manifest"
 TAG_ALIAS_REVERTED = "validation.alias_reverted"
 # How the version's signed seal was made when not at registration ("sealed on first sight (backfill)").
 TAG_SEAL_NOTE = "validation.seal_note"
+# The policy's result in one short line: "PASS (9 checks)", "FAIL: serialization; WARN: signature".
+TAG_POLICY = "validation.policy"
 
 # Open-source MLflow model-version tag values: up to 100,000 characters (other registries pass their own).
 TAG_VALUE_LIMIT = 100_000

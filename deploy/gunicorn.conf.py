@@ -81,6 +81,20 @@ else:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _owned_multiproc_dir
 
 
+def on_starting(server) -> None:
+    """Refuse to start, in the master and before any worker, on unusable settings (a broken policy file):
+    one line saying why, instead of every worker failing to boot with a traceback."""
+    import sys
+
+    from listener.config import ConfigError, Settings
+
+    try:
+        Settings.from_env()
+    except ConfigError as exc:
+        server.log.error("refusing to start: %s", exc)
+        sys.exit(1)
+
+
 def when_ready(server) -> None:
     """Say once, in the master, what the webhook routes accept (workers inherit it and stay quiet)."""
     from listener.config import Settings

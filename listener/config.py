@@ -68,6 +68,16 @@ def shared_state_problem(store_url: str, seal_store_uri: str | None) -> str | No
             "postgresql://…). See docs/shared-state.md.")
 
 
+def _load_policy(path: str) -> Any:
+    """The policy file at ``path``, validated; a broken one is a :class:`ConfigError` with its one line."""
+    from core.policy.loader import PolicyError, load_policy
+
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        raise ConfigError(f"GUARD_POLICY: {exc}") from None
+
+
 @dataclass
 class Settings:
     """Everything the listener and its queue need; built by :meth:`from_env`."""
@@ -126,9 +136,14 @@ class Settings:
     # waiting base, 2 x base, 4 x base, ... seconds (capped at GUARD_RETRY_MAX_S).
     notify_retries: int = DEFAULT_NOTIFY_RETRIES
     notify_retry_base_s: float = DEFAULT_NOTIFY_RETRY_BASE_S
+    # GUARD_POLICY: the policy file's path; ``policy`` is the file loaded and validated at start (None: none).
+    policy_path: str | None = None
+    policy: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
+        if self.policy is None and self.policy_path:
+            self.policy = _load_policy(self.policy_path)
         if not self.trusted_keys and self.signing_key is not None:
             from core.seal.keys import trusted_from_signing_key
 
@@ -162,6 +177,7 @@ class Settings:
         shown["signing_key"] = "<set>" if self.signing_key is not None else None
         shown["trusted_keys"] = f"<{len(self.trusted_keys)} key(s)>"
         shown["notify_urls"] = f"<{len(self.notify_urls)} URL(s)>"
+        shown["policy"] = "<loaded>" if self.policy is not None else None
         if shown["databricks_authorization"]:
             shown["databricks_authorization"] = "<set>"
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
@@ -242,6 +258,7 @@ class Settings:
             "notify_retry_base_s": parse_float("GUARD_NOTIFY_RETRY_BASE_S",
                                                env.get("GUARD_NOTIFY_RETRY_BASE_S"),
                                                DEFAULT_NOTIFY_RETRY_BASE_S, 0.01),
+            "policy_path": (env.get("GUARD_POLICY") or "").strip() or None,
         }
         if "signing_key" not in overrides and "trusted_keys" not in overrides:
             values.update(seal_keys(env.get("GUARD_SIGNING_KEY"), env.get("GUARD_TRUSTED_KEYS")))

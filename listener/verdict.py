@@ -62,6 +62,9 @@ class Verdict:
     delivery_key: str | None = None
     # What the guard did to protected aliases because of this verdict ("@champion moved back to version 2").
     alias_reverted: str | None = None
+    # The policy's result (core.policy.model.PolicyResult.to_dict(): {"status", "checks": [{"check",
+    # "status", "reason"}]}), None when no policy applies.
+    policy: dict | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

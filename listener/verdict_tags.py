@@ -12,6 +12,7 @@ from core.tags import (
     TAG_ALIAS_REVERTED,
     TAG_CHECKED_AT,
     TAG_MANIFEST,
+    TAG_POLICY,
     TAG_REPORT,
     TAG_SEAL,
     TAG_SEAL_BUNDLE,
@@ -27,8 +28,8 @@ from listener.verdict import Verdict
 # early as possible), the status last (whoever sees a fresh status also sees the summary and seal that
 # belong to it). MLflow's model page lists a version's tags in the order they were first written, so
 # the short human ones go before the seal's digests.
-TAG_ORDER = (TAG_MANIFEST, TAG_SUMMARY, TAG_CHECKED_AT, TAG_ALIAS_REVERTED, TAG_SEAL, TAG_SEAL_NOTE,
-             TAG_SEAL_BUNDLE, TAG_REPORT, TAG_STATUS)
+TAG_ORDER = (TAG_MANIFEST, TAG_SUMMARY, TAG_CHECKED_AT, TAG_POLICY, TAG_ALIAS_REVERTED, TAG_SEAL,
+             TAG_SEAL_NOTE, TAG_SEAL_BUNDLE, TAG_REPORT, TAG_STATUS)
 
 
 def seal_note(verdict: Verdict) -> str | None:
@@ -66,6 +67,7 @@ def report_dict(verdict: Verdict, max_items: int | None = None) -> dict[str, Any
         "seal_differences_total": len(verdict.seal_differences),
         "differences": diffs,
         "seal_differences": seal_diffs,
+        "policy": verdict.policy,
     }
     if truncated:
         report["truncated"] = True
@@ -102,12 +104,40 @@ def render_report_json(verdict: Verdict, limit: int = TAG_VALUE_LIMIT) -> str:
         rep = report_dict(verdict, max_items=0)
         rep.pop("seal_detail", None)
         rep["error"] = (verdict.error or "")[: max(0, limit // 4)]
+        rep["policy"] = _policy_without_reasons(verdict.policy)
         rep["truncated"] = True
         text = _compact(rep)
     if len(text) >= limit:
         # The verdict alone; the summary tag and the store keep the rest.
-        text = _compact({"status": verdict.status, "seal": verdict.seal_digest, "truncated": True})
+        brief: dict[str, Any] = {"status": verdict.status, "seal": verdict.seal_digest, "truncated": True}
+        if verdict.policy is not None:
+            brief["policy"] = policy_line(verdict.policy, limit // 4)
+        text = _compact(brief)
+    if len(text) >= limit:
+        text = _compact({"status": verdict.status, "truncated": True})
     return text
+
+
+def _policy_without_reasons(policy: dict | None) -> dict | None:
+    if policy is None:
+        return None
+    checks = policy.get("checks") or []
+    return {"status": policy.get("status"),
+            "checks": [{"check": c.get("check"), "status": c.get("status")} for c in checks]}
+
+
+def policy_line(policy: dict, limit: int = TAG_VALUE_LIMIT) -> str:
+    """The policy's result in one line shorter than ``limit``: its status, then the checks that did not pass.
+
+    ``PASS (9 checks)``; ``FAIL: serialization, load_predict; WARN: signature``. The reasons are in the
+    report tag, the description and the results store.
+    """
+    checks = policy.get("checks") or []
+    named = {status: [str(c.get("check")) for c in checks if c.get("status") == status]
+             for status in ("FAIL", "WARN")}
+    parts = [f"{status}: {', '.join(names)}" for status, names in named.items() if names]
+    line = "; ".join(parts) if parts else f"{policy.get('status', 'PASS')} ({len(checks)} checks)"
+    return line if len(line) < limit else line[: max(0, limit - 2)] + "\u2026"
 
 
 def render_tags(verdict: Verdict, limit: int = TAG_VALUE_LIMIT, with_report: bool = True) -> dict[str, str]:
@@ -131,6 +161,8 @@ def render_tags(verdict: Verdict, limit: int = TAG_VALUE_LIMIT, with_report: boo
     note = seal_note(verdict)
     if note:
         tags[TAG_SEAL_NOTE] = note[: limit - 1]
+    if verdict.policy is not None:
+        tags[TAG_POLICY] = policy_line(verdict.policy, limit)
     if verdict.new_seal_json is not None:
         if len(verdict.new_seal_json) >= limit:
             # core keeps manifests under the limit; this guards against a caller passing a raw one.

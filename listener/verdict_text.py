@@ -23,6 +23,43 @@ DESCRIPTION_MAX_PATHS = 20
 COMMENT_MAX_PATHS = 200
 
 _BADGE = {PASSED: "\u2705 PASSED", FAILED: "\u274c FAILED", ERROR: "\u26a0\ufe0f ERROR"}
+# A policy has a dozen checks at most; their reasons are cut to stay readable in a table.
+POLICY_REASON_CHARS = 160
+
+
+def _policy_rows(verdict: Verdict) -> list[dict]:
+    return list((verdict.policy or {}).get("checks") or [])
+
+
+def _cell(text: object) -> str:
+    # A pipe would end the markdown table cell early.
+    return _md_safe(one_line(str(text or ""), POLICY_REASON_CHARS)).replace("|", "\\|")
+
+
+def policy_table_markdown(verdict: Verdict) -> list[str]:
+    """The policy's checks as a short markdown table (no lines without a policy)."""
+    if verdict.policy is None:
+        return []
+    lines = ["", f"**Policy: {_cell(verdict.policy.get('status'))}**", ""]
+    rows = _policy_rows(verdict)
+    if not rows:
+        return lines + ["No policy check applies to this version.", ""]
+    lines += ["| check | result | reason |", "| --- | --- | --- |"]
+    lines += [f"| {_cell(r.get('check'))} | {_cell(r.get('status'))} | {_cell(r.get('reason'))} |"
+              for r in rows]
+    return lines + [""]
+
+
+def policy_table_text(verdict: Verdict) -> list[str]:
+    """The policy's checks as aligned plain-text lines for a comment (no lines without a policy)."""
+    if verdict.policy is None:
+        return []
+    rows = _policy_rows(verdict)
+    width = max([len(str(r.get("check") or "")) for r in rows] + [5])
+    lines = [f"Policy {verdict.policy.get('status')}:"]
+    lines += [f"  {str(r.get('status') or ''):<4}  {str(r.get('check') or ''):<{width}}  "
+              f"{one_line(str(r.get('reason') or ''), POLICY_REASON_CHARS)}" for r in rows]
+    return lines
 
 
 def _diff_line(d: dict) -> str:
@@ -78,6 +115,7 @@ def render_description_section(verdict: Verdict) -> str:
         if len(paths) > DESCRIPTION_MAX_PATHS:
             more = len(paths) - DESCRIPTION_MAX_PATHS
             lines.append(f"  - \u2026 and {more} more (the listener's /api/validations lists them all)")
+    lines.extend(policy_table_markdown(verdict))
     lines.append(SECTION_END)
     return "\n".join(lines)
 
@@ -123,6 +161,7 @@ def render_comment(verdict: Verdict, limit: int = COMMENT_LIMIT) -> str:
         body.extend(f"- {one_line(_diff_line(d), 1000)}" for d in diffs[:COMMENT_MAX_PATHS])
         if len(diffs) > COMMENT_MAX_PATHS:
             body.append(f"- \u2026 and {len(diffs) - COMMENT_MAX_PATHS} more")
+    tail = policy_table_text(verdict) + tail
     text = "\n".join(head + body + tail)
     while len(text) > limit and len(body) > 1:
         # Drop listed files from the end until it fits; say how many were left out.

@@ -53,10 +53,12 @@ class PolicyRun:
         return self.inspector
 
     def evaluate(self, manifest: Manifest, client: MlflowClient, mv: ModelVersion,
-                 event: AliasContext | None = None, local_model: LocalModel | None = None) -> PolicyResult:
+                 event: AliasContext | None = None, local_model: LocalModel | None = None,
+                 scratch_root: Path | str | None = None) -> PolicyResult:
         """The checks the policy names, on the tree read (``manifest``) and the version ``mv``.
 
-        ``local_model`` gives a local copy of the model, needed only by ``load_predict``.
+        ``local_model`` gives a local copy of the model, needed only by ``load_predict``, which works
+        (and caches restored environments) under ``scratch_root``.
         """
         p, insp = self.policy, self.inspector or ModelInspector(formats=False, scan=False)
         files = set(manifest.files)
@@ -88,17 +90,19 @@ class PolicyRun:
             out.append(check_metrics(p.get("metrics"), client, mv, event or AliasContext()))
         lp = p.get("load_predict")
         if lp and lp.get("enabled"):
-            out.append(_load_predict(lp, local_model))
+            out.append(_load_predict(lp, local_model, scratch_root))
         return PolicyResult.of(out)
 
 
-def _load_predict(cfg: dict[str, Any], local_model: LocalModel | None) -> CheckOutcome:
+def _load_predict(cfg: dict[str, Any], local_model: LocalModel | None,
+                  scratch_root: Path | str | None = None) -> CheckOutcome:
     if local_model is None:
         return CheckOutcome("load_predict", FAIL, "no local copy of the model to load")
     from core.policy.load_predict import run_load_predict  # separate module: runs model code, opt-in
 
     with local_model() as path:
-        return run_load_predict(path, {**LOAD_PREDICT_DEFAULTS, **cfg})
+        return run_load_predict(path, {**LOAD_PREDICT_DEFAULTS, **cfg},
+                                scratch_root=Path(scratch_root) if scratch_root else None)
 
 
 def prepare(policy: EffectivePolicy) -> PolicyRun:

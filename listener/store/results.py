@@ -32,6 +32,7 @@ def alias_of(request_json: str | None) -> str | None:
 
 def row_dict(row: Any) -> dict[str, Any]:
     """One validation row in the shape every reader gets (timestamps ISO-8601 UTC, report parsed)."""
+    report = json.loads(row["report"]) if row["report"] else None
     return {
         "id": row["id"],
         "job_key": row["job_key"],
@@ -49,7 +50,9 @@ def row_dict(row: Any) -> dict[str, Any]:
         "started_at": _iso(row["started_at"]),
         "finished_at": _iso(row["finished_at"]),
         "duration_s": row["duration_s"],
-        "report": json.loads(row["report"]) if row["report"] else None,
+        "report": report,
+        # The policy's result, apart from the file comparison (None: no policy applied).
+        "policy": (report or {}).get("policy"),
         "ui_url": row["ui_url"],
         "publish_status": row["publish_status"],
         "publish_error": row["publish_error"],

@@ -30,6 +30,7 @@ from listener.store import Store, database_unavailable, get_store, short_reason
 from listener.verdict import Verdict
 from listener.worker import alias_gate
 from listener.worker.admission import RetryLater, admitted
+from listener.worker.policy_context import policy_arguments
 from listener.worker.sealing import seal_options
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,8 @@ def validate(request: ValidationRequest, settings: Settings, adapter: RegistryAd
                                  registry_uri=settings.registry_uri, download_dir=scratch,
                                  client=adapter.client, model_version=mv, exclude=settings.exclude,
                                  transfer_concurrency=settings.transfer_concurrency, progress=progress,
-                                 signed_seal=seal_options(settings, request, adapter))
+                                 signed_seal=seal_options(settings, request, adapter),
+                                 **policy_arguments(request, settings))
     new_seal = result.new_seal
     verdict = Verdict(status=result.status, summary=result.summary,
                       differences=[d.to_dict() for d in result.differences],
@@ -84,6 +86,7 @@ def validate(request: ValidationRequest, settings: Settings, adapter: RegistryAd
                       new_seal_json=new_seal.to_compact_json() if new_seal is not None else None,
                       seal_bundle=result.seal_record.bundle_location if result.seal_record else None,
                       seal=result.report.get("Seal") if result.seal_outcome is not None else None,
+                      policy=result.policy.to_dict() if result.policy is not None else None,
                       **_fields(request))
     return Checked(verdict, mv)
 

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         report = run_sweep(settings, inline_dispatch(settings) if args.run else None)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: refusing to start: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - the reason is the answer
         print(f"error: sweep not done: {exc}", file=sys.stderr)

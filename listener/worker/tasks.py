@@ -24,6 +24,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from huey import crontab
 from huey.exceptions import RetryTask
 
 from listener.alerts.deliver import attempt
-from listener.config import Settings
+from listener.config import ConfigError, Settings
 from listener.intake import get_huey
 from listener.store import get_store
 from listener.worker.job import process_job
@@ -46,7 +47,12 @@ def get_settings() -> Settings:
     """The worker's settings, read once from the environment."""
     global _settings
     if _settings is None:
-        _settings = Settings.from_env()
+        try:
+            _settings = Settings.from_env()
+        except ConfigError as exc:
+            # The consumer imports this module to start: it refuses, with the one line that says why.
+            print(f"error: refusing to start: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
     return _settings
 
 

@@ -171,3 +171,24 @@ def test_a_shared_store_with_a_per_host_seal_folder_is_refused_at_start(tmp_path
         assert Settings.from_env({**shared, "GUARD_SEAL_STORE": shared_place}).seal_store_uri == shared_place
     assert Settings.from_env({"GUARD_SEAL_STORE": str(tmp_path / "seals")}).seal_store_uri
     assert Settings.from_env(shared).open_seal_store().uri.startswith("postgresql+psycopg://guard:***@")
+
+
+def test_guard_policy_is_loaded_and_validated_at_start(tmp_path):
+    good = tmp_path / "policy.yaml"
+    good.write_text("version: 1\ndefault:\n  signature: required\n")
+    s = Settings.from_env({"GUARD_POLICY": str(good)})
+    assert s.policy_path == str(good) and s.policy.effective("m").get("signature") == "required"
+    assert "<loaded>" in repr(s)
+    assert Settings.from_env({}).policy is None
+
+
+def test_a_broken_guard_policy_is_one_line_naming_the_file_line_and_key(tmp_path):
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("version: 1\ndefault:\n  signature: required\n  serialization:\n    deny: [pickel]\n")
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"GUARD_POLICY": str(bad)})
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"GUARD_POLICY: {bad}:5: default.serialization.deny: unknown format family")
+    with pytest.raises(ConfigError, match="cannot read the policy file"):
+        Settings.from_env({"GUARD_POLICY": str(tmp_path / "missing.yaml")})

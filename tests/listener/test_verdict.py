@@ -20,3 +20,11 @@ def test_verdict_round_trip_and_rejects_unknown_status():
     assert Verdict.from_dict(json.loads(json.dumps(v.to_dict()))) == v
     with pytest.raises(ValueError):
         sample_verdict(status="MAYBE")
+
+
+def test_the_policy_result_round_trips_through_json():
+    policy = {"status": "WARN",
+              "checks": [{"check": "signature", "status": "WARN", "reason": "no signature"}]}
+    v = sample_verdict(policy=policy)
+    again = Verdict.from_dict(json.loads(json.dumps(v.to_dict())))
+    assert again.policy == policy and again == v

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from core.tags import TAG_MANIFEST, TAG_REPORT, TAG_SEAL, TAG_STATUS
+from core.tags import TAG_MANIFEST, TAG_POLICY, TAG_REPORT, TAG_SEAL, TAG_STATUS
 from listener.verdict import Verdict
 from listener.verdict_tags import render_report_json, render_tags
 from tests.listener.helpers import sample_verdict
@@ -73,3 +73,30 @@ def test_report_names_no_local_seal_store_folder():
     assert "location" not in json.loads(render_report_json(local))["seal_detail"]
     remote = sample_verdict(seal={"kind": "verified", "location": "s3://seals/v1/m/1"})
     assert json.loads(render_report_json(remote))["seal_detail"]["location"] == "s3://seals/v1/m/1"
+
+
+POLICY_FAIL = {"status": "FAIL", "checks": [
+    {"check": "serialization", "status": "FAIL", "reason": "model.pkl is pickle (denied)"},
+    {"check": "signature", "status": "WARN", "reason": "the MLmodel has no signature"},
+    {"check": "requirements", "status": "PASS", "reason": "3 requirements, all pinned"}]}
+
+
+def test_the_policy_tag_names_the_checks_that_did_not_pass():
+    tags = render_tags(sample_verdict(policy=POLICY_FAIL))
+    assert tags[TAG_POLICY] == "FAIL: serialization; WARN: signature"
+    assert json.loads(tags[TAG_REPORT])["policy"] == POLICY_FAIL
+    passing = {"status": "PASS", "checks": [{"check": "signature", "status": "PASS", "reason": "present"}]}
+    passed = render_tags(sample_verdict(status="PASSED", n_diffs=0, policy=passing))
+    assert passed[TAG_POLICY] == "PASS (1 checks)"
+    assert TAG_POLICY not in render_tags(sample_verdict())  # no policy, no tag
+
+
+def test_policy_tag_and_report_fit_unity_catalogs_limit():
+    reason = "x" * 300
+    many = {"status": "FAIL", "checks": [{"check": f"check_{i:02d}_with_a_long_name", "status": "FAIL",
+                                          "reason": reason} for i in range(40)]}
+    tags = render_tags(sample_verdict(n_diffs=500, policy=many), limit=1000)
+    assert all(len(value) < 1000 for value in tags.values())
+    assert tags[TAG_POLICY].startswith("FAIL: check_00_with_a_long_name")
+    report = json.loads(tags[TAG_REPORT])
+    assert report["status"] == "FAILED" and "FAIL" in json.dumps(report["policy"])

@@ -80,3 +80,27 @@ def test_comment_fits_databricks_limit():
     assert text.startswith("Validation FAILED")
     assert "shortened" in text
     assert "Took" in text  # the tail survives the shortening
+
+
+POLICY = {"status": "FAIL", "checks": [
+    {"check": "load_predict", "status": "FAIL", "reason": "predict raised ValueError: a | b"},
+    {"check": "signature", "status": "PASS", "reason": "inputs and outputs declared"}]}
+
+
+def test_description_section_has_a_table_of_the_policy_checks():
+    section = render_description_section(sample_verdict(policy=POLICY))
+    assert "**Policy: FAIL**" in section
+    assert "| load_predict | FAIL | predict raised ValueError: a \\| b |" in section
+    assert "| signature | PASS | inputs and outputs declared |" in section
+    assert section.index("| check | result | reason |") < section.index("<!-- validation:end -->")
+    assert "Policy" not in render_description_section(sample_verdict())
+
+
+def test_comment_lists_the_policy_checks_and_keeps_them_when_shortened():
+    text = render_comment(sample_verdict(policy=POLICY))
+    assert "Policy FAIL:" in text
+    assert "  FAIL  load_predict  predict raised ValueError: a | b" in text
+    assert "  PASS  signature     inputs and outputs declared" in text
+    diffs = [{"path": "d/" + "x" * 900 + str(i), "kind": "changed", "detail": {}} for i in range(150)]
+    shortened = render_comment(sample_verdict(seal_differences=diffs, policy=POLICY))
+    assert len(shortened) <= COMMENT_LIMIT and "Policy FAIL:" in shortened

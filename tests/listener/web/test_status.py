@@ -81,3 +81,27 @@ def test_rows_name_the_alias_an_alias_event_was_about(client, settings):
     html = client.get("/").get_data(as_text=True)
     cells = html.split('<td class="alias">')[1:]
     assert [cell.split("</td>", 1)[0] for cell in cells] == ["@challenger", "@champion", ""]
+
+
+def test_the_policy_result_is_on_the_page_and_in_the_api_apart_from_the_comparison(client, settings):
+    from listener.store import get_store, owner_id
+    from tests.listener.helpers import sample_verdict
+
+    store = get_store(settings.store_url)
+    policy = {"status": "FAIL", "checks": [
+        {"check": "serialization", "status": "FAIL", "reason": "model.pkl is <pickle> (denied)"},
+        {"check": "signature", "status": "PASS", "reason": "inputs and outputs declared"}]}
+    for version, verdict_policy in (("1", None), ("2", policy)):
+        key, owner = f"policy-{version}", owner_id()
+        store.claim({"registry": "mlflow", "model": "churn", "version": version,
+                     "trigger": "model_version.created", "action": "seal_and_check", "delivery_key": key},
+                    owner)
+        store.record_verdict(key, sample_verdict(version=version, n_diffs=0, policy=verdict_policy))
+        store.release(key, owner)
+    rows = client.get("/api/validations").json["validations"]
+    assert [(r["version"], r["policy"]) for r in rows] == [("2", policy), ("1", None)]
+    assert rows[0]["report"]["policy"] == policy and rows[0]["report"]["differences_total"] == 0
+    html = client.get("/").get_data(as_text=True)
+    assert '<span class="badge FAIL">FAIL</span>' in html
+    assert "FAIL serialization: model.pkl is &lt;pickle&gt; (denied)" in html
+    assert "inputs and outputs declared" not in html  # passing checks stay in the API and the report
