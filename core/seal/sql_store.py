@@ -37,6 +37,7 @@ from sqlalchemy.pool import NullPool
 from core.errors import CheckError, SealExistsError, TransientError
 from core.seal.attestation import SealIdentity
 from core.seal.store import BUNDLE_FILE, StoredSeal, encode_component
+from core.sql_url import driver_url, shown_url
 
 #: Prefix of the seal locations this store names: no host path, no credentials (they go onto versions).
 PUBLIC_SCHEME = "guard-store:"
@@ -61,23 +62,9 @@ _tables_seen: set[str] = set()
 _engines_lock = threading.Lock()
 
 
-def _driver_url(uri: str) -> str:
-    scheme, rest = uri.split("://", 1)
-    if scheme.lower().startswith("postgres"):
-        return "postgresql+psycopg://" + rest
-    return uri
-
-
-def _shown(uri: str) -> str:
-    try:
-        return make_url(_driver_url(uri)).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - never echo something unparseable: it may hold a secret
-        return "<unparseable seal store URL>"
-
-
 def _engine(uri: str) -> Engine:
     """One engine per URL and process (a child after a fork never reuses its parent's connections)."""
-    url = _driver_url(uri)
+    url = driver_url(uri)
     with _engines_lock:
         held = _engines.get(url)
         if held is not None and held[0] == os.getpid():
@@ -108,18 +95,18 @@ class SqlSealStore:
     """Seals in the ``signed_seals`` table of a SQLite or PostgreSQL database (see the module docstring)."""
 
     def __init__(self, uri: str) -> None:
-        self.uri = _shown(uri)
+        self.uri = shown_url(uri, "seal store URL")
         self._url = uri
 
     def _sqlite_file(self) -> str | None:
-        url = make_url(_driver_url(self._url))
+        url = make_url(driver_url(self._url))
         return url.database if url.get_backend_name() == "sqlite" else None
 
     def _has_table(self, engine: Engine) -> bool:
         path = self._sqlite_file()
         if path and not os.path.exists(path):
             return False  # connecting would create the file: a read creates nothing
-        url = _driver_url(self._url)
+        url = driver_url(self._url)
         if url not in _tables_seen:
             with engine.connect() as conn:
                 if not engine.dialect.has_table(conn, signed_seals.name):
@@ -140,7 +127,7 @@ class SqlSealStore:
             with engine.connect() as conn:
                 if not engine.dialect.has_table(conn, signed_seals.name):
                     raise
-        _tables_seen.add(_driver_url(self._url))
+        _tables_seen.add(driver_url(self._url))
 
     def location(self, identity: SealIdentity) -> str:  # noqa: D102 - see SealStore
         return f"{PUBLIC_SCHEME}{encode_component(identity.model)}/{encode_component(identity.version)}"

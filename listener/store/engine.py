@@ -14,6 +14,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from core.sql_url import driver_url, shown_url
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PG_CONNECT_TIMEOUT_S = 5
 
@@ -31,18 +33,14 @@ def normalise_url(url: str) -> str:
     """``url`` with the driver the store uses: ``postgresql[+x]://`` becomes ``postgresql+psycopg://``."""
     if url.startswith("sqlite:///"):
         return url
-    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg://", "postgresql+psycopg2://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+    if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://", "postgresql+psycopg2://")):
+        return driver_url(url)
     raise StoreConfigError("GUARD_STORE must be sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
 
 
 def redacted(url: str) -> str:
     """``url`` as it may appear in logs and answers: any password masked."""
-    try:
-        return make_url(normalise_url(url)).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - never echo something unparseable: it may hold a secret
-        return "<unparseable store URL>"
+    return shown_url(url, "store URL")
 
 
 def is_sqlite(engine: Engine) -> bool:
