@@ -55,7 +55,7 @@ def pickled_model(demo: Demo) -> bool:
     intact = "intact (no difference from the run model or the seal)"
     say(f"  files:    {'differ: ' + ', '.join(named) if named else intact}")
     seal = seal_of(row)
-    say(f"  seal:     {seal.get('reason') or seal.get('status') or '(no seal section)'}")
+    say(f"  seal:     {seal.get('reason') or seal.get('kind') or '(not checked)'}")
     policy = policy_of(row)
     say(f"  policy:   {policy.get('status', '(none applied: is GUARD_POLICY set?)')}")
     for line in policy_table(policy):
@@ -64,4 +64,4 @@ def pickled_model(demo: Demo) -> bool:
     caught = PICKLED_FILE in failed and "pickle" in failed.replace(PICKLED_FILE, "")
     if not caught:
         say(f"unexpected: the policy does not fail {PICKLED_FILE} as a pickle")
-    return row["status"] == "FAILED" and not named and seal.get("status") == "verified" and caught
+    return row["status"] == "FAILED" and not named and seal.get("kind") == "verified" and caught

@@ -35,8 +35,8 @@ def report_of(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def seal_of(row: dict[str, Any]) -> dict[str, Any]:
-    """The report's ``Seal`` section (``status``: ``verified``, ``mismatch``, ...), {} without one."""
-    seal = report_of(row).get("Seal")
+    """How the seal check went (``kind``: ``verified``, ``mismatch``, ...; ``reason``), {} without one."""
+    seal = report_of(row).get("seal_detail")
     return seal if isinstance(seal, dict) else {}
 
 

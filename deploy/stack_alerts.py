@@ -59,9 +59,11 @@ def alert_line(alert: dict[str, Any]) -> str:
         else str(alert.get("title") or "(no title)")
     line = f"ALERT {verdict} {what}"
     if fields.get("Trigger"):
-        line += f" ({fields['Trigger']})"
+        line += f", {fields['Trigger']}"
     if fields.get("First finding"):
-        line += f"  {fields['First finding'][:200]}"
+        line += f": {fields['First finding'][:200]}"
+    if fields.get("Alias action") not in (None, "", "none"):
+        line += f" · {fields['Alias action'][:120]}"
     return line
 
 
