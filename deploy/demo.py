@@ -16,6 +16,15 @@ The acts (:data:`ACTS`; each is a function of the shared :class:`Demo`, so anoth
 3. ``champion`` moved onto the tampered version: FAILED again, and the guard moves the protected alias
    back to the honest version (``make run`` protects ``champion``). On a stack that does not protect it,
    the demo moves it back itself and says so.
+4. A policy failure beside the integrity failure (:mod:`deploy.demo_policy_act`): a custom PythonModel,
+   cloudpickled by MLflow, files untouched, gets ``challenger``: the seal verifies, and the verdict is
+   FAILED by the policy (``make run`` uses ``deploy/policy.example.yaml``: ``deny: [pickle]``), naming
+   ``python_model.pkl``; the policy's table is printed.
+5. The alerts (:mod:`deploy.demo_alerts`): one per FAILED verdict, none for a PASSED one, read from the
+   stack's local alert receiver.
+
+The honest versions are logged as skops (MLflow's scikit-learn default outside Databricks, named here
+so that the starter policy's ``deny: [pickle]`` passes them whatever the default becomes).
 
 Verdicts come from the listener's ``/api/validations`` (event, alias, files) and are shown as the registry
 shows them (the version's tags). Exit status 0 when every act came out as expected, 1 otherwise.
@@ -36,17 +45,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlparse
 
+if __package__ in (None, ""):  # run as a script (make demo): import the deploy package from the checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from deploy.demo_alerts import alerts_for_failed
+from deploy.demo_policy_act import pickled_model
+from deploy.demo_report import paths_in_report, say
+
 NESTED_FILE = "code/demo_assets/preprocessing/vocabulary.txt"
 STACK_FILE = "stack.json"  # written by deploy/local_stack.py while `make run` is up
 CREATED_EVENT = "model_version.created"
 ALIAS_EVENT = "model_version_alias.created"
 FINAL = ("PASSED", "FAILED", "ERROR")
 VERDICT_TIMEOUT_S = float(os.environ.get("GUARD_DEMO_TIMEOUT", "180"))
-
-
-def say(message: str = "") -> None:
-    """Print one line at once (the demo is watched live)."""
-    print(message, flush=True)
 
 
 def _reachable(url: str) -> bool:
@@ -66,8 +77,10 @@ class Demo:
     ui: str
     listener: str
     model: Any
+    alerts: str | None = None  # the stack's local alert receiver (base URL), if it has one
     versions: dict[str, str] = field(default_factory=dict)  # role ("honest", "tampered") -> version
     shown: set[int] = field(default_factory=set)  # ids of the verdicts an act has already used
+    verdicts: list[dict[str, Any]] = field(default_factory=list)  # every verdict an act waited for
 
     def rows(self) -> list[dict[str, Any]]:
         """This model's newest validations, from the listener's /api/validations."""
@@ -88,6 +101,7 @@ class Demo:
                         and row["trigger"] == trigger and row.get("alias") == alias and row["status"] in FINAL
                         and row.get("publish_status") in ("PUBLISHED", "FAILED")):
                     self.shown.add(int(row["id"]))
+                    self.verdicts.append(row)
                     return row
             time.sleep(0.5)
         about = f"{trigger}{' @' + alias if alias else ''}"
@@ -101,7 +115,7 @@ class Demo:
 
         with mlflow.start_run(run_name=run_name):
             info = mlflow.sklearn.log_model(self.model, name="model", registered_model_name=self.name,
-                                            code_paths=code_paths)
+                                            code_paths=code_paths, serialization_format="skops")
         return str(info.registered_model_version)
 
     def show(self, row: dict[str, Any]) -> None:
@@ -114,24 +128,6 @@ class Demo:
         if tags.get("validation.seal"):
             say(f"  seal:     sha256 {tags['validation.seal'][:16]}…")
         say(f"  see it:   {self.ui}/#/models/{quote(self.name)}/versions/{version}")
-
-
-def paths_in_report(report: Any) -> list[str]:
-    """Every ``path`` a stored report names among its differences (both comparisons)."""
-    found: dict[str, None] = {}
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if isinstance(node.get("path"), str) and node.get("kind"):
-                found.setdefault(node["path"], None)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(report)
-    return list(found)
 
 
 def local_path(uri: str) -> Path | None:
@@ -222,6 +218,8 @@ ACTS = [
     Act("An honest version: PASSED", honest_version),
     Act("A file changed after the version was sealed: FAILED, naming it", tampered_file),
     Act("'champion' moved onto the tampered version, and back", champion_on_tampered),
+    Act("Intact files, a verified seal, and a pickle: FAILED by the policy", pickled_model),
+    Act("The alerts the guard sent for the FAILED verdicts", alerts_for_failed),
 ]
 
 
@@ -277,8 +275,10 @@ def main() -> int:
     mlflow.set_tracking_uri(tracking)
     mlflow.set_experiment("guard-demo")
     features, labels = load_iris(return_X_y=True)
+    receiver = running_stack(Path(os.environ.get("GUARD_DATA_DIR") or ".guard")).get("alert_receiver")
     demo = Demo(client=MlflowClient(tracking_uri=tracking), name=name, ui=tracking.rstrip("/"),
-                listener=listener, model=LogisticRegression(max_iter=300).fit(features, labels))
+                listener=listener, alerts=receiver,
+                model=LogisticRegression(max_iter=300).fit(features, labels))
     results = []
     for number, act in enumerate(ACTS, start=1):
         say("")

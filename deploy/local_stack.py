@@ -11,12 +11,15 @@
    model files in place, and with the variables MLflow needs to deliver webhooks to a loopback address.
 3. Starts the Procfile's ``web`` (gunicorn, ``PORT``, default 8000) and ``worker`` (huey consumer) with
    the listener's environment; ``champion`` is a protected alias unless ``GUARD_PROTECTED_ALIASES`` says
-   otherwise, so a FAILED version does not keep it.
+   otherwise, so a FAILED version does not keep it. Versions are checked with the starter policy
+   ``deploy/policy.example.yaml`` unless ``GUARD_POLICY`` is set (empty: integrity only), and, unless
+   ``GUARD_NOTIFY`` is set, alerts go to a local receiver (``deploy/alert_receiver.py``) that the stack
+   starts first on a free loopback port and prints one line per alert from (``deploy/stack_alerts.py``).
 4. Registers the MLflow webhook (idempotent: a second start updates the same webhook).
-5. Prints the banner (MLflow UI, listener, status page) once everything is up, and keeps it with the
-   processes' identities in ``stack.json``; then prints one line per verdict. Ctrl-C, SIGTERM, a
-   hang-up (terminal closed) or a console that goes away (``| head``) stops everything it started,
-   children included, and removes ``stack.json``.
+5. Prints the banner (MLflow UI, listener, status page, policy, alerts) once everything is up, and
+   keeps it with the processes' identities in ``stack.json``; then prints one line per verdict (and
+   per alert). Ctrl-C, SIGTERM, a hang-up (terminal closed) or a console that goes away (``| head``)
+   stops everything it started, children included, and removes ``stack.json``.
 
 A ``stack.json`` from an earlier run whose processes still run stops a second ``run`` (use ``stop``, or
 the running stack); one whose processes are gone is forgotten silently.
@@ -24,7 +27,7 @@ the running stack); one whose processes are gone is forgotten silently.
 Environment: ``GUARD_DATA_DIR``, ``MLFLOW_TRACKING_URI``, ``MLFLOW_PORT``, ``PORT``, ``GUARD_MLFLOW_SECRET``
 (use this secret instead of the generated one), ``GUARD_LISTENER_URL`` (the URL an existing MLflow server
 can reach the listener at; default ``http://127.0.0.1:$PORT``), ``GUARD_PROTECTED_ALIASES`` (default
-``champion``), ``GUARD_WORKER_THREADS``, ``NO_COLOR``.
+``champion``), ``GUARD_POLICY``, ``GUARD_NOTIFY``, ``GUARD_WORKER_THREADS``, ``NO_COLOR``.
 """
 
 from __future__ import annotations

@@ -95,6 +95,13 @@ def stop_stack(data_dir: Path, timeout: float = 90.0) -> list[int]:
     return alive
 
 
+def alerts_shown(stack: dict[str, Any]) -> str:
+    """Where the stack's alerts go, without the URLs a user configured (they may hold tokens)."""
+    if stack.get("alert_receiver"):
+        return f"{stack['alert_receiver']}/alerts (local receiver; one line per alert below)"
+    return "GUARD_NOTIFY (the URLs you set)" if stack.get("notify_configured") else "(none)"
+
+
 def banner(stack: dict[str, Any]) -> str:
     """What a person needs to start using the stack (from the stack file's content)."""
     listener = stack["listener_url"]
@@ -105,8 +112,10 @@ def banner(stack: dict[str, Any]) -> str:
         f"  Listener:     {listener}   (MLflow webhook -> {listener}/webhooks/mlflow)",
         f"  Status page:  {listener}/",
         f"  Protected:    {stack.get('protected_aliases') or '(no alias)'}",
+        f"  Policy:       {stack.get('policy') or '(none: integrity only; GUARD_POLICY is empty)'}",
+        f"  Alerts:       {alerts_shown(stack)}",
         f"  Logs:         {Path(stack['data_dir']) / 'logs'}",
-        "Register a model (or run `make demo` in another terminal). One line per verdict follows.",
+        "Register a model (or run `make demo` in another terminal). One line per verdict and alert follows.",
         "Ctrl-C (or `make stop`) stops everything; `make status` shows this again.",
         "",
     ])

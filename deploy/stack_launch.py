@@ -11,26 +11,22 @@ import shutil
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from deploy.stack_alerts import AlertFollower, notify_url, start_receiver
 from deploy.stack_console import Console, VerdictFollower
 from deploy.stack_file import banner, write_stack
-from deploy.stack_processes import Child, child_pids, port_is_free, process_identity
+from deploy.stack_processes import Child, StackError, child_pids, port_is_free, process_identity, wait_http
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 WEBHOOK_NAME = "mlflow-version-guard-local"
 DEFAULT_PROTECTED_ALIASES = "champion"
+DEFAULT_POLICY = REPO_ROOT / "deploy" / "policy.example.yaml"
 WORKER_READY_LINE = "Huey consumer started"  # huey's own start-up line, in logs/worker.log
 WORKER_READY_TIMEOUT_S = 60.0
-
-
-class StackError(RuntimeError):
-    """The stack could not start; the message says why and what to do."""
 
 
 def read_or_create_secret(path: Path, make: Callable[[], str]) -> str:
@@ -70,26 +66,6 @@ def procfile_commands() -> dict[str, str]:
     return entries
 
 
-def wait_http(url: str, timeout: float, stopping: Callable[[], bool], child: Child | None = None) -> None:
-    """Poll ``url`` until it answers 2xx; fail early if ``child`` exits or ``stopping()`` says so."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if stopping():
-            raise KeyboardInterrupt
-        if child is not None and not child.running():
-            raise StackError(f"{child.name} exited with {child.proc.returncode} before {url} answered "
-                             f"(log: {child.log_path})\n{child.log_tail()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if 200 <= resp.status < 300:
-                    return
-        except (urllib.error.URLError, ConnectionError, OSError) as exc:
-            last = exc
-        time.sleep(0.25)
-    raise StackError(f"{url} did not answer within {timeout:.0f}s ({last})")
-
-
 class LocalStack:
     """Starts, registers, reports and stops the local processes."""
 
@@ -104,10 +80,17 @@ class LocalStack:
         self.tracking_uri = tracking_uri or f"http://127.0.0.1:{mlflow_port}"
         self.listener_url = (listener_url or f"http://127.0.0.1:{port}").rstrip("/")
         self.protected_aliases = os.environ.get("GUARD_PROTECTED_ALIASES", DEFAULT_PROTECTED_ALIASES)
+        # The starter policy unless the user chose one; GUARD_POLICY= (empty) checks integrity only.
+        self.policy = os.environ.get("GUARD_POLICY", str(DEFAULT_POLICY)).strip()
+        # GUARD_NOTIFY as the user set it (never printed: it may hold tokens), else our own receiver's.
+        self.user_notify = os.environ.get("GUARD_NOTIFY")
+        self.notify = self.user_notify
+        self.receiver_url: str | None = None
         self.children: list[Child] = []
         self.stop_requested = threading.Event()
         console.on_gone = self.stop_requested.set  # nobody is watching any more: stop
         self.follower: VerdictFollower | None = None
+        self.alert_follower: AlertFollower | None = None
 
     def stopping(self) -> bool:
         """True once a stop was asked for (a signal, or the console went away)."""
@@ -130,6 +113,8 @@ class LocalStack:
             self._start_mlflow()
         else:
             self.log(f"using the MLflow server at {self.tracking_uri} (MLFLOW_TRACKING_URI); starting none")
+        if self.user_notify is None:
+            self._start_alert_receiver()
         self._start_procfile()
         self._register_webhook()
         self._wait_for_worker()
@@ -175,6 +160,14 @@ class LocalStack:
         self.children.append(child)
         wait_http(self.tracking_uri + "/health", 180, self.stopping, child)
 
+    def _start_alert_receiver(self) -> None:
+        child, self.receiver_url = start_receiver(dict(os.environ), REPO_ROOT, self.logs)
+        self.log(f"starting the alert receiver on {self.receiver_url}")
+        self.children.append(child)
+        wait_http(self.receiver_url + "/alerts", 30, self.stopping, child)
+        self.notify = notify_url(self.receiver_url)
+        self.alert_follower = AlertFollower(self.receiver_url, self.console.say)
+
     def listener_env(self) -> dict[str, str]:
         """The environment of the Procfile's processes."""
         metrics_dir = self.data_dir / "metrics"
@@ -189,6 +182,8 @@ class LocalStack:
             "GUARD_PROTECTED_ALIASES": self.protected_aliases,
             "MLFLOW_TRACKING_URI": self.tracking_uri,
             "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+            "GUARD_POLICY": self.policy,
+            "GUARD_NOTIFY": self.notify or "",
         }
         if self.external_tracking_uri is None:
             # Only our own loopback MLflow server calls the listener: keep it off the network.
@@ -262,6 +257,8 @@ class LocalStack:
         processes.update({child.name: child.identity for child in self.children})
         return {"tracking_uri": self.tracking_uri, "listener_url": self.listener_url, "pid": os.getpid(),
                 "data_dir": str(self.data_dir), "protected_aliases": self.protected_aliases,
+                "policy": self.policy or None, "alert_receiver": self.receiver_url,
+                "notify_configured": bool(self.notify),
                 "processes": processes}
 
     def watch(self) -> int:
@@ -277,6 +274,8 @@ class LocalStack:
                     return 1
             if self.follower is not None:
                 self.follower.poll()
+            if self.alert_follower is not None:
+                self.alert_follower.poll()
         if self.console.broken:
             self.log("the console went away (terminal closed or pipe reader exited); stopping the stack")
         return 0

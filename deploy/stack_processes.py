@@ -19,12 +19,19 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from listener.store.owners import pid_alive
 
 STOP_TIMEOUT_S = 15.0
 _PR_SET_PDEATHSIG = 1
+
+
+class StackError(RuntimeError):
+    """The stack could not start; the message says why and what to do."""
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -161,3 +168,23 @@ class Child:
         with contextlib.suppress(OSError):
             return text in self.log_path.read_text(errors="replace")
         return False
+
+
+def wait_http(url: str, timeout: float, stopping: Callable[[], bool], child: Child | None = None) -> None:
+    """Poll ``url`` until it answers 2xx; fail early if ``child`` exits or ``stopping()`` says so."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if stopping():
+            raise KeyboardInterrupt
+        if child is not None and not child.running():
+            raise StackError(f"{child.name} exited with {child.proc.returncode} before {url} answered "
+                             f"(log: {child.log_path})\n{child.log_tail()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if 200 <= resp.status < 300:
+                    return
+        except (urllib.error.URLError, ConnectionError, OSError) as exc:
+            last = exc
+        time.sleep(0.25)
+    raise StackError(f"{url} did not answer within {timeout:.0f}s ({last})")

@@ -20,7 +20,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = ["deploy/local_stack.py"]
 # Variables of the developer's shell that would point the stack elsewhere.
 CLEARED_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "GUARD_MLFLOW_SECRET", "GUARD_QUEUE",
-               "PROMETHEUS_MULTIPROC_DIR", "GUARD_LISTENER_URL", "GUARD_PROTECTED_ALIASES", "GUARD_STORE")
+               "PROMETHEUS_MULTIPROC_DIR", "GUARD_LISTENER_URL", "GUARD_PROTECTED_ALIASES", "GUARD_STORE",
+               "GUARD_POLICY", "GUARD_NOTIFY", "GUARD_NOTIFY_ON")
 
 
 def launcher_env(data_dir: Path, port: int, mlflow_port: int,

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import termios
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -134,7 +136,12 @@ def test_a_second_run_refuses_while_the_first_is_up_and_make_stop_ends_it(tmp_pa
         assert "a stack from an earlier run is still up (pids " in second.stdout, second.stdout
         assert "stop it with `make stop`, or reuse it" in second.stdout
         assert str(first.proc.pid) in second.stdout
-        assert json.loads((data_dir / "stack.json").read_text())["pid"] == first.proc.pid  # left alone
+        stack = json.loads((data_dir / "stack.json").read_text())
+        assert stack["pid"] == first.proc.pid  # left alone
+        # The alert receiver is one of the stack's own processes, recorded with the others.
+        receiver_pid = int(stack["processes"]["alert receiver"].split(":", 1)[0])
+        with urllib.request.urlopen(f"{stack['alert_receiver']}/alerts", timeout=10) as resp:
+            assert json.loads(resp.read()) == {"alerts": []}
 
         status = run_command(env, "status")
         assert status.returncode == 0
@@ -145,6 +152,9 @@ def test_a_second_run_refuses_while_the_first_is_up_and_make_stop_ends_it(tmp_pa
         assert stopped.returncode == 0 and "stopped the local stack" in stopped.stdout, stopped.stdout
         assert first.proc.wait(timeout=60) == 0
         assert_all_gone(first.tree.stop() | {first.proc.pid}, "make stop", first.output())
+        assert str(receiver_pid) in stopped.stdout
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(f"{stack['alert_receiver']}/alerts", timeout=5)
         assert not (data_dir / "stack.json").exists()
         again = run_command(env, "status")
         assert again.returncode == 1 and "no local stack is running" in again.stdout
