@@ -37,17 +37,28 @@ def _cell(text: object) -> str:
 
 
 def policy_table_markdown(verdict: Verdict) -> list[str]:
-    """The policy's checks as a short markdown table (no lines without a policy)."""
+    """The policy's checks that did not pass as a short markdown table, the passing ones named on one line.
+
+    Short on purpose: MLflow's version page shows the description above the tags table, so every line
+    here pushes ``validation.status`` further down (the full list is in ``/api/validations``).
+    """
     if verdict.policy is None:
         return []
-    lines = ["", f"**Policy: {_cell(verdict.policy.get('status'))}**", ""]
     rows = _policy_rows(verdict)
+    lines = ["", f"**Policy: {_cell(verdict.policy.get('status'))}**"]
     if not rows:
-        return lines + ["No policy check applies to this version.", ""]
-    lines += ["| check | result | reason |", "| --- | --- | --- |"]
-    lines += [f"| {_cell(r.get('check'))} | {_cell(r.get('status'))} | {_cell(r.get('reason'))} |"
-              for r in rows]
-    return lines + [""]
+        return lines + ["", "No policy check applies to this version.", ""]
+    noted = [r for r in rows if r.get("status") != "PASS"]
+    passed = [str(r.get("check")) for r in rows if r.get("status") == "PASS"]
+    if passed:
+        lines[-1] += f" (passed: {_cell(', '.join(passed))})"
+    lines.append("")
+    if noted:
+        lines += ["| check | result | reason |", "| --- | --- | --- |"]
+        lines += [f"| {_cell(r.get('check'))} | {_cell(r.get('status'))} | {_cell(r.get('reason'))} |"
+                  for r in noted]
+        lines.append("")
+    return lines
 
 
 def policy_table_text(verdict: Verdict) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.check import check_model_version
+from core.errors import CheckError
 from tests.core.policy.conftest import checks, policy
 
 
@@ -144,10 +145,10 @@ def test_metadata_description_and_required_tags(registry):
     assert check_model_version(name, version, tracking_uri=registry.url, policy=meta).status == "PASSED"
 
 
-def test_a_version_that_cannot_be_checked_is_error_with_no_policy_verdict(registry, signatures):
+def test_a_version_that_cannot_be_checked_raises_with_no_policy_verdict(registry, signatures):
     name, _, _ = signatures
-    result = check_model_version(name, "999", tracking_uri=registry.url,
-                                 policy=policy("default:\n  signature: required\n"))
-    assert result.status == "ERROR" and result.exit_code == 2 and "no version 999" in result.error
-    assert result.policy is None and result.report["policy"] is None
-    assert result.report["Options"]["policy"] == "policy.yaml"
+    report: dict = {}
+    with pytest.raises(CheckError, match="no version 999"):
+        check_model_version(name, "999", tracking_uri=registry.url, report=report,
+                            policy=policy("default:\n  signature: required\n"))
+    assert report["policy"] is None and report["Options"]["policy"] == "policy.yaml"
