@@ -22,7 +22,16 @@ from core.compare.tree import IGNORED_FILES, ScanResult
 from core.errors import CheckError, TransientError
 from core.registry.error_mapping import is_transient, translate
 from core.remote.progress import NoProgress, TransferProgress
-from core.remote.source import BrokenTransfer, Listing, RemoteFile, RetryPolicy, ScratchMeter, Source
+from core.remote.ranged import RangedReader
+from core.remote.source import (
+    BrokenTransfer,
+    Listing,
+    RangesUnsupported,
+    RemoteFile,
+    RetryPolicy,
+    ScratchMeter,
+    Source,
+)
 from core.seal.manifest import FileDigest, Manifest
 
 ExcludePredicate = Callable[[str], bool]
@@ -72,11 +81,17 @@ def _safe_relpath(rel: str, display: str) -> str:
 
 
 def _hash_one(source: Source, item: RemoteFile, retry: RetryPolicy, progress: TransferProgress,
-              sink: Path | None, stop: threading.Event) -> FileDigest:
-    """Read one file completely into a fresh SHA-256, retrying a broken transfer from its start."""
+              sink: Path | None, stop: threading.Event, ranged: RangedReader) -> FileDigest:
+    """Read one file completely into a fresh SHA-256: in ranges when it is large and the store serves
+    them, else as one stream, retrying a broken transfer from its start."""
+    target = sink.joinpath(*PurePosixPath(item.relpath).parts) if sink is not None else None
+    if ranged.wants(source, item):
+        try:
+            return _hash_ranged(source, item, retry, progress, target, stop, ranged)
+        except RangesUnsupported:
+            pass
     what = f"reading {item.relpath} from {source.display}"
     last: BaseException | None = None
-    target = sink.joinpath(*PurePosixPath(item.relpath).parts) if sink is not None else None
     for attempt in range(retry.attempts):
         if attempt:
             time.sleep(retry.delay(attempt - 1))
@@ -89,7 +104,7 @@ def _hash_one(source: Source, item: RemoteFile, retry: RetryPolicy, progress: Tr
             if target is not None:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 out = open(target, "wb")  # noqa: SIM115 - closed in finally, reopened per attempt
-            with source.open(item, retry) as chunks:
+            with ranged.slots, source.open(item, retry) as chunks:
                 for chunk in chunks:
                     if stop.is_set():
                         raise CheckError(f"{what}: stopped after another transfer failed")
@@ -117,6 +132,28 @@ def _hash_one(source: Source, item: RemoteFile, retry: RetryPolicy, progress: Tr
     raise TransientError(f"{what}: the transfer failed {retry.attempts} times, last: {last}") from last
 
 
+def _hash_ranged(source: Source, item: RemoteFile, retry: RetryPolicy, progress: TransferProgress,
+                 target: Path | None, stop: threading.Event, ranged: RangedReader) -> FileDigest:
+    """One large file read in concurrent ranges (:mod:`core.remote.ranged`), hashed in order."""
+    h = hashlib.sha256()
+    out = None
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        out = open(target, "wb")  # noqa: SIM115 - closed in finally
+    try:
+        def consume(data: memoryview) -> None:
+            h.update(data)
+            if out is not None:
+                out.write(data)
+
+        got = ranged.read(source, item, retry, progress, stop, consume)
+    finally:
+        if out is not None:
+            out.close()
+    progress.verified(got)
+    return FileDigest(got, h.hexdigest())
+
+
 def read_remote_trees(trees: Sequence[RemoteTree], *, concurrency: int | None = None,
                       progress: TransferProgress | None = None, retry: RetryPolicy | None = None,
                       meter: ScratchMeter | None = None) -> list[ScanResult]:
@@ -140,6 +177,7 @@ def read_remote_trees(trees: Sequence[RemoteTree], *, concurrency: int | None = 
     stop = threading.Event()
     lock = threading.Lock()
     reads = [_TreeRead(t) for t in trees]
+    ranged = RangedReader(workers, threading.Semaphore(workers))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="guard-transfer") as pool, \
             ThreadPoolExecutor(max_workers=len(reads), thread_name_prefix="guard-list") as lister:
 
@@ -151,7 +189,7 @@ def read_remote_trees(trees: Sequence[RemoteTree], *, concurrency: int | None = 
                     return
                 for item in batch:
                     read.futures[item.relpath] = pool.submit(
-                        _hash_one, read.tree.source, item, retry, progress, read.tree.sink, stop)
+                        _hash_one, read.tree.source, item, retry, progress, read.tree.sink, stop, ranged)
 
         def list_tree(read: _TreeRead) -> None:
             read.listing = read.tree.source.list_files(retry, lambda items: found(read, items))
@@ -178,6 +216,8 @@ def read_remote_trees(trees: Sequence[RemoteTree], *, concurrency: int | None = 
             wait(futures)
             others = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
             raise _first_real([exc, *others]) from None
+        finally:
+            ranged.close()
     results = []
     for r in reads:
         digests = {rel: fut.result() for rel, fut in r.futures.items()}
