@@ -22,7 +22,7 @@ class RecordingProxy:
     def __init__(self, target: str, *, basic_auth: tuple[str, str] | None = None) -> None:
         parts = urlsplit(target)
         self.requests: list[tuple[str, str]] = []
-        self.refused = 0
+        self.refused: list[str] = []  # paths answered 401
         self.ranged: list[str] = []  # paths asked for with a Range header, one entry per request
         expected = "Basic " + base64.b64encode(":".join(basic_auth).encode()).decode() if basic_auth else None
         lock = threading.Lock()
@@ -35,7 +35,7 @@ class RecordingProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if expected is not None and self.headers.get("Authorization") != expected:
                     with lock:
-                        outer.refused += 1
+                        outer.refused.append(self.path.split("?", 1)[0])
                     self.send_response(401)
                     self.send_header("WWW-Authenticate", 'Basic realm="mlflow"')
                     self.send_header("Content-Length", "0")
