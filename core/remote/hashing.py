@@ -74,8 +74,8 @@ class _TreeRead:
 
 
 def _safe_relpath(rel: str, display: str) -> str:
-    p = PurePosixPath(rel)
-    if not rel or p.is_absolute() or ".." in p.parts or "\\" in rel or "\0" in rel:
+    # String tests rather than a PurePosixPath per file: the same rule, run for thousands of files.
+    if not rel or rel.startswith("/") or ".." in rel.split("/") or "\\" in rel or "\0" in rel:
         raise CheckError(f"{display}: the store lists an unsafe file name: {rel!r}")
     return rel
 
