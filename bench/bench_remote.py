@@ -9,16 +9,22 @@ allocated blocks every 50 ms) are recorded:
 
 * ``import mlflow``  - ``python -c "import mlflow"``;
 * ``floor``          - the read-and-hash floor: every file of both copies GET once, SHA-256 in the read,
-                       bytes discarded, with the CLI's concurrency (keep-alive ``requests`` sessions for
-                       the proxy, one boto3 client for S3), file list given up front. Run it alone with
-                       ``bench_remote.py _child floor-http|floor-s3 …`` (see ``child_floor_*``);
+                       bytes discarded, with the CLI's concurrency (bare keep-alive ``http.client``
+                       connections, one per thread, for the proxy; one boto3 client for S3), file list
+                       given up front. Run it alone with ``bench_remote.py _child floor-http|floor-s3 …``
+                       (see ``child_floor_*``); for one large file (``--single-mib``) the floor is
+                       concurrent ranged GETs of the CLI's range size at the same concurrency, hashed in
+                       order (``floor-ranged-http`` / ``floor-ranged-s3``);
 * ``cli``            - ``compare-model-versions --skip-compare-reg-models`` on the two versions;
 * ``original``       - the original tool's method: ``mlflow.artifacts.download_artifacts`` of both
                        versions into scratch, ``filecmp.dircmp``, whole-file MD5 + SHA-1
                        (``bench_compare.child_baseline_download``).
 
-``--large-mib 4096`` adds one CLI run on a model of that size (second copy hard-linked, so the disk
-holds one) to show scratch and memory do not grow with the model. Results: markdown on stdout and
+``--large-mib 4096`` adds the floor and the CLI on a model of that size (proxy; second copy hard-linked,
+so the disk holds one) to show scratch and memory do not grow with the model; ``--single-mib 8192`` adds
+one file of that size per version (sparse on the proxy, uploaded to moto for S3) against the ranged
+floor. Every row records wall and CPU time and the load average; the ratios are CLI / floor wall and
+(CLI − ``import mlflow``) / floor CPU. Results: markdown on stdout and
 JSON + markdown in ``bench/out/``.
 
 Usage::
