@@ -85,6 +85,7 @@ def _hash_one(source: Source, item: RemoteFile, retry: RetryPolicy, progress: Tr
     """Read one file completely into a fresh SHA-256: in ranges when it is large and the store serves
     them, else as one stream, retrying a broken transfer from its start."""
     target = sink.joinpath(*PurePosixPath(item.relpath).parts) if sink is not None else None
+    ranged.starting()
     if ranged.wants(source, item):
         try:
             return _hash_ranged(source, item, retry, progress, target, stop, ranged)
@@ -187,6 +188,7 @@ def read_remote_trees(trees: Sequence[RemoteTree], *, concurrency: int | None = 
             with lock:
                 if stop.is_set():
                     return
+                ranged.queued(len(batch))
                 for item in batch:
                     read.futures[item.relpath] = pool.submit(
                         _hash_one, read.tree.source, item, retry, progress, read.tree.sink, stop, ranged)

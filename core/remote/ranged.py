@@ -43,6 +43,8 @@ class RangedReader:
     """
 
     def __init__(self, workers: int, slots: threading.Semaphore) -> None:
+        self.workers = workers
+        self._backlog = 0  # files handed to the transfer pool and not started yet
         self.part = part_size_for(workers)
         self.min_size = max(4 * self.part, 16 * MIB)
         self.window = max(2, BUFFER_BUDGET // self.part)
@@ -65,9 +67,25 @@ class RangedReader:
         """Stop the range threads (after the transfers that use them are done or stopped)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
+    def queued(self, files: int) -> None:
+        """``files`` more files wait for a transfer thread."""
+        with self._lock:
+            self._backlog += files
+
+    def starting(self) -> None:
+        """One waiting file has a transfer thread now."""
+        with self._lock:
+            self._backlog -= 1
+
     def wants(self, source: Source, item: RemoteFile) -> bool:
-        """True when ``item`` is large enough to be read in ranges and its store serves them."""
-        return item.size is not None and item.size >= self.min_size and hasattr(source, "read_range")
+        """True when ``item`` is large, its store serves ranges, and connections would otherwise idle.
+
+        While more files wait than there are transfers, every connection is busy with a whole file
+        anyway: ranges would only add requests (and some stores, moto among them, pay the object's
+        whole size for each range). They pay off for the large files that are left when the rest is done.
+        """
+        return (item.size is not None and item.size >= self.min_size and hasattr(source, "read_range")
+                and self._backlog < self.workers)
 
     def read(self, source: Source, item: RemoteFile, retry: RetryPolicy, progress: TransferProgress,
              stop: threading.Event, consume: Callable[[memoryview], None]) -> int:
