@@ -6,6 +6,9 @@ their folder (or listing page) is listed, largest first within each batch, so tr
 the listing and the big shards of both copies run side by side. A transfer
 that breaks is started again from the first byte of that file with a fresh hash, never
 continued; one that cannot complete ends the check with a :class:`core.errors.TransientError`.
+A large file whose store serves byte ranges is read as concurrent ranges hashed in order once the
+other connections would otherwise sit idle (:mod:`core.remote.ranged`); a range that breaks is
+fetched again whole. All requests of a check, whole files and ranges, share ``concurrency`` slots.
 """
 
 from __future__ import annotations
