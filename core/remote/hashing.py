@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from core.compare.tree import IGNORED_FILES, ScanResult
 from core.errors import CheckError, TransientError
 from core.registry.error_mapping import is_transient, translate
+from core.remote.largest_first import LargestFirst
 from core.remote.progress import NoProgress, TransferProgress
 from core.remote.ranged import RangedReader
 from core.remote.source import (
@@ -182,8 +183,8 @@ def read_remote_trees(trees: Sequence[RemoteTree], *, concurrency: int | None = 
     lock = threading.Lock()
     reads = [_TreeRead(t) for t in trees]
     ranged = RangedReader(workers, threading.Semaphore(workers))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="guard-transfer") as pool, \
-            ThreadPoolExecutor(max_workers=len(reads), thread_name_prefix="guard-list") as lister:
+    pool = LargestFirst(workers)
+    with ThreadPoolExecutor(max_workers=len(reads), thread_name_prefix="guard-list") as lister:
 
         def found(read: _TreeRead, items: list[RemoteFile], single_file: bool = False) -> None:
             batch = sorted(read.accept(items, single_file), key=lambda f: -(f.size or 0))
@@ -194,7 +195,8 @@ def read_remote_trees(trees: Sequence[RemoteTree], *, concurrency: int | None = 
                 ranged.queued(len(batch))
                 for item in batch:
                     read.futures[item.relpath] = pool.submit(
-                        _hash_one, read.tree.source, item, retry, progress, read.tree.sink, stop, ranged)
+                        item.size or 0, _hash_one, read.tree.source, item, retry, progress, read.tree.sink,
+                        stop, ranged)
 
         def list_tree(read: _TreeRead) -> None:
             read.listing = read.tree.source.list_files(retry, lambda items: found(read, items))
@@ -222,6 +224,7 @@ def read_remote_trees(trees: Sequence[RemoteTree], *, concurrency: int | None = 
             others = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
             raise _first_real([exc, *others]) from None
         finally:
+            pool.shutdown()
             ranged.close()
     results = []
     for r in reads:
