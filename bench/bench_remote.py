@@ -9,16 +9,22 @@ allocated blocks every 50 ms) are recorded:
 
 * ``import mlflow``  - ``python -c "import mlflow"``;
 * ``floor``          - the read-and-hash floor: every file of both copies GET once, SHA-256 in the read,
-                       bytes discarded, with the CLI's concurrency (keep-alive ``requests`` sessions for
-                       the proxy, one boto3 client for S3), file list given up front. Run it alone with
-                       ``bench_remote.py _child floor-http|floor-s3 …`` (see ``child_floor_*``);
+                       bytes discarded, with the CLI's concurrency (bare keep-alive ``http.client``
+                       connections, one per thread, for the proxy; one boto3 client for S3), file list
+                       given up front. Run it alone with ``bench_remote.py _child floor-http|floor-s3 …``
+                       (see ``child_floor_*``); for one large file (``--single-mib``) the floor is
+                       concurrent ranged GETs of the CLI's range size at the same concurrency, hashed in
+                       order (``floor-ranged-http`` / ``floor-ranged-s3``);
 * ``cli``            - ``compare-model-versions --skip-compare-reg-models`` on the two versions;
 * ``original``       - the original tool's method: ``mlflow.artifacts.download_artifacts`` of both
                        versions into scratch, ``filecmp.dircmp``, whole-file MD5 + SHA-1
                        (``bench_compare.child_baseline_download``).
 
-``--large-mib 4096`` adds one CLI run on a model of that size (second copy hard-linked, so the disk
-holds one) to show scratch and memory do not grow with the model. Results: markdown on stdout and
+``--large-mib 4096`` adds the floor and the CLI on a model of that size (proxy; second copy hard-linked,
+so the disk holds one) to show scratch and memory do not grow with the model; ``--single-mib 8192`` adds
+one file of that size per version (sparse on the proxy, uploaded to moto for S3) against the ranged
+floor. Every row records wall and CPU time and the load average; the ratios are CLI / floor wall and
+(CLI − ``import mlflow``) / floor CPU. Results: markdown on stdout and
 JSON + markdown in ``bench/out/``.
 
 Usage::
@@ -71,36 +77,109 @@ def _hash_pool(items: list, read_one, concurrency: int) -> dict:
     return {"op_s": time.perf_counter() - t0, "bytes": total, "files": len(items)}
 
 
-def child_floor_http(base: str, prefixes: list[str], listing: Path, concurrency: int) -> dict:
-    """GET every file of both copies once over keep-alive sessions, SHA-256 in the read."""
-    import requests
+def _http_conn(local: threading.local, base: str):
+    """This thread's keep-alive ``http.client`` connection to ``base``."""
+    import http.client
+    import urllib.parse
 
+    if not hasattr(local, "conn"):
+        u = urllib.parse.urlsplit(base)
+        local.conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    return local.conn
+
+
+def child_floor_http(base: str, prefixes: list[str], listing: Path, concurrency: int) -> dict:
+    """GET every file of both copies once over bare keep-alive ``http.client`` connections (one per
+    thread), SHA-256 in the read into one reused buffer per thread: a bare HTTP client's cost."""
     files = json.loads(listing.read_text())
     local = threading.local()
 
-    def one(url: str) -> int:
-        if not hasattr(local, "s"):
-            local.s = requests.Session()
+    def one(path: str) -> int:
+        conn = _http_conn(local, base)
+        if not hasattr(local, "view"):
+            local.view = memoryview(bytearray(MIB))
         n, h = 0, hashlib.sha256()
-        with local.s.get(url, stream=True, timeout=60) as r:
-            r.raise_for_status()
-            for chunk in r.iter_content(MIB):
-                h.update(chunk)
-                n += len(chunk)
+        conn.request("GET", path)
+        r = conn.getresponse()
+        if r.status != 200:
+            raise RuntimeError(f"HTTP {r.status} for {path}")
+        while got := r.readinto(local.view):
+            h.update(local.view[:got])
+            n += got
         return n
 
-    urls = [f"{base}/api/2.0/mlflow-artifacts/artifacts/{p}/{rel}" for rel, _ in files for p in prefixes]
-    return _hash_pool(urls, one, concurrency)
+    paths = [f"/api/2.0/mlflow-artifacts/artifacts/{p}/{rel}" for rel, _ in files for p in prefixes]
+    return _hash_pool(paths, one, concurrency)
+
+
+def _ranged_pool(files: list[tuple[str, int]], get_range, concurrency: int, part: int) -> dict:
+    """Read each (name, size) as concurrent ranges of ``part`` bytes, ``concurrency`` in flight in all,
+    hashed in order; the files side by side (one hashing thread each). ``get_range(name, start, end)``."""
+    t0 = time.perf_counter()
+    window = threading.Semaphore(max(2, (32 * MIB) // part))  # the same buffer budget as the CLI
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        def one(item: tuple[str, int]) -> int:
+            name, size = item
+            h = hashlib.sha256()
+            futures = []
+            for start in range(0, size, part):
+                # Hash what has arrived, in order, until a buffer is free (wait only with none in flight).
+                while not window.acquire(blocking=not futures):
+                    h.update(futures.pop(0).result())
+                    window.release()
+                futures.append(pool.submit(get_range, name, start, min(size, start + part) - 1))
+            for f in futures:
+                h.update(f.result())
+                window.release()
+            return size
+
+        with ThreadPoolExecutor(max_workers=len(files)) as hashers:
+            total = sum(hashers.map(one, files))
+    return {"op_s": time.perf_counter() - t0, "bytes": total, "files": len(files), "part": part}
+
+
+def child_floor_ranged_http(base: str, names: list[str], size: int, concurrency: int) -> dict:
+    """One large file per copy: concurrent ranged GETs (bare http.client), hashed in order."""
+    from core.remote.ranged import part_size_for
+
+    local = threading.local()
+
+    def get_range(name: str, start: int, end: int) -> bytes:
+        conn = _http_conn(local, base)
+        conn.request("GET", f"/api/2.0/mlflow-artifacts/artifacts/{name}",
+                     headers={"Range": f"bytes={start}-{end}"})
+        r = conn.getresponse()
+        if r.status != 206:
+            raise RuntimeError(f"HTTP {r.status} for a range of {name}")
+        return r.read()
+
+    return _ranged_pool([(n, size) for n in names], get_range, concurrency, part_size_for(concurrency))
+
+
+def child_floor_ranged_s3(names: list[str], size: int, concurrency: int) -> dict:
+    """One large object per copy: concurrent ranged get_object calls (one boto3 client), hashed in order."""
+    from core.remote.ranged import part_size_for
+
+    s3 = _s3_client(concurrency)
+
+    def get_range(key: str, start: int, end: int) -> bytes:
+        return s3.get_object(Bucket=BUCKET, Key=key, Range=f"bytes={start}-{end}")["Body"].read()
+
+    return _ranged_pool([(n, size) for n in names], get_range, concurrency, part_size_for(concurrency))
+
+
+def _s3_client(concurrency: int):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", endpoint_url=os.environ["MLFLOW_S3_ENDPOINT_URL"],
+                        config=Config(max_pool_connections=max(10, concurrency)))
 
 
 def child_floor_s3(prefixes: list[str], listing: Path, concurrency: int) -> dict:
     """get_object every file of both copies once with one boto3 client, SHA-256 in the read."""
-    import boto3
-    from botocore.config import Config
-
     files = json.loads(listing.read_text())
-    s3 = boto3.client("s3", endpoint_url=os.environ["MLFLOW_S3_ENDPOINT_URL"],
-                      config=Config(max_pool_connections=max(10, concurrency)))
+    s3 = _s3_client(concurrency)
 
     def one(key: str) -> int:
         n, h = 0, hashlib.sha256()
@@ -195,6 +274,23 @@ def _upload_s3(endpoint: str, copies: dict[str, Path]) -> None:
         list(pool.map(lambda j: s3.upload_file(str(j[1]), BUCKET, j[0]), jobs))
 
 
+def _cli_row(res: dict, report: Path) -> dict:
+    if report.exists():
+        rep = json.loads(report.read_text())
+        if "Run_Model_Comparison" in rep and "transfer" in rep["Run_Model_Comparison"]:
+            res["reported_peak_scratch_bytes"] = max(
+                t["peak_scratch_bytes"] for t in rep["Run_Model_Comparison"]["transfer"])
+        res["equals"] = rep.get("equals")
+    return res
+
+
+def _sparse(path: Path, size: int) -> None:
+    """A file of ``size`` zero bytes that takes no disk (the bytes still travel and are hashed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.truncate(size)
+
+
 def bench_store(kind: str, args: argparse.Namespace, work: Path, log) -> dict:
     sys.path.insert(0, str(BENCH.parent))
     from tests.support.procs import MlflowServer, MotoS3Server
@@ -203,6 +299,23 @@ def bench_store(kind: str, args: argparse.Namespace, work: Path, log) -> dict:
     data = work / f"{kind}-{size}"
     concurrency = args.concurrency or DEFAULT_CONCURRENCY[kind]
     procs, env = [], {}
+    rows: dict[str, dict] = {}
+    pairs: list[tuple[str, str, str]] = []  # (case, floor row, cli row)
+
+    def run(name: str, argv: list[str], report: Path | None = None) -> dict:
+        log(f"[{kind}] {name} ... (load {os.getloadavg()[0]:.1f})")
+        res = _measured(argv, scratch, env)
+        res["loadavg_1min"] = round(os.getloadavg()[0], 2)
+        if report is not None:
+            _cli_row(res, report)
+        prev = rows.get(name)
+        if prev is None or ("error" not in res and res["wall_s"] < prev.get("wall_s", 1e9)):
+            rows[name] = res
+        log(f"[{kind}] {name}: {res.get('wall_s', 0):.1f} s wall, {res.get('cpu_s', 0):.1f} s CPU, "
+            f"{res.get('rss_mib', 0):.0f} MiB RSS, scratch {res['scratch_peak_mib']} MiB "
+            f"{res.get('error', '')[:300]}")
+        return res
+
     try:
         if kind == "s3":
             moto = MotoS3Server(data / "moto").start()
@@ -229,69 +342,89 @@ def bench_store(kind: str, args: argparse.Namespace, work: Path, log) -> dict:
         listing = data / "listing.json"
         listing.write_text(json.dumps(_files(next(iter(copies.values())))))
         cfg = data / "cfg.json"
-        side = {"host": server.url, "model": "bench"}
-        cfg.write_text(json.dumps({"tracking_server_1": {**side, "version_or_stage": "1"},
-                                   "tracking_server_2": {**side, "version_or_stage": "2"}}))
+        side = {"host": server.url}
         scratch, report = data / "scratch", data / "report.json"
+
+        def cli(model: str) -> list[str]:
+            cfg.write_text(json.dumps({f"tracking_server_{v}": {**side, "model": model, "version_or_stage": v}
+                                       for v in ("1", "2")}))
+            return [*bc.cli_argv("compare-model-versions", "compare_model_versions_cli"),
+                    "--config-file", str(cfg), "--skip-compare-reg-models", "--download-dir", str(scratch),
+                    "--report-file", str(report), "--transfer-concurrency", str(concurrency)]
+
         floor_args = (["floor-http", server.url] if kind == "proxy" else ["floor-s3"])
-        cli = [*bc.cli_argv("compare-model-versions", "compare_model_versions_cli"),
-               "--config-file", str(cfg), "--skip-compare-reg-models", "--download-dir", str(scratch),
-               "--report-file", str(report),
-               "--transfer-concurrency", str(concurrency)]
-        rows: dict[str, dict] = {}
         rows["import mlflow"] = bc.measure([sys.executable, "-c", "import mlflow"])
-        for attempt in range(args.repeat):
-            for name, argv in (
-                    ("floor", _child_argv(*floor_args, ",".join(copies), listing, concurrency)),
-                    ("cli", cli),
-                    ("original", bc.child_argv("baseline-download", server.url, "bench", "1", "2", scratch))):
-                log(f"[{kind}] {name} (run {attempt + 1}) ...")
-                res = _measured(argv, scratch, env)
-                if name == "cli" and report.exists():
-                    rep = json.loads(report.read_text())
-                    res["reported_peak_scratch_bytes"] = max(
-                        t["peak_scratch_bytes"] for t in rep["Run_Model_Comparison"]["transfer"])
-                    res["equals"] = rep["equals"]
-                prev = rows.get(name)
-                if prev is None or ("error" not in res and res["wall_s"] < prev.get("wall_s", 1e9)):
-                    rows[name] = res
-                log(f"[{kind}] {name}: {res.get('wall_s', 0):.1f} s, {res.get('rss_mib', 0):.0f} MiB RSS, "
-                    f"scratch {res['scratch_peak_mib']} MiB {res.get('error', '')[:300]}")
+        case = f"{size} MiB model"
+        for _ in range(args.repeat):
+            run(f"floor {size} MiB", _child_argv(*floor_args, ",".join(copies), listing, concurrency))
+            run(f"cli {size} MiB", cli("bench"), report)
+            if not args.no_original:
+                run("original", bc.child_argv("baseline-download", server.url, "bench", "1", "2", scratch))
+        pairs.append((case, f"floor {size} MiB", f"cli {size} MiB"))
         if args.large_mib and kind == "proxy":
             log(f"[{kind}] large model {args.large_mib} MiB ...")
-            big = [_local_copy(s, server, data) for s in _register(server.url, "big", 2, env)]
+            big_sources = _register(server.url, "big", 2, env)
+            big = [_local_copy(s, server, data) for s in big_sources]
             bc.build_model([big[0]], args.large_mib, args.small_files)
             shutil.copytree(big[0], big[1], copy_function=os.link)
-            cfg.write_text(cfg.read_text().replace('"bench"', '"big"'))
-            res = _measured(cli, scratch, env)
-            rep = json.loads(report.read_text())
-            res["reported_peak_scratch_bytes"] = max(
-                t["peak_scratch_bytes"] for t in rep["Run_Model_Comparison"]["transfer"])
-            rows[f"cli {args.large_mib} MiB"] = res
-            log(f"[{kind}] large cli: {res.get('wall_s', 0):.1f} s, {res.get('rss_mib', 0):.0f} MiB RSS")
-        return {"store": kind, "concurrency": concurrency, "model": built, "rows": rows}
+            big_listing = data / "big-listing.json"
+            big_listing.write_text(json.dumps(_files(big[0])))
+            prefixes = ",".join(_key(s) for s in big_sources)
+            large = f"{args.large_mib} MiB"
+            run(f"floor {large}", _child_argv(*floor_args, prefixes, big_listing, concurrency))
+            run(f"cli {large}", cli("big"), report)
+            pairs.append((f"{large} model", f"floor {large}", f"cli {large}"))
+        if args.single_mib:
+            n = args.single_mib
+            log(f"[{kind}] one {n} MiB file per version ...")
+            one = _register(server.url, "single", 2, env)
+            names = [f"{_key(s)}/weights.bin" for s in one]
+            staging = data / "single.bin"
+            if kind == "proxy":
+                for s in one:
+                    _sparse(_local_copy(s, server, data) / "weights.bin", n * MIB)
+                floor = _child_argv("floor-ranged-http", server.url, ",".join(names), n * MIB, concurrency)
+            else:
+                _sparse(staging, n * MIB)
+                for name in names:
+                    s3.upload_file(str(staging), BUCKET, name)
+                staging.unlink()
+                floor = _child_argv("floor-ranged-s3", ",".join(names), n * MIB, concurrency)
+            run(f"floor one {n} MiB file", floor)
+            run(f"cli one {n} MiB file", cli("single"), report)
+            pairs.append((f"one {n} MiB file", f"floor one {n} MiB file", f"cli one {n} MiB file"))
+        return {"store": kind, "concurrency": concurrency, "model": built, "rows": rows, "pairs": pairs}
     finally:
         for p in reversed(procs):
             p.stop()
 
 
 def markdown(results: list[dict], info: dict) -> str:
-    lines = [f"Machine: {info['cpu']}, {info['cores']} cores, load {info['loadavg_before']}, "
-             f"{info['date_utc']}", "",
-             "| store | method | wall s | CPU s | peak RSS MiB | peak scratch MiB |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    lines = [f"Machine: {info['cpu']}, {info['cores']} cores, SHA-NI {info.get('sha_ni')}, "
+             f"load {info['loadavg_before']} before, {info['date_utc']}, commit {info['commit']}", "",
+             "| store | method | wall s | CPU s | peak RSS MiB | peak scratch MiB | load (1 min) |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
         for name, row in r["rows"].items():
             lines.append(f"| {r['store']} ({r['concurrency']} transfers) | {name} | "
                          f"{row.get('wall_s', 0):.1f} | {row.get('cpu_s', 0):.1f} | "
-                         f"{row.get('rss_mib', 0):.0f} | {row.get('scratch_peak_mib', 0)} |")
-    lines += ["", "| store | CLI / floor (≤ 1.15) | original / CLI (≥ 2.2) | CLI RSS − import (≤ 64 MiB) |",
-              "| --- | ---: | ---: | ---: |"]
+                         f"{row.get('rss_mib', 0):.0f} | {row.get('scratch_peak_mib', 0)} | "
+                         f"{row.get('loadavg_1min', '')} |")
+    lines += ["", "| store | case | wall: CLI / floor | CPU: (CLI − import) / floor | "
+              "CLI RSS − import MiB | original / CLI wall |", "| --- | --- | ---: | ---: | ---: | ---: |"]
     for r in results:
         rows = r["rows"]
-        cli, floor, orig, imp = rows["cli"], rows["floor"], rows["original"], rows["import mlflow"]
-        lines.append(f"| {r['store']} | {cli['wall_s'] / floor['wall_s']:.2f} | "
-                     f"{orig['wall_s'] / cli['wall_s']:.2f} | {cli['rss_mib'] - imp['rss_mib']:.0f} |")
+        imp = rows["import mlflow"]
+        for case, floor_name, cli_name in r["pairs"]:
+            cli, floor = rows.get(cli_name, {}), rows.get(floor_name, {})
+            if "wall_s" not in cli or "wall_s" not in floor or "error" in cli or "error" in floor:
+                lines.append(f"| {r['store']} | {case} | failed | | | |")
+                continue
+            orig = rows.get("original") if case == r["pairs"][0][0] else None
+            orig_ratio = f"{orig['wall_s'] / cli['wall_s']:.2f}" if orig and "wall_s" in orig else ""
+            lines.append(f"| {r['store']} | {case} | {cli['wall_s'] / floor['wall_s']:.2f} | "
+                         f"{(cli['cpu_s'] - imp['cpu_s']) / floor['cpu_s']:.2f} | "
+                         f"{cli['rss_mib'] - imp['rss_mib']:.0f} | {orig_ratio} |")
     return "\n".join(lines)
 
 
@@ -302,6 +435,10 @@ def main() -> None:
             res = child_floor_http(rest[0], rest[1].split(","), Path(rest[2]), int(rest[3]))
         elif method == "floor-s3":
             res = child_floor_s3(rest[0].split(","), Path(rest[1]), int(rest[2]))
+        elif method == "floor-ranged-http":
+            res = child_floor_ranged_http(rest[0], rest[1].split(","), int(rest[2]), int(rest[3]))
+        elif method == "floor-ranged-s3":
+            res = child_floor_ranged_s3(rest[0].split(","), int(rest[1]), int(rest[2]))
         else:
             bc.run_child([method, *rest])
             return
@@ -313,6 +450,9 @@ def main() -> None:
     ap.add_argument("--stores", default="proxy,s3")
     ap.add_argument("--concurrency", type=int, default=None, help="default: the CLI's default per store kind")
     ap.add_argument("--large-mib", type=int, default=0, help="also one CLI run at this size (proxy store)")
+    ap.add_argument("--single-mib", type=int, default=0,
+                    help="also one file of this size per version, against a ranged-GET floor (each store)")
+    ap.add_argument("--no-original", action="store_true", help="skip the original tool's method")
     ap.add_argument("--server-workers", type=int, default=4, help="mlflow server --workers (its default: 4)")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each method; the fastest is kept")
     ap.add_argument("--workdir", type=Path, default=None)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -24,11 +25,14 @@ class Answer:
     reason: str | None = None
 
 
-def get(url: str, timeout: float) -> Answer:
-    """GET ``url`` once; a refused connection, a timeout or a name that does not resolve give no code."""
+def get(url: str, timeout: float, context: ssl.SSLContext | None = None) -> Answer:
+    """GET ``url`` once; a refused connection, a timeout or a name that does not resolve give no code.
+
+    ``context`` verifies an ``https`` server (default: Python's, with the system's CA certificates).
+    """
     try:
         with urllib.request.urlopen(urllib.request.Request(url, method="GET"),  # noqa: S310 - configured
-                                    timeout=timeout) as resp:
+                                    timeout=timeout, context=context) as resp:
             return Answer(resp.status, resp.read(64).decode("utf-8", "replace").strip())
     except urllib.error.HTTPError as exc:
         return Answer(exc.code)
@@ -64,7 +68,13 @@ def check_reachable(tracking_uri: str | None, timeout: float = PROBE_TIMEOUT_S) 
     uri = tracking_uri
     if not uri or not uri.lower().startswith(("http://", "https://")):
         return
-    answer = get(uri.rstrip("/") + "/health", timeout)
+    context = None
+    if uri.lower().startswith("https://"):
+        # Verified as MLflow verifies it (its CA bundle, or none when told to skip verification).
+        from core.remote.http_transport import ssl_context_for
+
+        context = ssl_context_for(uri)
+    answer = get(uri.rstrip("/") + "/health", timeout, context)
     if answer.code is None:
         raise TransientError(f"tracking server {redact(uri)} is {answer.reason}")
     if answer.code in (404, 405) or (200 <= answer.code < 300 and answer.body != "OK"):

@@ -118,8 +118,6 @@ class WorkspaceRegistrySource:
     @contextmanager
     def open(self, item: RemoteFile, retry: RetryPolicy) -> Iterator[Iterator[bytes]]:
         """Ask for the file's signed URL, then stream it with the headers that came with it."""
-        from core.remote.http_store import _body
-
         path = item.key or self._path(item.relpath)
         what = f"{self.display}: reading '{item.relpath}'"
         signed, raw_headers = _guard(what, self._repo._get_signed_download_uri, path)
@@ -151,6 +149,23 @@ class WorkspaceRegistrySource:
                 raise BrokenTransfer(f"{what}: HTTP 403 from the signed URL: {text}")
             raise CheckError(f"{what}: HTTP {resp.status_code} from the signed URL: {text}")
         return resp
+
+
+def _body(resp: Any) -> Iterator[bytes]:
+    """A ``requests`` response's body; a short one (against Content-Length) is a :class:`BrokenTransfer`."""
+    import requests
+
+    expected = resp.headers.get("Content-Length")
+    exact = expected is not None and not resp.headers.get("Content-Encoding")
+    got = 0
+    try:
+        for chunk in resp.iter_content(chunk_size=1 << 20):
+            got += len(chunk)
+            yield chunk
+    except (requests.RequestException, OSError) as exc:
+        raise BrokenTransfer(f"{type(exc).__name__} after {got} bytes: {exc}") from exc
+    if exact and got != int(expected):
+        raise BrokenTransfer(f"short read: {got} of {expected} bytes")
 
 
 def _plain_session() -> Any:

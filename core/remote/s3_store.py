@@ -108,7 +108,7 @@ class S3Source:
                 if rel.endswith("/") and obj.get("Size", 0) == 0:  # a folder marker, as MLflow reads it
                     dirs.add(rel.rstrip("/"))
                 else:
-                    batch.append(RemoteFile(rel, int(obj["Size"]), key=obj["Key"]))
+                    batch.append(RemoteFile(rel, int(obj["Size"]), key=obj["Key"], etag=obj.get("ETag", "")))
             files += batch
             if found is not None and batch:
                 found(batch)
@@ -123,7 +123,7 @@ class S3Source:
         except NotFoundError:
             return Listing(files=[])
         return Listing(files=[RemoteFile(posixpath.basename(self.prefix), int(head["ContentLength"]),
-                                         key=self.prefix)], single_file=True)
+                                         key=self.prefix, etag=head.get("ETag", ""))], single_file=True)
 
     @contextmanager
     def open(self, item: RemoteFile, retry: RetryPolicy) -> Iterator[Iterator[bytes]]:
@@ -135,6 +135,48 @@ class S3Source:
             yield self._chunks(body, item.relpath)
         finally:
             body.close()
+
+    def read_range(self, item: RemoteFile, start: int, into: memoryview, retry: RetryPolicy,
+                   validator: str | None) -> str | None:
+        """Fill ``into`` with an object's bytes from ``start`` on, of the version listed (``If-Match``).
+
+        An object replaced since it was listed answers 412: an error, never bytes of two versions.
+        """
+        from core.remote.http_store import expect_range
+        from core.remote.http_transport import read_into, release
+
+        length = len(into)
+        key = item.key or (f"{self.prefix}/{item.relpath}" if self.prefix else item.relpath)
+        what = f"reading {item.relpath} bytes {start}-{start + length - 1}"
+        extra = {"IfMatch": item.etag} if item.etag else {}
+        try:
+            resp = self._call(what, self._client.get_object, Bucket=self.bucket, Key=key,
+                              Range=f"bytes={start}-{start + length - 1}", **extra)
+        except CheckError as exc:
+            if "PreconditionFailed" in str(exc):
+                raise CheckError(f"{self.display}: {item.relpath} changed while it was being read") from exc
+            raise
+        body = resp["Body"]
+        # botocore's body wraps a urllib3 response: read it straight into the range's buffer, and
+        # hand its connection back to the pool when the range was read to its end.
+        raw = getattr(body, "_raw_stream", None)
+        broken = True
+        try:
+            expect_range(resp.get("ContentRange"), start, length, item.size, what)
+            got = read_into(raw if raw is not None else body, into)
+            broken = False
+        except (CheckError, BrokenTransfer):
+            raise
+        except Exception as exc:  # reset, timeout: this range again
+            raise BrokenTransfer(f"{what}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            if raw is not None and hasattr(raw, "release_conn"):
+                release(raw, broken=broken)
+            else:
+                body.close()
+        if got != length:
+            raise BrokenTransfer(f"{what}: got {got} of {length} bytes")
+        return item.etag or None
 
     def _chunks(self, body: Any, rel: str) -> Iterator[bytes]:
         from botocore.exceptions import BotoCoreError

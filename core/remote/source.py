@@ -34,6 +34,7 @@ class RemoteFile:
     relpath: str
     size: int | None
     key: str = ""  # the store's own name for the file (object key, artifact path), when it differs
+    etag: str = ""  # the store's version tag of the file when the listing gives one (S3)
 
 
 @dataclass
@@ -55,6 +56,10 @@ Found = Callable[[list[RemoteFile]], None]
 
 class BrokenTransfer(Exception):
     """A transfer that did not complete (connection reset, short read, 5xx, timeout): retry it."""
+
+
+class RangesUnsupported(Exception):
+    """The store answered a ``Range`` request with the whole file: read it as one stream instead."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,10 @@ class Source(Protocol):
         that cannot be read at all (gone, forbidden) raises :class:`CheckError`.
         """
         ...
+
+    # Optional: a store that serves byte ranges also offers
+    # ``read_range(item, start, length, retry, validator) -> (bytes, validator)``, exactly the bytes
+    # ``[start, start + length)`` of a file of known size (see core.remote.ranged).
 
 
 

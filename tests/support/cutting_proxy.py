@@ -4,12 +4,16 @@ It forwards bytes both ways between its clients and one upstream server. The fir
 connections whose responses pass ``cut_after`` bytes are closed abruptly right there (a reset
 in the middle of a file), which is what a flaky network or a restarted server does to a
 transfer. Runs in threads of the test process; :meth:`stop` closes everything it opened.
+
+With ``tls`` (a server-side :class:`ssl.SSLContext`) it terminates TLS for its clients and forwards
+plain HTTP: a tracking server behind HTTPS, as a deployment with a TLS front end has it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import struct
 import threading
 
@@ -18,7 +22,8 @@ class CuttingProxy:
     """``127.0.0.1:<port>`` → ``upstream``; counts connections and the cuts it made."""
 
     def __init__(self, upstream_port: int, *, cut_after: int, cuts: int = 1,
-                 upstream_host: str = "127.0.0.1") -> None:
+                 upstream_host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
         self.upstream = (upstream_host, upstream_port)
         self.cut_after = cut_after
         self.cuts_left = cuts
@@ -36,7 +41,7 @@ class CuttingProxy:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> CuttingProxy:
         self._thread.start()
@@ -57,6 +62,14 @@ class CuttingProxy:
                 client, _ = self._sock.accept()
             except OSError:
                 return
+            if self.tls is not None:
+                try:
+                    client.settimeout(10)
+                    client = self.tls.wrap_socket(client, server_side=True)
+                    client.settimeout(None)
+                except OSError:  # the client refused our certificate: what the tests look for
+                    _close(client)
+                    continue
             try:
                 upstream = socket.create_connection(self.upstream, timeout=10)
             except OSError:
