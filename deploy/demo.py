@@ -77,6 +77,7 @@ class Demo:
     ui: str
     listener: str
     model: Any
+    example: Any = None  # a few input rows, logged as the input example (MLflow infers the signature)
     alerts: str | None = None  # the stack's local alert receiver (base URL), if it has one
     versions: dict[str, str] = field(default_factory=dict)  # role ("honest", "tampered") -> version
     shown: set[int] = field(default_factory=set)  # ids of the verdicts an act has already used
@@ -115,7 +116,8 @@ class Demo:
 
         with mlflow.start_run(run_name=run_name):
             info = mlflow.sklearn.log_model(self.model, name="model", registered_model_name=self.name,
-                                            code_paths=code_paths, serialization_format="skops")
+                                            code_paths=code_paths, serialization_format="skops",
+                                            input_example=self.example)
         return str(info.registered_model_version)
 
     def show(self, row: dict[str, Any]) -> None:
@@ -278,7 +280,7 @@ def main() -> int:
     receiver = running_stack(Path(os.environ.get("GUARD_DATA_DIR") or ".guard")).get("alert_receiver")
     demo = Demo(client=MlflowClient(tracking_uri=tracking), name=name, ui=tracking.rstrip("/"),
                 listener=listener, alerts=receiver,
-                model=LogisticRegression(max_iter=300).fit(features, labels))
+                model=LogisticRegression(max_iter=300).fit(features, labels), example=features[:3])
     results = []
     for number, act in enumerate(ACTS, start=1):
         say("")
