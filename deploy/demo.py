@@ -120,6 +120,14 @@ class Demo:
                                             input_example=self.example)
         return str(info.registered_model_version)
 
+    def set_alias(self, alias: str, version: str) -> dict[str, Any]:
+        """Point ``alias`` at ``version``, wait for the guard's verdict on that alias event, and show it."""
+        self.mark()
+        self.client.set_registered_model_alias(self.name, alias, version)
+        row = self.wait_for_verdict(version, ALIAS_EVENT, alias)
+        self.show(row)
+        return row
+
     def show(self, row: dict[str, Any]) -> None:
         """Print a verdict the way the registry shows it (the version's tags), and what it answered."""
         version = row["version"]
@@ -146,10 +154,7 @@ def honest_version(demo: Demo) -> bool:
     version = demo.register("honest")
     demo.versions["honest"] = version
     say(f"registered {demo.name} v{version}; setting alias 'champion' ...")
-    demo.mark()
-    demo.client.set_registered_model_alias(demo.name, "champion", version)
-    row = demo.wait_for_verdict(version, ALIAS_EVENT, "champion")
-    demo.show(row)
+    row = demo.set_alias("champion", version)
     return row["status"] == "PASSED"
 
 
@@ -174,10 +179,7 @@ def tampered_file(demo: Demo) -> bool:
         fh.write("poisoned-label\n")
     say(f"changed {NESTED_FILE} in the artifact store")
     say("setting alias 'challenger' ...")
-    demo.mark()
-    demo.client.set_registered_model_alias(demo.name, "challenger", version)
-    row = demo.wait_for_verdict(version, ALIAS_EVENT, "challenger")
-    demo.show(row)
+    row = demo.set_alias("challenger", version)
     named = paths_in_report(row.get("report"))
     say(f"  files:    {', '.join(named) or '(none named)'}")
     caught = any(path.endswith(NESTED_FILE) for path in named)
@@ -193,10 +195,7 @@ def champion_on_tampered(demo: Demo) -> bool:
         say("skipped: acts 1 and 2 did not both make a version")
         return False
     say(f"setting alias 'champion' on the tampered v{tampered} ...")
-    demo.mark()
-    demo.client.set_registered_model_alias(demo.name, "champion", tampered)
-    row = demo.wait_for_verdict(tampered, ALIAS_EVENT, "champion")
-    demo.show(row)
+    row = demo.set_alias("champion", tampered)
     holder = demo.client.get_registered_model(demo.name).aliases.get("champion")
     if str(holder) == honest:
         say(f"  champion: the guard moved it back to v{honest}: models:/{demo.name}@champion serves the "

@@ -47,10 +47,7 @@ def pickled_model(demo: Demo) -> bool:
     created = demo.wait_for_verdict(version, CREATED_EVENT)
     say(f"  sealed; its creation check: {created['status']}")
     say("setting alias 'challenger' (nobody touched its files) ...")
-    demo.mark()
-    demo.client.set_registered_model_alias(demo.name, "challenger", version)
-    row = demo.wait_for_verdict(version, ALIAS_EVENT, "challenger")
-    demo.show(row)
+    row = demo.set_alias("challenger", version)
     named = paths_in_report(row.get("report"))
     intact = "intact (no difference from the run model or the seal)"
     say(f"  files:    {'differ: ' + ', '.join(named) if named else intact}")
