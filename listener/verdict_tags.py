@@ -30,6 +30,8 @@ from listener.verdict import Verdict
 # the short human ones go before the seal's digests.
 TAG_ORDER = (TAG_MANIFEST, TAG_SUMMARY, TAG_CHECKED_AT, TAG_POLICY, TAG_ALIAS_REVERTED, TAG_SEAL,
              TAG_SEAL_NOTE, TAG_SEAL_BUNDLE, TAG_REPORT, TAG_STATUS)
+# Tags that say something about one verdict only: a later verdict without them removes them.
+PER_VERDICT_TAGS = (TAG_POLICY, TAG_ALIAS_REVERTED)
 
 
 def seal_note(verdict: Verdict) -> str | None:
@@ -161,7 +163,9 @@ def render_tags(verdict: Verdict, limit: int = TAG_VALUE_LIMIT, with_report: boo
     note = seal_note(verdict)
     if note:
         tags[TAG_SEAL_NOTE] = note[: limit - 1]
-    if verdict.policy is not None:
+    if verdict.policy is not None and verdict.policy.get("status") != "PASS":
+        # Only what failed or warned: MLflow's version page sorts tags by name and shows four rows, so a
+        # passing policy's tag would push validation.status out of sight (its summary says "policy PASS").
         tags[TAG_POLICY] = policy_line(verdict.policy, limit)
     if verdict.new_seal_json is not None:
         if len(verdict.new_seal_json) >= limit:

@@ -37,7 +37,7 @@ def _cell(text: object) -> str:
 
 
 def policy_table_markdown(verdict: Verdict) -> list[str]:
-    """The policy's checks that did not pass as a short markdown table, the passing ones named on one line.
+    """The policy as one bullet, then a short markdown table of the checks that did not pass.
 
     Short on purpose: MLflow's version page shows the description above the tags table, so every line
     here pushes ``validation.status`` further down (the full list is in ``/api/validations``).
@@ -45,20 +45,18 @@ def policy_table_markdown(verdict: Verdict) -> list[str]:
     if verdict.policy is None:
         return []
     rows = _policy_rows(verdict)
-    lines = ["", f"**Policy: {_cell(verdict.policy.get('status'))}**"]
+    line = f"- Policy: **{_cell(verdict.policy.get('status'))}**"
     if not rows:
-        return lines + ["", "No policy check applies to this version.", ""]
+        return [line + ", no check applies to this version"]
     noted = [r for r in rows if r.get("status") != "PASS"]
     passed = [str(r.get("check")) for r in rows if r.get("status") == "PASS"]
     if passed:
-        lines[-1] += f" (passed: {_cell(', '.join(passed))})"
-    lines.append("")
-    if noted:
-        lines += ["| check | result | reason |", "| --- | --- | --- |"]
-        lines += [f"| {_cell(r.get('check'))} | {_cell(r.get('status'))} | {_cell(r.get('reason'))} |"
-                  for r in noted]
-        lines.append("")
-    return lines
+        line += f" (passed: {_cell(', '.join(passed))})"
+    if not noted:
+        return [line]
+    return [line, "", "| check | result | reason |", "| --- | --- | --- |",
+            *(f"| {_cell(r.get('check'))} | {_cell(r.get('status'))} | {_cell(r.get('reason'))} |"
+              for r in noted), ""]
 
 
 def policy_table_text(verdict: Verdict) -> list[str]:
@@ -111,8 +109,9 @@ def render_description_section(verdict: Verdict) -> str:
         f"- Trigger: {_md_safe(verdict.trigger)} ({verdict.action.replace('_', ' ')}), "
         f"checked at {_md_safe(verdict.checked_at)}, took {verdict.duration_s:.2f} s",
     ]
-    if verdict.seal_digest:
-        sealed = _sealed_now_note(verdict)
+    sealed = _sealed_now_note(verdict)
+    if verdict.seal_digest and sealed:
+        # Only a seal made now is news here; the digest in force is the validation.seal tag below.
         lines.append(f"- Seal: `{_md_safe(verdict.seal_digest)}`{sealed}")
     if verdict.error:
         lines.append(f"- Reason: {_md_safe(verdict.error)}")

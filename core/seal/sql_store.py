@@ -122,8 +122,9 @@ class SqlSealStore:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         try:
             _metadata.create_all(engine, checkfirst=True)
-        except (IntegrityError, ProgrammingError):
-            # Two hosts creating the table at the same moment on PostgreSQL: one wins, the other sees it.
+        except (IntegrityError, ProgrammingError, OperationalError):
+            # Two processes creating the table at the same moment (PostgreSQL: a duplicate type; SQLite:
+            # "table already exists" between the check and the CREATE): one wins, the other sees it.
             with engine.connect() as conn:
                 if not engine.dialect.has_table(conn, signed_seals.name):
                     raise

@@ -13,7 +13,7 @@ from core.registry.error_mapping import translate
 from listener.config import Settings
 from listener.registries import version_url
 from listener.verdict import Verdict
-from listener.verdict_tags import ordered_tags
+from listener.verdict_tags import PER_VERDICT_TAGS, ordered_tags
 from listener.verdict_text import update_description
 
 
@@ -131,6 +131,9 @@ def write_tags_and_description(client: MlflowClient, current: Any, verdict: Verd
     for key in order[:-1]:
         if existing.get(key) != tags[key]:
             client.set_model_version_tag(model, version, key, tags[key])
+    for key in PER_VERDICT_TAGS:
+        if key in existing and key not in tags:  # an earlier verdict's, not true of this one
+            client.delete_model_version_tag(model, version, key)
     description = getattr(current, "description", None) or ""
     updated = update_description(description, verdict)
     if updated != description:

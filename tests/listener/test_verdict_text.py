@@ -89,7 +89,7 @@ POLICY = {"status": "FAIL", "checks": [
 
 def test_description_section_has_a_table_of_the_policy_checks():
     section = render_description_section(sample_verdict(policy=POLICY))
-    assert "**Policy: FAIL** (passed: signature)" in section
+    assert "- Policy: **FAIL** (passed: signature)" in section
     assert "| load_predict | FAIL | predict raised ValueError: a \\| b |" in section
     assert "inputs and outputs declared" not in section  # a passing check is named, not explained
     assert section.index("| check | result | reason |") < section.index("<!-- validation:end -->")
