@@ -9,9 +9,11 @@ from ``MLFLOW_TRACKING_USERNAME`` / ``PASSWORD``, a bearer token, auth plugins; 
 providers; ``MLFLOW_TRACKING_INSECURE_TLS``, ``MLFLOW_TRACKING_SERVER_CERT_PATH``,
 ``MLFLOW_TRACKING_CLIENT_CERT_PATH``; and, as ``requests`` reads them, ``REQUESTS_CA_BUNDLE`` /
 ``CURL_CA_BUNDLE`` and ``HTTP(S)_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY``), and :class:`HttpTransport`
-sends every request of every tree on that server through one urllib3 connection pool. Retries are
-the caller's (:class:`core.remote.source.RetryPolicy`): urllib3's own are off, so a broken transfer is
-seen and restarted from a known byte.
+sends every request of every tree on that server through one pool of keep-alive connections: plain
+``http.client`` ones for a server reached directly (:mod:`core.remote.keepalive`, the lean path),
+urllib3's ``ProxyManager`` through a proxy. Retries are the caller's
+(:class:`core.remote.source.RetryPolicy`): the pools retry nothing, so a broken transfer is seen and
+restarted from a known byte.
 """
 
 from __future__ import annotations
@@ -152,6 +154,10 @@ class HttpTransport:
                 text = f"TLS with {redact(self.api)} failed{_for(what)}: {_first_line(exc)}"
                 raise CheckError(text) from exc
             raise BrokenTransfer(f"{type(exc).__name__}{_for(what)}: {_first_line(exc)}") from exc
+        if self._lean is not None and resp.headers.get("Content-Encoding", "identity") != "identity":
+            # http.client asked for the bytes as stored and does not decode: never hash an encoding.
+            release(resp, broken=True)
+            raise CheckError(f"{redact(self.api)} answered with an encoded body{_for(what)}")
         if resp.status in _RETRY_STATUS:
             release(resp, broken=True)
             raise BrokenTransfer(f"HTTP {resp.status} from {redact(self.api)}{_for(what)}")
@@ -159,11 +165,11 @@ class HttpTransport:
 
 
 def read_into(resp: Any, view: memoryview) -> int:
-    """Read a urllib3 response's body into ``view`` until it is full or the body ends; bytes read.
+    """Read a response's body into ``view`` until it is full or the body ends; bytes read.
 
-    The body is read by the ``http.client`` response under urllib3's straight into the caller's
-    buffer (urllib3's own ``read`` allocates and copies every chunk); a body with a
-    Content-Encoding goes through urllib3, which decodes it. The caller checks the length.
+    The body is read by the ``http.client`` response (under urllib3's, through a proxy) straight into
+    the caller's buffer (urllib3's own ``read`` allocates and copies every chunk); a body with a
+    Content-Encoding goes through the response's ``read``. The caller checks the length.
     """
     fp = getattr(resp, "_fp", None)
     encoded = (getattr(resp, "headers", None) or {}).get("Content-Encoding")
