@@ -170,11 +170,16 @@ def _body(resp: Any) -> Iterator[memoryview]:
     view = getattr(_buffers, "view", None)
     if view is None:
         view = _buffers.view = memoryview(bytearray(CHUNK_SIZE))
-    expected = resp.headers.get("Content-Length")
-    exact = expected is not None and not resp.headers.get("Content-Encoding")
+    headers = resp.headers
+    expected, encoded = headers.get("Content-Length"), headers.get("Content-Encoding")
+    exact = expected is not None and not encoded
+    # An unencoded body is read by the http.client response straight into the buffer; the headers
+    # are looked up once per file, not once per chunk (a small file is one chunk).
+    fp = getattr(resp, "_fp", None)
+    direct = fp.readinto if fp is not None and not encoded and hasattr(fp, "readinto") else None
     got = 0
     try:
-        while n := read_into(resp, view):
+        while n := (direct(view) if direct is not None else read_into(resp, view)):
             got += n
             yield view[:n]
     except (OSError, ValueError) as exc:

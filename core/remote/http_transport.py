@@ -9,14 +9,17 @@ from ``MLFLOW_TRACKING_USERNAME`` / ``PASSWORD``, a bearer token, auth plugins; 
 providers; ``MLFLOW_TRACKING_INSECURE_TLS``, ``MLFLOW_TRACKING_SERVER_CERT_PATH``,
 ``MLFLOW_TRACKING_CLIENT_CERT_PATH``; and, as ``requests`` reads them, ``REQUESTS_CA_BUNDLE`` /
 ``CURL_CA_BUNDLE`` and ``HTTP(S)_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY``), and :class:`HttpTransport`
-sends every request of every tree on that server through one urllib3 connection pool. Retries are
-the caller's (:class:`core.remote.source.RetryPolicy`): urllib3's own are off, so a broken transfer is
-seen and restarted from a known byte.
+sends every request of every tree on that server through one pool of keep-alive connections: plain
+``http.client`` ones for a server reached directly (:mod:`core.remote.keepalive`, the lean path),
+urllib3's ``ProxyManager`` through a proxy. Retries are the caller's
+(:class:`core.remote.source.RetryPolicy`): the pools retry nothing, so a broken transfer is seen and
+restarted from a known byte.
 """
 
 from __future__ import annotations
 
 import base64
+import http.client
 import os
 import ssl
 import threading
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import CheckError, redact
+from core.remote.keepalive import KeepAlivePool
 from core.remote.source import BrokenTransfer, RetryPolicy
 
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -68,7 +72,10 @@ def settings_for(api: str) -> HttpSettings:
 
 def ssl_context_for(api: str) -> ssl.SSLContext:
     """An :class:`ssl.SSLContext` verifying the server at ``api`` as MLflow's requests would."""
-    settings = settings_for(api)
+    return _ssl_context(settings_for(api))
+
+
+def _ssl_context(settings: HttpSettings) -> ssl.SSLContext:
     if settings.verify is False:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
@@ -93,6 +100,13 @@ class HttpTransport:
         self._headers = dict(settings.headers)
         parsed = urllib.parse.urlsplit(self.api)
         self._base_path = parsed.path.rstrip("/")
+        self._lean: KeepAlivePool | None = None
+        self._manager: Any = None
+        if not settings.proxy:
+            # Direct connections: the lean http.client path (core.remote.keepalive), TLS set up once.
+            context = _ssl_context(settings) if parsed.scheme == "https" else None
+            self._lean = KeepAlivePool(parsed.hostname or "", parsed.port, context, maxsize)
+            return
         tls: dict[str, Any] = {}
         if parsed.scheme == "https":
             if settings.verify is False:
@@ -103,21 +117,16 @@ class HttpTransport:
                 tls["ca_cert_dir" if ca is not None and os.path.isdir(ca) else "ca_certs"] = ca
             if settings.client_cert:
                 tls["cert_file"] = settings.client_cert
-        common = {"maxsize": maxsize, "block": False, "retries": False, **tls}
-        if settings.proxy:
-            import requests.utils
+        import requests.utils
 
-            user, password = requests.utils.get_auth_from_url(settings.proxy)
-            proxy_headers = urllib3.util.make_headers(proxy_basic_auth=f"{user}:{password}") if user else None
-            self._manager: Any = urllib3.ProxyManager(settings.proxy, proxy_headers=proxy_headers, **common)
-            self._pool = None
-        else:
-            self._manager = urllib3.PoolManager(**common)
-            self._pool = self._manager.connection_from_url(self.api)
+        user, password = requests.utils.get_auth_from_url(settings.proxy)
+        proxy_headers = urllib3.util.make_headers(proxy_basic_auth=f"{user}:{password}") if user else None
+        self._manager = urllib3.ProxyManager(settings.proxy, proxy_headers=proxy_headers, maxsize=maxsize,
+                                             block=False, retries=False, **tls)
 
     def get(self, path: str, retry: RetryPolicy, *, query: Mapping[str, str] | None = None,
             headers: Mapping[str, str] | None = None, what: str = "") -> Any:
-        """GET ``path`` (below the server's URL, quoted here) as a streaming urllib3 response.
+        """GET ``path`` (below the server's URL, quoted here) as a streaming response (status, headers).
 
         Connection failures and 408/429/5xx answers are :class:`BrokenTransfer` (retried by the
         caller); TLS failures and other 4xx answers are :class:`CheckError`. The caller reads the
@@ -131,21 +140,24 @@ class HttpTransport:
         hdrs = {**self._headers, **headers} if headers else self._headers
         if self.settings.auth_plugin or self.settings.aws_sigv4:
             hdrs = _signed_headers(self.settings, "GET", self.api + target[len(self._base_path):], hdrs)
-        timeout = urllib3.Timeout(connect=retry.connect_timeout_s, read=retry.read_timeout_s)
         try:
-            if self._pool is not None:
-                resp = self._pool.urlopen("GET", target, headers=hdrs, preload_content=False, redirect=False,
-                                          timeout=timeout, retries=False, assert_same_host=False)
+            if self._lean is not None:
+                resp: Any = self._lean.get(target, hdrs, retry.connect_timeout_s, retry.read_timeout_s)
             else:
+                timeout = urllib3.Timeout(connect=retry.connect_timeout_s, read=retry.read_timeout_s)
                 url = f"{urllib.parse.urlsplit(self.api)._replace(path='', query='').geturl()}{target}"
                 resp = self._manager.urlopen("GET", url, headers=hdrs, preload_content=False, redirect=False,
                                              timeout=timeout, retries=False)
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            if isinstance(exc, urllib3.exceptions.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+            if _tls_failure(exc):
                 # A certificate that does not verify will not verify on the next try either.
                 text = f"TLS with {redact(self.api)} failed{_for(what)}: {_first_line(exc)}"
                 raise CheckError(text) from exc
             raise BrokenTransfer(f"{type(exc).__name__}{_for(what)}: {_first_line(exc)}") from exc
+        if self._lean is not None and resp.headers.get("Content-Encoding", "identity") != "identity":
+            # http.client asked for the bytes as stored and does not decode: never hash an encoding.
+            release(resp, broken=True)
+            raise CheckError(f"{redact(self.api)} answered with an encoded body{_for(what)}")
         if resp.status in _RETRY_STATUS:
             release(resp, broken=True)
             raise BrokenTransfer(f"HTTP {resp.status} from {redact(self.api)}{_for(what)}")
@@ -153,11 +165,11 @@ class HttpTransport:
 
 
 def read_into(resp: Any, view: memoryview) -> int:
-    """Read a urllib3 response's body into ``view`` until it is full or the body ends; bytes read.
+    """Read a response's body into ``view`` until it is full or the body ends; bytes read.
 
-    The body is read by the ``http.client`` response under urllib3's straight into the caller's
-    buffer (urllib3's own ``read`` allocates and copies every chunk); a body with a
-    Content-Encoding goes through urllib3, which decodes it. The caller checks the length.
+    The body is read by the ``http.client`` response (under urllib3's, through a proxy) straight into
+    the caller's buffer (urllib3's own ``read`` allocates and copies every chunk); a body with a
+    Content-Encoding goes through the response's ``read``. The caller checks the length.
     """
     fp = getattr(resp, "_fp", None)
     encoded = (getattr(resp, "headers", None) or {}).get("Content-Encoding")
@@ -226,6 +238,16 @@ def _default_ca() -> str | None:
     except ImportError:  # pragma: no cover - requests depends on it
         return None
     return certifi.where()
+
+
+def _tls_failure(exc: BaseException) -> bool:
+    """A TLS set-up failure (certificate, protocol), not a connection cut in the middle of TLS."""
+    import urllib3
+
+    if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)):
+        return False
+    return (isinstance(exc, (urllib3.exceptions.SSLError, ssl.SSLError))
+            or "CERTIFICATE_VERIFY_FAILED" in str(exc))
 
 
 def _for(what: str) -> str:
