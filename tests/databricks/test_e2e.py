@@ -13,6 +13,7 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -103,16 +104,26 @@ def listener(workspace_fake: WorkspaceFake, tmp_path_factory: pytest.TempPathFac
     lst.stop()
 
 
+@contextmanager
+def registry_webhook(fake: WorkspaceFake, url: str, model: str, events: tuple[str, ...] = EVENTS,
+                     secret: str = SECRET,
+                     description: str = "mlflow-version-guard") -> Iterator[WorkspaceClient]:
+    """A user's SDK client, with a registry webhook to ``url`` for ``model`` only; deleted afterwards."""
+    w = workspace_client(fake)
+    hook = w.model_registry.create_webhook(
+        events=[RegistryWebhookEvent(e) for e in events], model_name=model, description=description,
+        http_url_spec=HttpUrlSpec(url=url + "/webhooks/databricks", secret=secret)).webhook
+    try:
+        yield w
+    finally:
+        w.model_registry.delete_webhook(id=hook.id)
+
+
 @pytest.fixture(scope="module")
 def workspace(workspace_fake: WorkspaceFake, listener: Listener) -> Iterator[WorkspaceClient]:
     """A user's SDK client; the registry webhook points at the listener for the test model only."""
-    w = workspace_client(workspace_fake)
-    hook = w.model_registry.create_webhook(
-        events=[RegistryWebhookEvent(e) for e in EVENTS], model_name=MODEL,
-        description="mlflow-version-guard",
-        http_url_spec=HttpUrlSpec(url=listener.url + "/webhooks/databricks", secret=SECRET)).webhook
-    yield w
-    w.model_registry.delete_webhook(id=hook.id)
+    with registry_webhook(workspace_fake, listener.url, MODEL) as w:
+        yield w
 
 
 def version_of(w: WorkspaceClient, version: str) -> Any:

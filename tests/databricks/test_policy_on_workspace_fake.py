@@ -13,14 +13,12 @@ from typing import Any
 import pytest
 import requests
 from databricks.sdk import WorkspaceClient
-from databricks.sdk.service.ml import HttpUrlSpec, RegistryWebhookEvent
 
-from tests.databricks.test_e2e import EVENTS, SECRET, Listener
+from tests.databricks.test_e2e import Listener, registry_webhook
 from tests.support.databricks_fixtures import (
     activities,
     new_workspace_version,
     own_comments,
-    workspace_client,
 )
 from tests.support.databricks_workspace import WorkspaceFake
 
@@ -49,12 +47,8 @@ def listener(workspace_fake: WorkspaceFake, tmp_path_factory: pytest.TempPathFac
 
 @pytest.fixture(scope="module")
 def workspace(workspace_fake: WorkspaceFake, listener: Listener) -> Iterator[WorkspaceClient]:
-    w = workspace_client(workspace_fake)
-    hook = w.model_registry.create_webhook(
-        events=[RegistryWebhookEvent(e) for e in EVENTS], model_name=MODEL,
-        http_url_spec=HttpUrlSpec(url=listener.url + "/webhooks/databricks", secret=SECRET)).webhook
-    yield w
-    w.model_registry.delete_webhook(id=hook.id)
+    with registry_webhook(workspace_fake, listener.url, MODEL) as w:
+        yield w
 
 
 def test_a_policy_fail_rejects_the_transition_request_with_the_checks_in_the_comment(

@@ -16,15 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from databricks.sdk.service.ml import HttpUrlSpec, RegistryWebhookEvent
 
 from tests.databricks.endpoint_record import production_env
+from tests.databricks.test_e2e import registry_webhook
 from tests.deploy.stack import RedisServer
 from tests.support.databricks_fixtures import (
     activities,
     new_workspace_version,
     own_comments,
-    workspace_client,
 )
 from tests.support.databricks_workspace import WorkspaceFake
 from tests.support.postgres import PostgresServer, find_postgres_bin
@@ -116,49 +115,46 @@ def _deliveries(fake: WorkspaceFake, event: str, version: str) -> list[dict[str,
 def test_a_publish_retried_by_another_worker_and_the_approval_echo_post_one_comment(
         workspace_fake: WorkspaceFake, dynos: Dynos, recordings: dict[str, Any]) -> None:
     fake = workspace_fake
-    w = workspace_client(fake)
-    hook = w.model_registry.create_webhook(
-        events=[RegistryWebhookEvent(e) for e in EVENTS], model_name=MODEL, description="dynos",
-        http_url_spec=HttpUrlSpec(url=dynos.url + "/webhooks/databricks", secret=SECRET)).webhook
     first, second = dynos.workers
-    try:
-        version = new_workspace_version(fake, recordings, MODEL)
-        # The approval fails until worker 1 is gone: its publish has posted the comment, not the approval.
-        fake.inject_fault("POST", APPROVE, 503, count=10_000, retry_after=0)
-        first.start()
-        w.model_registry.create_transition_request(name=MODEL, version=version, stage="Production")
-        fake.wait_for(lambda s: own_comments(fake, MODEL, version), timeout=180, what="worker 1's comment")
-        # Stopped gracefully: its job ends (the approval still failing) and is scheduled again, in Redis.
-        first.kill(signal.SIGINT)
-        first.proc.wait(timeout=120)
-        fake.clear_faults()
-        assert not activities(fake, MODEL, version, "APPROVED_REQUEST")
+    with registry_webhook(fake, dynos.url, MODEL, EVENTS, SECRET, "dynos") as w:
+        try:
+            version = new_workspace_version(fake, recordings, MODEL)
+            # The approval fails until worker 1 is gone: its publish has posted the comment, not the approval.
+            fake.inject_fault("POST", APPROVE, 503, count=10_000, retry_after=0)
+            first.start()
+            w.model_registry.create_transition_request(name=MODEL, version=version, stage="Production")
+            fake.wait_for(lambda s: own_comments(fake, MODEL, version), timeout=180,
+                          what="worker 1's comment")
+            # Stopped gracefully: its job ends (the approval still failing) and is scheduled again, in Redis.
+            first.kill(signal.SIGINT)
+            first.proc.wait(timeout=120)
+            fake.clear_faults()
+            assert not activities(fake, MODEL, version, "APPROVED_REQUEST")
 
-        # Worker 2, on another data folder, takes the retry: it approves and does not comment again.
-        second.start()
-        fake.wait_for(lambda s: activities(fake, MODEL, version, "APPROVED_REQUEST"), timeout=180,
-                      what="the approval by worker 2")
-        st = fake.wait_for(lambda s: s["pending_deliveries"] == 0
-                           and _deliveries(fake, "MODEL_VERSION_TRANSITIONED_STAGE", version), timeout=60,
-                           what="the approval's echo answered")
-        [echo] = _deliveries(fake, "MODEL_VERSION_TRANSITIONED_STAGE", version)
-        # The web dyno found worker 2's approval in the store: the echo is not a new transition.
-        assert echo["status_code"] == 200 and json.loads(echo["response"])["status"] == "ignored", echo
-        [comment] = own_comments(fake, MODEL, version)
-        assert "Validation PASSED" in comment
-        [approved] = activities(fake, MODEL, version, "APPROVED_REQUEST")
-        assert approved["to_stage"] == "Production" and approved["comment"] == comment
-        assert "approved the transition request" in second.log_tail(10**6)
-        assert "approved the transition request" not in first.log_tail(10**6)
-        queued = [d for d in st["deliveries"] if d["model_name"] == MODEL and d["status_code"] == 202]
-        assert [(d["event"], d["version"]) for d in queued] == [("TRANSITION_REQUEST_CREATED", version)]
-        # Nothing of the guard's shared state went into a data folder.
-        for folder in ("web", "worker-1", "worker-2"):
-            kept = {p.name for p in (dynos.web.log_path.parent / folder).rglob("*")}
-            assert not kept & {"own-approvals", "databricks-published", "seals", "results.db"}, kept
-    except BaseException:
-        print(dynos.logs())
-        raise
-    finally:
-        fake.clear_faults()
-        w.model_registry.delete_webhook(id=hook.id)
+            # Worker 2, on another data folder, takes the retry: it approves and does not comment again.
+            second.start()
+            fake.wait_for(lambda s: activities(fake, MODEL, version, "APPROVED_REQUEST"), timeout=180,
+                          what="the approval by worker 2")
+            st = fake.wait_for(lambda s: s["pending_deliveries"] == 0
+                               and _deliveries(fake, "MODEL_VERSION_TRANSITIONED_STAGE", version), timeout=60,
+                               what="the approval's echo answered")
+            [echo] = _deliveries(fake, "MODEL_VERSION_TRANSITIONED_STAGE", version)
+            # The web dyno found worker 2's approval in the store: the echo is not a new transition.
+            assert echo["status_code"] == 200 and json.loads(echo["response"])["status"] == "ignored", echo
+            [comment] = own_comments(fake, MODEL, version)
+            assert "Validation PASSED" in comment
+            [approved] = activities(fake, MODEL, version, "APPROVED_REQUEST")
+            assert approved["to_stage"] == "Production" and approved["comment"] == comment
+            assert "approved the transition request" in second.log_tail(10**6)
+            assert "approved the transition request" not in first.log_tail(10**6)
+            queued = [d for d in st["deliveries"] if d["model_name"] == MODEL and d["status_code"] == 202]
+            assert [(d["event"], d["version"]) for d in queued] == [("TRANSITION_REQUEST_CREATED", version)]
+            # Nothing of the guard's shared state went into a data folder.
+            for folder in ("web", "worker-1", "worker-2"):
+                kept = {p.name for p in (dynos.web.log_path.parent / folder).rglob("*")}
+                assert not kept & {"own-approvals", "databricks-published", "seals", "results.db"}, kept
+        except BaseException:
+            print(dynos.logs())
+            raise
+        finally:
+            fake.clear_faults()

@@ -27,19 +27,11 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterator[Stack]:
-    st = Stack(tmp_path_factory.mktemp("e2e-alerts"))
     extra = {"GUARD_NOTIFY": f"json://127.0.0.1:{receiver.server.server_port}/alerts",
              "GUARD_NOTIFY_RETRY_BASE_S": "0.5", "GUARD_NOTIFY_RETRIES": "30",
              "GUARD_PROTECTED_ALIASES": "champion"}
-    for env in (st.env, st.web.env, st.worker.env):
-        env.update(extra)
-    try:
-        st.start()
-    except Exception:
-        st.stop()
-        raise
-    yield st
-    st.stop()
+    with Stack(tmp_path_factory.mktemp("e2e-alerts"), extra).running() as st:
+        yield st
 
 
 def _status(stack: Stack, name: str, version: str, status: str) -> dict:

@@ -14,6 +14,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from listener.config import Settings
 from listener.intake import queue_depth
 from listener.store import Store, get_store
 from listener.verdict_text import SECTION_START
+from listener.worker.sweep import LAST_RUN_MARK
 from tests.core.signing_support import model_signing_verify
 from tests.listener.worker.helpers import local_model_path, register_model, wait_for
 from tests.support.procs import ManagedProcess, MlflowServer, free_port, wait_http
@@ -41,7 +43,7 @@ _ACCESS = re.compile(r'"POST /webhooks/mlflow HTTP/[0-9.]+" (\d{3}) ')
 class Stack:
     """Tracking server + listener (gunicorn, 2 workers) + huey consumer, sharing one data folder."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, extra_env: dict[str, str] | None = None) -> None:
         self.root = root
         self.server = MlflowServer(root / "mlflow")
         self.port = free_port()
@@ -60,6 +62,7 @@ class Stack:
             "GUARD_RETRY_BASE_S": "1", "GUARD_RETRY_MAX_S": "3", "GUARD_MAX_RETRIES": "60",
             "GUARD_READY_TIMEOUT": "120",
         })
+        env.update(extra_env or {})
         self.env = env
         self.web = ManagedProcess([str(VENV_BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{self.port}",
                                    "--access-logfile", "-", "listener.web:create_app()"],
@@ -97,6 +100,21 @@ class Stack:
         for proc in (self.worker, self.web, self.server):
             proc.stop()
 
+    @contextmanager
+    def running(self, hold_periodic_sweep: bool = False) -> Iterator[Stack]:
+        """The stack started, and stopped by its pids on the way out (a failed start included).
+
+        ``hold_periodic_sweep``: the worker's periodic sweep is not due for a while (its last run is
+        marked now), so every validation row is one the test asked for.
+        """
+        if hold_periodic_sweep:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            get_store(self.settings.store_url).set_mark(LAST_RUN_MARK, time.time())
+        try:
+            yield self.start()
+        finally:
+            self.stop()
+
     def answers(self) -> list[int]:
         """HTTP status of every webhook delivery the listener answered (from gunicorn's access log)."""
         return [int(m) for m in _ACCESS.findall(self.web.log_path.read_text(errors="replace"))]
@@ -111,14 +129,8 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    st = Stack(tmp_path_factory.mktemp("e2e-mlflow"))
-    try:
-        st.start()
-    except Exception:
-        st.stop()
-        raise
-    yield st
-    st.stop()
+    with Stack(tmp_path_factory.mktemp("e2e-mlflow")).running() as st:
+        yield st
 
 
 def _tags(stack: Stack, name: str, version: str) -> dict:

@@ -10,7 +10,6 @@ MLflow and registered; one predicts, the other's ``predict`` raises. The same ve
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,8 +19,6 @@ import pytest
 import requests
 from mlflow.models import infer_signature
 
-from listener.store import get_store
-from listener.worker.sweep import LAST_RUN_MARK
 from tests.e2e.test_mlflow_e2e import REPO, VENV_BIN, Stack
 from tests.listener.worker.helpers import wait_for
 from tests.support.procs import ManagedProcess, free_port
@@ -55,22 +52,13 @@ EXAMPLE = pd.DataFrame({"x": [1.0, 2.0]})
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    st = Stack(tmp_path_factory.mktemp("e2e-policy"))
-    policy = st.root / "policy.yaml"
+    root = tmp_path_factory.mktemp("e2e-policy")
+    policy = root / "policy.yaml"
     policy.write_text(POLICY)
     extra = {"GUARD_PROTECTED_ALIASES": "champion", "GUARD_SWEEP_INTERVAL": "86400",
              "GUARD_POLICY": str(policy)}
-    for env in (st.env, st.web.env, st.worker.env):
-        env.update(extra)
-    st.data_dir.mkdir(parents=True, exist_ok=True)
-    get_store(st.settings.store_url).set_mark(LAST_RUN_MARK, time.time())  # no periodic sweep meanwhile
-    try:
-        st.start()
-    except Exception:
-        st.stop()
-        raise
-    yield st
-    st.stop()
+    with Stack(root, extra).running(hold_periodic_sweep=True) as st:
+        yield st
 
 
 def _register(stack: Stack, tmp_path: Path, name: str, body: str) -> str:

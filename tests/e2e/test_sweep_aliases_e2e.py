@@ -18,7 +18,6 @@ import pytest
 import requests
 
 from listener.store import get_store
-from listener.worker.sweep import LAST_RUN_MARK
 from tests.e2e.test_mlflow_e2e import VENV_BIN, Stack
 from tests.listener.worker.helpers import local_model_path, register_model, wait_for
 from tests.support.procs import MlflowServer
@@ -31,19 +30,9 @@ DELIVERY_GIVE_UP_S = 15
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    st = Stack(tmp_path_factory.mktemp("e2e-sweep"))
-    for env in (st.env, st.web.env, st.worker.env):
-        env.update(EXTRA_ENV)
     # The worker's periodic sweep is not due for a day: each test runs guard-sweep when it means to.
-    st.data_dir.mkdir(parents=True, exist_ok=True)
-    get_store(st.settings.store_url).set_mark(LAST_RUN_MARK, time.time())
-    try:
-        st.start()
-    except Exception:
-        st.stop()
-        raise
-    yield st
-    st.stop()
+    with Stack(tmp_path_factory.mktemp("e2e-sweep"), EXTRA_ENV).running(hold_periodic_sweep=True) as st:
+        yield st
 
 
 def _run(stack: Stack, command: str, *args: str, **env: str) -> subprocess.CompletedProcess:
