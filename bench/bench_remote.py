@@ -112,6 +112,55 @@ def child_floor_http(base: str, prefixes: list[str], listing: Path, concurrency:
     return _hash_pool(paths, one, concurrency)
 
 
+def child_floor_http_listed(base: str, prefixes: list[str], concurrency: int) -> dict:
+    """As ``child_floor_http``, but finding the files as any client of the artifact proxy must: its API
+    lists one folder per request, so every folder of both copies is listed, and each listing's files
+    and sub-folders are requested as it arrives, on the same threads and connections."""
+    import urllib.parse
+
+    local = threading.local()
+    pending: list = []
+    lock = threading.Lock()
+
+    def get(path: str) -> int:
+        conn = _http_conn(local, base)
+        if not hasattr(local, "view"):
+            local.view = memoryview(bytearray(MIB))
+        n, h = 0, hashlib.sha256()
+        conn.request("GET", f"/api/2.0/mlflow-artifacts/artifacts/{path}")
+        r = conn.getresponse()
+        if r.status != 200:
+            raise RuntimeError(f"HTTP {r.status} for {path}")
+        while got := r.readinto(local.view):
+            h.update(local.view[:got])
+            n += got
+        return n
+
+    def listing(folder: str) -> int:
+        conn = _http_conn(local, base)
+        conn.request("GET", "/api/2.0/mlflow-artifacts/artifacts?path=" + urllib.parse.quote(folder))
+        r = conn.getresponse()
+        if r.status != 200:
+            raise RuntimeError(f"HTTP {r.status} listing {folder}")
+        for entry in json.loads(r.read()).get("files", []):
+            child = f"{folder}/{entry['path']}"
+            with lock:
+                pending.append(pool.submit(listing if entry.get("is_dir") else get, child))
+        return 0
+
+    t0, total, files = time.perf_counter(), 0, 0
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        pending.extend(pool.submit(listing, p) for p in prefixes)
+        while True:
+            with lock:
+                if not pending:
+                    break
+                future = pending.pop()
+            n = future.result()
+            total, files = total + n, files + (n > 0)
+    return {"op_s": time.perf_counter() - t0, "bytes": total, "files": files}
+
+
 def _ranged_pool(files: list[tuple[str, int]], get_range, concurrency: int, part: int) -> dict:
     """Read each (name, size) as concurrent ranges of ``part`` bytes, ``concurrency`` in flight in all,
     hashed in order; the files side by side (one hashing thread each). ``get_range(name, start, end)``."""
@@ -138,10 +187,9 @@ def _ranged_pool(files: list[tuple[str, int]], get_range, concurrency: int, part
     return {"op_s": time.perf_counter() - t0, "bytes": total, "files": len(files), "part": part}
 
 
-def child_floor_ranged_http(base: str, names: list[str], size: int, concurrency: int) -> dict:
-    """One large file per copy: concurrent ranged GETs (bare http.client), hashed in order."""
-    from core.remote.ranged import part_size_for
-
+def child_floor_ranged_http(base: str, names: list[str], size: int, concurrency: int, part: int) -> dict:
+    """One large file per copy: concurrent ranged GETs of ``part`` bytes (bare http.client), hashed in
+    order. The CLI's range size is given, not imported: importing ``core`` would load MLflow here."""
     local = threading.local()
 
     def get_range(name: str, start: int, end: int) -> bytes:
@@ -153,19 +201,18 @@ def child_floor_ranged_http(base: str, names: list[str], size: int, concurrency:
             raise RuntimeError(f"HTTP {r.status} for a range of {name}")
         return r.read()
 
-    return _ranged_pool([(n, size) for n in names], get_range, concurrency, part_size_for(concurrency))
+    return _ranged_pool([(n, size) for n in names], get_range, concurrency, part)
 
 
-def child_floor_ranged_s3(names: list[str], size: int, concurrency: int) -> dict:
-    """One large object per copy: concurrent ranged get_object calls (one boto3 client), hashed in order."""
-    from core.remote.ranged import part_size_for
-
+def child_floor_ranged_s3(names: list[str], size: int, concurrency: int, part: int) -> dict:
+    """One large object per copy: concurrent ranged get_object calls of ``part`` bytes (one boto3
+    client), hashed in order."""
     s3 = _s3_client(concurrency)
 
     def get_range(key: str, start: int, end: int) -> bytes:
         return s3.get_object(Bucket=BUCKET, Key=key, Range=f"bytes={start}-{end}")["Body"].read()
 
-    return _ranged_pool([(n, size) for n in names], get_range, concurrency, part_size_for(concurrency))
+    return _ranged_pool([(n, size) for n in names], get_range, concurrency, part)
 
 
 def _s3_client(concurrency: int):
@@ -220,12 +267,29 @@ class ScratchPoller:
         self._t.join()
 
 
-def _measured(argv: list[str], scratch: Path, env: dict[str, str], expect_rc=(0,)) -> dict:
+def group_cpu_s(pgids: list[int]) -> float:
+    """CPU seconds (user + system) used so far by every live process in these process groups: the
+    servers a method talks to (their workers live as long as the server, so a difference is exact)."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) in pgids:  # field 5 of stat: the process group
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def _measured(argv: list[str], scratch: Path, env: dict[str, str], expect_rc=(0,),
+              servers: list[int] = ()) -> dict:
     if scratch.exists():
         shutil.rmtree(scratch)
     scratch.mkdir(parents=True)
+    before = group_cpu_s(list(servers))
     with ScratchPoller(scratch) as poll:
         res = bc.measure(argv, env=env, expect_rc=expect_rc)
+    res["server_cpu_s"] = round(group_cpu_s(list(servers)) - before, 2)
     res["scratch_peak_mib"] = round(poll.peak / MIB, 1)
     shutil.rmtree(scratch, ignore_errors=True)
     return res
@@ -304,21 +368,25 @@ def bench_store(kind: str, args: argparse.Namespace, work: Path, log) -> dict:
 
     def run(name: str, argv: list[str], report: Path | None = None) -> dict:
         log(f"[{kind}] {name} ... (load {os.getloadavg()[0]:.1f})")
-        res = _measured(argv, scratch, env)
+        res = _measured(argv, scratch, env, servers=[p.pid for p in procs])
         res["loadavg_1min"] = round(os.getloadavg()[0], 2)
         if report is not None:
             _cli_row(res, report)
         prev = rows.get(name)
         if prev is None or ("error" not in res and res["wall_s"] < prev.get("wall_s", 1e9)):
             rows[name] = res
-        log(f"[{kind}] {name}: {res.get('wall_s', 0):.1f} s wall, {res.get('cpu_s', 0):.1f} s CPU, "
+        log(f"[{kind}] {name}: {res.get('wall_s', 0):.1f} s wall, {res.get('cpu_s', 0):.1f} s CPU "
+            f"(servers {res['server_cpu_s']:.1f} s), "
             f"{res.get('rss_mib', 0):.0f} MiB RSS, scratch {res['scratch_peak_mib']} MiB "
             f"{res.get('error', '')[:300]}")
         return res
 
     try:
         if kind == "s3":
-            moto = MotoS3Server(data / "moto").start()
+            moto = MotoS3Server(data / "moto")
+            # moto copies a whole object to answer one range of it: see bench/moto_ranged.py.
+            moto.argv = [sys.executable, str(BENCH / "moto_ranged.py"), *moto.argv[1:]]
+            moto.start()
             procs.append(moto)
             env = moto.client_env
             server = MlflowServer(data / "server", artifact_root=f"s3://{BUCKET}/mlflow", env=env,
@@ -357,10 +425,16 @@ def bench_store(kind: str, args: argparse.Namespace, work: Path, log) -> dict:
         case = f"{size} MiB model"
         for _ in range(args.repeat):
             run(f"floor {size} MiB", _child_argv(*floor_args, ",".join(copies), listing, concurrency))
+            if kind == "proxy":
+                run(f"floor + listing {size} MiB",
+                    _child_argv("floor-http-listed", server.url, ",".join(copies), concurrency))
             run(f"cli {size} MiB", cli("bench"), report)
             if not args.no_original:
                 run("original", bc.child_argv("baseline-download", server.url, "bench", "1", "2", scratch))
         pairs.append((case, f"floor {size} MiB", f"cli {size} MiB"))
+        if kind == "proxy":
+            pairs.append((f"{case}, against the floor that lists", f"floor + listing {size} MiB",
+                          f"cli {size} MiB"))
         if args.large_mib and kind == "proxy":
             log(f"[{kind}] large model {args.large_mib} MiB ...")
             big_sources = _register(server.url, "big", 2, env)
@@ -372,9 +446,15 @@ def bench_store(kind: str, args: argparse.Namespace, work: Path, log) -> dict:
             prefixes = ",".join(_key(s) for s in big_sources)
             large = f"{args.large_mib} MiB"
             run(f"floor {large}", _child_argv(*floor_args, prefixes, big_listing, concurrency))
+            run(f"floor + listing {large}",
+                _child_argv("floor-http-listed", server.url, prefixes, concurrency))
             run(f"cli {large}", cli("big"), report)
             pairs.append((f"{large} model", f"floor {large}", f"cli {large}"))
+            pairs.append((f"{large} model, against the floor that lists", f"floor + listing {large}",
+                          f"cli {large}"))
         if args.single_mib:
+            from core.remote.ranged import part_size_for
+
             n = args.single_mib
             log(f"[{kind}] one {n} MiB file per version ...")
             one = _register(server.url, "single", 2, env)
@@ -383,13 +463,19 @@ def bench_store(kind: str, args: argparse.Namespace, work: Path, log) -> dict:
             if kind == "proxy":
                 for s in one:
                     _sparse(_local_copy(s, server, data) / "weights.bin", n * MIB)
-                floor = _child_argv("floor-ranged-http", server.url, ",".join(names), n * MIB, concurrency)
+                floor = _child_argv("floor-ranged-http", server.url, ",".join(names), n * MIB, concurrency,
+                                    part_size_for(concurrency))
             else:
+                from boto3.s3.transfer import TransferConfig
+
                 _sparse(staging, n * MIB)
+                # Parts larger than moto's in-memory buffer (16 MiB) are kept on its disk.
+                parts = TransferConfig(multipart_chunksize=64 * MIB, max_concurrency=4)
                 for name in names:
-                    s3.upload_file(str(staging), BUCKET, name)
+                    s3.upload_file(str(staging), BUCKET, name, Config=parts)
                 staging.unlink()
-                floor = _child_argv("floor-ranged-s3", ",".join(names), n * MIB, concurrency)
+                floor = _child_argv("floor-ranged-s3", ",".join(names), n * MIB, concurrency,
+                                    part_size_for(concurrency))
             run(f"floor one {n} MiB file", floor)
             run(f"cli one {n} MiB file", cli("single"), report)
             pairs.append((f"one {n} MiB file", f"floor one {n} MiB file", f"cli one {n} MiB file"))
@@ -402,13 +488,15 @@ def bench_store(kind: str, args: argparse.Namespace, work: Path, log) -> dict:
 def markdown(results: list[dict], info: dict) -> str:
     lines = [f"Machine: {info['cpu']}, {info['cores']} cores, SHA-NI {info.get('sha_ni')}, "
              f"load {info['loadavg_before']} before, {info['date_utc']}, commit {info['commit']}", "",
-             "| store | method | wall s | CPU s | peak RSS MiB | peak scratch MiB | load (1 min) |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+             "| store | method | wall s | CPU s | servers' CPU s | peak RSS MiB | peak scratch MiB "
+             "| load (1 min) |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
         for name, row in r["rows"].items():
             lines.append(f"| {r['store']} ({r['concurrency']} transfers) | {name} | "
                          f"{row.get('wall_s', 0):.1f} | {row.get('cpu_s', 0):.1f} | "
-                         f"{row.get('rss_mib', 0):.0f} | {row.get('scratch_peak_mib', 0)} | "
+                         f"{row.get('server_cpu_s', '')} | {row.get('rss_mib', 0):.0f} | "
+                         f"{row.get('scratch_peak_mib', 0)} | "
                          f"{row.get('loadavg_1min', '')} |")
     lines += ["", "| store | case | wall: CLI / floor | CPU: (CLI − import) / floor | "
               "CLI RSS − import MiB | original / CLI wall |", "| --- | --- | ---: | ---: | ---: | ---: |"]
@@ -433,12 +521,14 @@ def main() -> None:
         method, *rest = sys.argv[2:]
         if method == "floor-http":
             res = child_floor_http(rest[0], rest[1].split(","), Path(rest[2]), int(rest[3]))
+        elif method == "floor-http-listed":
+            res = child_floor_http_listed(rest[0], rest[1].split(","), int(rest[2]))
         elif method == "floor-s3":
             res = child_floor_s3(rest[0].split(","), Path(rest[1]), int(rest[2]))
         elif method == "floor-ranged-http":
-            res = child_floor_ranged_http(rest[0], rest[1].split(","), int(rest[2]), int(rest[3]))
+            res = child_floor_ranged_http(rest[0], rest[1].split(","), *map(int, rest[2:5]))
         elif method == "floor-ranged-s3":
-            res = child_floor_ranged_s3(rest[0].split(","), int(rest[1]), int(rest[2]))
+            res = child_floor_ranged_s3(rest[0].split(","), *map(int, rest[1:4]))
         else:
             bc.run_child([method, *rest])
             return
