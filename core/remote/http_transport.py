@@ -49,7 +49,6 @@ class HttpSettings:
 
 def settings_for(api: str) -> HttpSettings:
     """The request settings MLflow uses for the tracking server at ``api`` (resolved once)."""
-    import requests.utils
     from mlflow.tracking.request_header.registry import resolve_request_headers
     from mlflow.utils.credentials import get_default_host_creds
 
@@ -64,10 +63,22 @@ def settings_for(api: str) -> HttpSettings:
     if verify is True:
         # requests (MLflow's client) takes these from the environment when verification is on.
         verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-    proxies = requests.utils.get_environ_proxies(api)
-    proxy = requests.utils.select_proxy(api, proxies) if proxies else None
-    return HttpSettings(tuple(headers.items()), verify, creds.client_cert_path, proxy,
+    return HttpSettings(tuple(headers.items()), verify, creds.client_cert_path, proxy_for(api),
                         creds.auth or None, bool(creds.aws_sigv4))
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy MLflow's ``requests`` would take for ``url`` (credentials included), or None for none.
+
+    As ``requests`` reads them, now: ``HTTP(S)_PROXY`` / ``ALL_PROXY`` in either case, and ``NO_PROXY``
+    with its host suffixes and address ranges. A proxy given without a scheme (``proxy.corp:3128``) is
+    ``http://`` as ``requests`` takes it (urllib3 refuses it as it is).
+    """
+    import requests.utils
+
+    proxies = requests.utils.get_environ_proxies(url)
+    proxy = requests.utils.select_proxy(url, proxies) if proxies else None
+    return requests.utils.prepend_scheme_if_needed(proxy, "http") if proxy else None
 
 
 def ssl_context_for(api: str) -> ssl.SSLContext:

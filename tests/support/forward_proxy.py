@@ -55,7 +55,11 @@ class _Handler(socketserver.StreamRequestHandler):
         line = self.rfile.readline(65537).decode("latin-1").strip()
         if not line:
             return False
-        method, target, _version = line.split(" ", 2)
+        words = line.split(" ")
+        if len(words) != 3 or not words[0].isalpha():
+            self._answer(400, "Bad Request", {}, b"not an HTTP request line")
+            return False
+        method, target, _version = words
         headers = http.client.parse_headers(self.rfile)
         body = _request_body(self.rfile, headers)
         if self.server.auth and headers.get("Proxy-Authorization") != self.server.auth:
@@ -205,7 +209,7 @@ class ForwardProxy(ManagedProcess):
 
     def requests(self) -> list[tuple[int, str, str]]:
         """``(client port, method, target)`` of every request forwarded so far, in order."""
-        rows = [line.split(" ", 2) for line in self.record_path.read_text().splitlines() if line]
+        rows = [line.split(" ", 2) for line in self.record_path.read_text().split("\n") if line]
         return [(int(port), method, target) for port, method, target in rows]
 
 
