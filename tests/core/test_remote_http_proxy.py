@@ -55,9 +55,14 @@ def use(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name.lower(), value)
 
 
+def tree_url(st: Store, case: str, host: str) -> str:
+    """The artifact API URL of the case's tree, on ``host``."""
+    return f"{host}{FILES}{st.uris[case].split(':', 1)[1].lstrip('/')}"
+
+
 def file_url(st: Store, case: str, host: str, rel: str) -> str:
     """The artifact API URL of the file ``rel`` of the case's tree, on ``host``."""
-    return f"{host}{FILES}{st.uris[case].split(':', 1)[1].lstrip('/')}/{rel}"
+    return f"{tree_url(st, case, host)}/{rel}"
 
 
 def verdicts(st: Store, host: str) -> None:
@@ -140,3 +145,15 @@ def test_proxy_credentials_from_the_proxy_url(proxy_store: Store, gated_proxy: F
         pass
     for error in (check.value, transfer.value):
         assert "407" in str(error) and "s3cret" not in str(error), str(error)
+
+
+def test_a_socks_proxy_in_all_proxy(proxy_store: Store, forward_proxy: ForwardProxy,
+                                    no_proxy_env: pytest.MonkeyPatch):
+    # requests (so MLflow) takes SOCKS proxies (with PySocks): so must the transport.
+    use(no_proxy_env, "ALL_PROXY", f"socks5h://127.0.0.1:{forward_proxy.port}")
+    server = proxy_store.url.removeprefix("http://")
+    # The artifact transport alone first: its own connections are SOCKS tunnels to the server.
+    with read_trees([FetchRequest(tree_url(proxy_store, "base", proxy_store.url))]) as (tree,):
+        assert tree.scan.bytes_read > 3 << 20  # the weight shard and the rest
+    assert {(method, target) for _, method, target in forward_proxy.requests()} == {("SOCKS5", server)}
+    verdicts(proxy_store, proxy_store.url)

@@ -3,10 +3,12 @@
 A client told to use it (``HTTP_PROXY``) sends absolute-URI requests (``GET http://host:port/path``):
 they are forwarded over one upstream connection per client connection, and both connections are
 kept alive across requests. A client reaching an ``https`` server through it (``HTTPS_PROXY``) opens
-a ``CONNECT host:port`` tunnel and speaks TLS with the server through it. Each forwarded request is
+a ``CONNECT host:port`` tunnel and speaks TLS with the server through it. It speaks SOCKS5 on the
+same port (``ALL_PROXY=socks5h://…``): a ``CONNECT`` there is a tunnel too. Each forwarded request is
 appended to the record file as ``<client port> <method> <target>`` before it is forwarded (the
-client's port tells its connections apart). With ``--auth user:password`` a request without those
-proxy credentials is answered 407 and not forwarded.
+client's port tells its connections apart; a SOCKS5 tunnel is ``SOCKS5 host:port``). With ``--auth
+user:password`` a request without those proxy credentials is answered 407 (refused, in SOCKS5) and
+not forwarded.
 
 ``python -m tests.support.forward_proxy --port N --record FILE``; :class:`ForwardProxy` starts it
 and stops it by its pid.
@@ -40,6 +42,10 @@ class _Handler(socketserver.StreamRequestHandler):
     server: _ProxyServer
 
     def handle(self) -> None:
+        if self.rfile.peek(1)[:1] == b"\x05":  # a SOCKS5 client (ALL_PROXY=socks5h://…)
+            with contextlib.suppress(OSError, ValueError):
+                self._socks5()
+            return
         upstreams: dict[tuple[str, int], http.client.HTTPConnection] = {}
         try:
             while self._one_request(upstreams):
@@ -110,9 +116,52 @@ class _Handler(socketserver.StreamRequestHandler):
         except (OSError, ValueError) as exc:
             self._answer(502, "Bad Gateway", {}, f"CONNECT {target}: {exc}".encode())
             return
-        upstream.settimeout(None)
         self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         self.wfile.flush()
+        self._splice(upstream)
+
+    def _socks5(self) -> None:
+        """A SOCKS5 CONNECT (RFC 1928; username and password, RFC 1929, with ``--auth``), then a tunnel."""
+        read = self.rfile.read
+        methods = read(read(2)[1])
+        method = 2 if self.server.credentials else 0
+        self._send(bytes([5, method if method in methods else 0xFF]))
+        if method not in methods:
+            return
+        if method == 2:
+            user = read(read(2)[1])
+            password = read(read(1)[0])
+            accepted = b"%s:%s" % (user, password) == self.server.credentials.encode()
+            self._send(b"\x01\x00" if accepted else b"\x01\x01")
+            if not accepted:
+                return
+        _version, command, _reserved, kind = read(4)
+        if kind == 1:
+            host = socket.inet_ntoa(read(4))
+        elif kind == 4:
+            host = socket.inet_ntop(socket.AF_INET6, read(16))
+        else:
+            host = read(read(1)[0]).decode("idna")
+        port = int.from_bytes(read(2), "big")
+        if command != 1:  # only CONNECT
+            self._send(b"\x05\x07\x00\x01\x00\x00\x00\x00\x00\x00")
+            return
+        self.server.record(f"{self.client_address[1]} SOCKS5 {host}:{port}")
+        try:
+            upstream = socket.create_connection((host, port), timeout=30)
+        except OSError:
+            self._send(b"\x05\x05\x00\x01\x00\x00\x00\x00\x00\x00")  # connection refused
+            return
+        self._send(b"\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00")
+        self._splice(upstream)
+
+    def _send(self, data: bytes) -> None:
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def _splice(self, upstream: socket.socket) -> None:
+        """Copy bytes both ways between the client and ``upstream`` until both sides are done."""
+        upstream.settimeout(None)
         back = threading.Thread(target=_pump, args=(upstream.recv, self.connection), daemon=True)
         back.start()
         _pump(self.rfile.read1, upstream)  # read1: bytes the client sent early are already buffered
@@ -170,6 +219,7 @@ class _ProxyServer(socketserver.ThreadingTCPServer):
 
     def __init__(self, port: int, record_path: Path, auth: str | None) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
+        self.credentials = auth
         self.auth = "Basic " + base64.b64encode(auth.encode()).decode() if auth else None
         self._record = record_path.open("a", encoding="utf-8")
         self._lock = threading.Lock()
