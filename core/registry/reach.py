@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import ssl
 import urllib.error
 import urllib.request
@@ -25,14 +26,21 @@ class Answer:
     reason: str | None = None
 
 
-def get(url: str, timeout: float, context: ssl.SSLContext | None = None) -> Answer:
+def get(url: str, timeout: float, context: ssl.SSLContext | None = None,
+        proxies: dict[str, str] | None = None) -> Answer:
     """GET ``url`` once; a refused connection, a timeout or a name that does not resolve give no code.
 
     ``context`` verifies an ``https`` server (default: Python's, with the system's CA certificates).
+    ``proxies`` (scheme → proxy URL; empty: none) replaces the proxies urllib found in the environment.
     """
+    request = urllib.request.Request(url, method="GET")
+    if proxies is None:
+        opener = functools.partial(urllib.request.urlopen, context=context)
+    else:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler(proxies),
+                                             urllib.request.HTTPSHandler(context=context)).open
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="GET"),  # noqa: S310 - configured
-                                    timeout=timeout, context=context) as resp:
+        with opener(request, timeout=timeout) as resp:
             return Answer(resp.status, resp.read(64).decode("utf-8", "replace").strip())
     except urllib.error.HTTPError as exc:
         return Answer(exc.code)
@@ -63,20 +71,28 @@ def check_reachable(tracking_uri: str | None, timeout: float = PROBE_TIMEOUT_S) 
     (a 404, a JSON error page: another service on that port) raises :class:`CheckError` saying it is
     not an MLflow tracking server. Authentication or server errors (401, 403, 5xx) count as
     reachable: a proxy may well guard ``/health``, and the API call that follows says what is wrong.
-    Non-HTTP URIs (``databricks://…``, ``sqlite://…``, paths) and no URI at all are not probed.
+    Non-HTTP URIs (``databricks://…``, ``sqlite://…``, paths) and no URI at all are not probed. The
+    probe goes through the HTTP(S) proxy MLflow would use, and a failure names it (without credentials).
     """
     uri = tracking_uri
     if not uri or not uri.lower().startswith(("http://", "https://")):
         return
+    from core.remote.http_transport import proxy_for, ssl_context_for
+
     context = None
     if uri.lower().startswith("https://"):
         # Verified as MLflow verifies it (its CA bundle, or none when told to skip verification).
-        from core.remote.http_transport import ssl_context_for
-
         context = ssl_context_for(uri)
-    answer = get(uri.rstrip("/") + "/health", timeout, context)
+    # Through the proxy MLflow's requests would take, resolved now: urllib's shared opener keeps the
+    # proxies of its first use in the process, and reads neither ALL_PROXY nor NO_PROXY's address ranges.
+    proxy = proxy_for(uri)
+    if proxy and not proxy.lower().startswith(("http://", "https://")):
+        return  # a SOCKS proxy, which urllib cannot speak: MLflow's own first call tells
+    scheme = uri.split(":", 1)[0].lower()
+    answer = get(uri.rstrip("/") + "/health", timeout, context, {scheme: proxy} if proxy else {})
     if answer.code is None:
-        raise TransientError(f"tracking server {redact(uri)} is {answer.reason}")
+        via = f" (through the proxy {redact(proxy)})" if proxy else ""
+        raise TransientError(f"tracking server {redact(uri)}{via} is {answer.reason}")
     if answer.code in (404, 405) or (200 <= answer.code < 300 and answer.body != "OK"):
         raise CheckError(_not_mlflow(uri, f"GET /health answered {answer.code} {answer.body[:40]!r}"))
 

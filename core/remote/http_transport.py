@@ -11,9 +11,9 @@ providers; ``MLFLOW_TRACKING_INSECURE_TLS``, ``MLFLOW_TRACKING_SERVER_CERT_PATH`
 ``CURL_CA_BUNDLE`` and ``HTTP(S)_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY``), and :class:`HttpTransport`
 sends every request of every tree on that server through one pool of keep-alive connections: plain
 ``http.client`` ones for a server reached directly (:mod:`core.remote.keepalive`, the lean path),
-urllib3's ``ProxyManager`` through a proxy. Retries are the caller's
-(:class:`core.remote.source.RetryPolicy`): the pools retry nothing, so a broken transfer is seen and
-restarted from a known byte.
+urllib3's ``ProxyManager`` through a proxy (its ``SOCKSProxyManager`` through a SOCKS one). Retries
+are the caller's (:class:`core.remote.source.RetryPolicy`): the pools retry nothing, so a broken
+transfer is seen and restarted from a known byte.
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ class HttpSettings:
 
 def settings_for(api: str) -> HttpSettings:
     """The request settings MLflow uses for the tracking server at ``api`` (resolved once)."""
-    import requests.utils
     from mlflow.tracking.request_header.registry import resolve_request_headers
     from mlflow.utils.credentials import get_default_host_creds
 
@@ -64,10 +63,22 @@ def settings_for(api: str) -> HttpSettings:
     if verify is True:
         # requests (MLflow's client) takes these from the environment when verification is on.
         verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-    proxies = requests.utils.get_environ_proxies(api)
-    proxy = requests.utils.select_proxy(api, proxies) if proxies else None
-    return HttpSettings(tuple(headers.items()), verify, creds.client_cert_path, proxy,
+    return HttpSettings(tuple(headers.items()), verify, creds.client_cert_path, proxy_for(api),
                         creds.auth or None, bool(creds.aws_sigv4))
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy MLflow's ``requests`` would take for ``url`` (credentials included), or None for none.
+
+    As ``requests`` reads them, now: ``HTTP(S)_PROXY`` / ``ALL_PROXY`` in either case, and ``NO_PROXY``
+    with its host suffixes and address ranges. A proxy given without a scheme (``proxy.corp:3128``) is
+    ``http://`` as ``requests`` takes it (urllib3 refuses it as it is).
+    """
+    import requests.utils
+
+    proxies = requests.utils.get_environ_proxies(url)
+    proxy = requests.utils.select_proxy(url, proxies) if proxies else None
+    return requests.utils.prepend_scheme_if_needed(proxy, "http") if proxy else None
 
 
 def ssl_context_for(api: str) -> ssl.SSLContext:
@@ -93,8 +104,6 @@ class HttpTransport:
     """GETs to one server through one keep-alive urllib3 pool, with the settings of :func:`settings_for`."""
 
     def __init__(self, api: str, settings: HttpSettings, maxsize: int = 32) -> None:
-        import urllib3
-
         self.api = api.rstrip("/")
         self.settings = settings
         self._headers = dict(settings.headers)
@@ -117,12 +126,7 @@ class HttpTransport:
                 tls["ca_cert_dir" if ca is not None and os.path.isdir(ca) else "ca_certs"] = ca
             if settings.client_cert:
                 tls["cert_file"] = settings.client_cert
-        import requests.utils
-
-        user, password = requests.utils.get_auth_from_url(settings.proxy)
-        proxy_headers = urllib3.util.make_headers(proxy_basic_auth=f"{user}:{password}") if user else None
-        self._manager = urllib3.ProxyManager(settings.proxy, proxy_headers=proxy_headers, maxsize=maxsize,
-                                             block=False, retries=False, **tls)
+        self._manager = _proxy_manager(settings.proxy, maxsize, tls)
 
     def get(self, path: str, retry: RetryPolicy, *, query: Mapping[str, str] | None = None,
             headers: Mapping[str, str] | None = None, what: str = "") -> Any:
@@ -213,6 +217,23 @@ def transport_for(api: str, maxsize: int = 32) -> HttpTransport:
         if found is None:
             found = _TRANSPORTS[key] = HttpTransport(api, settings, maxsize)
         return found
+
+
+def _proxy_manager(proxy: str, maxsize: int, tls: dict[str, Any]) -> Any:
+    """A urllib3 pool manager through ``proxy``: an HTTP(S) proxy, or a SOCKS one as ``requests`` takes it."""
+    import requests.utils
+    import urllib3
+
+    if urllib.parse.urlsplit(proxy).scheme.lower().startswith("socks"):
+        try:
+            from urllib3.contrib.socks import SOCKSProxyManager
+        except ImportError as exc:  # requests (so MLflow) cannot use it either
+            raise CheckError(f"the proxy {redact(proxy)} is a SOCKS proxy: it needs PySocks") from exc
+        return SOCKSProxyManager(proxy, maxsize=maxsize, block=False, retries=False, **tls)
+    user, password = requests.utils.get_auth_from_url(proxy)
+    proxy_headers = urllib3.util.make_headers(proxy_basic_auth=f"{user}:{password}") if user else None
+    return urllib3.ProxyManager(proxy, proxy_headers=proxy_headers, maxsize=maxsize, block=False,
+                                retries=False, **tls)
 
 
 def _signed_headers(settings: HttpSettings, method: str, url: str,

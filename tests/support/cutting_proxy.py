@@ -79,10 +79,11 @@ class CuttingProxy:
                 self.connections += 1
                 self._open.update((client, upstream))
             state = {"sent": 0, "cut": False}
-            threading.Thread(target=self._pipe, args=(client, upstream, None), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, state), daemon=True).start()
+            pair = {"pipes": 2}
+            threading.Thread(target=self._pipe, args=(client, upstream, None, pair), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, state, pair), daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket, state: dict | None) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, state: dict | None, pair: dict) -> None:
         """Copy ``src`` to ``dst``; for a response direction (``state`` given), maybe cut it."""
         try:
             while True:
@@ -101,10 +102,20 @@ class CuttingProxy:
         except OSError:
             pass
         finally:
+            # A TLS socket closed while the other pipe thread still writes to it would have OpenSSL
+            # write into whatever reuses its descriptor (another connection of this process): shut
+            # both down to end the other thread, and the last of the two closes them.
             for s in (src, dst):
-                with self._lock:
-                    self._open.discard(s)
-                _close(s)
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+            with self._lock:
+                pair["pipes"] -= 1
+                last = pair["pipes"] == 0
+                if last:
+                    self._open.difference_update((src, dst))
+            if last:
+                _close(src)
+                _close(dst)
 
     def _should_cut(self, state: dict, incoming: int) -> bool:
         if state["sent"] + incoming <= self.cut_after:

@@ -40,6 +40,20 @@ def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = N
     raise TimeoutError(f"{url} did not answer within {timeout}s: {last}")
 
 
+def wait_tcp(port: int, timeout: float = 15.0, proc: subprocess.Popen | None = None) -> None:
+    """Wait until something accepts connections on loopback ``port``, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process {proc.pid} exited with {proc.returncode} before {port} listened")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listened on port {port} within {timeout}s")
+
+
 class ManagedProcess:
     """A subprocess in its own process group, stopped by its own pid (and its children)."""
 
@@ -162,15 +176,12 @@ class RedisServer(ManagedProcess):
 
     def start(self, timeout: float = 15.0) -> RedisServer:
         super().start()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"redis-server did not listen on {self.port}\n{self.log_tail()}")
+        try:
+            wait_tcp(self.port, timeout)
+        except TimeoutError as exc:
+            self.stop()
+            raise RuntimeError(f"redis-server did not listen on {self.port}\n{self.log_tail()}") from exc
+        return self
 
 
 class MotoS3Server(ManagedProcess):
