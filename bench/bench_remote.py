@@ -281,15 +281,26 @@ def group_cpu_s(pgids: list[int]) -> float:
     return total / tick
 
 
+def _own_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
 def _measured(argv: list[str], scratch: Path, env: dict[str, str], expect_rc=(0,),
               servers: list[int] = ()) -> dict:
     if scratch.exists():
         shutil.rmtree(scratch)
     scratch.mkdir(parents=True)
     before = group_cpu_s(list(servers))
+    # A child's peak RSS (wait4) is at least what its parent held when starting it: recorded so a
+    # reader can see that the figure is the child's own.
+    res_parent = _own_rss_mib()
     with ScratchPoller(scratch) as poll:
         res = bc.measure(argv, env=env, expect_rc=expect_rc)
     res["server_cpu_s"] = round(group_cpu_s(list(servers)) - before, 2)
+    res["parent_rss_mib"] = res_parent
     res["scratch_peak_mib"] = round(poll.peak / MIB, 1)
     shutil.rmtree(scratch, ignore_errors=True)
     return res
@@ -328,14 +339,37 @@ def _local_copy(source: str, server, data: Path) -> Path:
     return (server.artifacts if source.startswith("mlflow-artifacts:") else data / "staging") / _key(source)
 
 
-def _upload_s3(endpoint: str, copies: dict[str, Path]) -> None:
+def child_upload_s3(endpoint: str, jobs: Path, part_mib: int) -> dict:
+    """Create the bucket if needed and upload ``[[key, path], …]``. Run as a child process: a
+    measured process's peak RSS (``wait4``) includes the RSS its parent had when it started it, so
+    the parent never loads boto3 or MLflow itself."""
     import boto3
+    from boto3.s3.transfer import TransferConfig
 
     s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
                       aws_secret_access_key="testing", region_name="us-east-1")
-    jobs = [(f"{prefix}/{rel}", root / rel) for prefix, root in copies.items() for rel, _ in _files(root)]
+    if BUCKET not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
+        s3.create_bucket(Bucket=BUCKET)
+    # Parts larger than moto's in-memory buffer (16 MiB) are kept on its disk.
+    parts = TransferConfig(multipart_chunksize=part_mib * MIB, max_concurrency=4)
+    todo = json.loads(jobs.read_text())
     with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda j: s3.upload_file(str(j[1]), BUCKET, j[0]), jobs))
+        list(pool.map(lambda j: s3.upload_file(j[1], BUCKET, j[0], Config=parts), todo))
+    return {"objects": len(todo)}
+
+
+def _upload_s3(endpoint: str, jobs: list[tuple[str, Path]], work: Path, part_mib: int = 8) -> None:
+    listing = work / "upload.json"
+    listing.write_text(json.dumps([[key, str(path)] for key, path in jobs]))
+    subprocess.run(_child_argv("upload-s3", endpoint, listing, part_mib), check=True,
+                   env={**os.environ, **bc.CHILD_ENV})
+
+
+def _part_size(concurrency: int) -> int:
+    """The CLI's range size (``core.remote.ranged.part_size_for``), asked of a child (see above)."""
+    code = f"from core.remote.ranged import part_size_for; print(part_size_for({concurrency}))"
+    return int(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                              cwd=BENCH.parent).stdout.strip().splitlines()[-1])
 
 
 def _cli_row(res: dict, report: Path) -> dict:
@@ -394,19 +428,14 @@ def bench_store(kind: str, args: argparse.Namespace, work: Path, log) -> dict:
         else:
             server = MlflowServer(data / "server", serve_artifacts=True, workers=args.server_workers).start()
         procs.append(server)
-        if kind == "s3":
-            import boto3
-
-            s3 = boto3.client("s3", endpoint_url=moto.endpoint_url, aws_access_key_id="testing",
-                              aws_secret_access_key="testing", region_name="us-east-1")
-            s3.create_bucket(Bucket=BUCKET)
         sources = _register(server.url, "bench", 2, env)
         copies = {_key(s): _local_copy(s, server, data) for s in sources}
         log(f"[{kind}] building two copies of {size} MiB ...")
         built = bc.build_model(list(copies.values()), size, args.small_files)
         if kind == "s3":
             log(f"[{kind}] uploading to moto ...")
-            _upload_s3(moto.endpoint_url, copies)
+            _upload_s3(moto.endpoint_url, [(f"{prefix}/{rel}", root / rel) for prefix, root in copies.items()
+                                            for rel, _ in _files(root)], data)
         listing = data / "listing.json"
         listing.write_text(json.dumps(_files(next(iter(copies.values())))))
         cfg = data / "cfg.json"
@@ -453,8 +482,6 @@ def bench_store(kind: str, args: argparse.Namespace, work: Path, log) -> dict:
             pairs.append((f"{large} model, against the floor that lists", f"floor + listing {large}",
                           f"cli {large}"))
         if args.single_mib:
-            from core.remote.ranged import part_size_for
-
             n = args.single_mib
             log(f"[{kind}] one {n} MiB file per version ...")
             one = _register(server.url, "single", 2, env)
@@ -464,18 +491,13 @@ def bench_store(kind: str, args: argparse.Namespace, work: Path, log) -> dict:
                 for s in one:
                     _sparse(_local_copy(s, server, data) / "weights.bin", n * MIB)
                 floor = _child_argv("floor-ranged-http", server.url, ",".join(names), n * MIB, concurrency,
-                                    part_size_for(concurrency))
+                                    _part_size(concurrency))
             else:
-                from boto3.s3.transfer import TransferConfig
-
                 _sparse(staging, n * MIB)
-                # Parts larger than moto's in-memory buffer (16 MiB) are kept on its disk.
-                parts = TransferConfig(multipart_chunksize=64 * MIB, max_concurrency=4)
-                for name in names:
-                    s3.upload_file(str(staging), BUCKET, name, Config=parts)
+                _upload_s3(moto.endpoint_url, [(name, staging) for name in names], data, part_mib=64)
                 staging.unlink()
                 floor = _child_argv("floor-ranged-s3", ",".join(names), n * MIB, concurrency,
-                                    part_size_for(concurrency))
+                                    _part_size(concurrency))
             run(f"floor one {n} MiB file", floor)
             run(f"cli one {n} MiB file", cli("single"), report)
             pairs.append((f"one {n} MiB file", f"floor one {n} MiB file", f"cli one {n} MiB file"))
@@ -521,6 +543,8 @@ def main() -> None:
         method, *rest = sys.argv[2:]
         if method == "floor-http":
             res = child_floor_http(rest[0], rest[1].split(","), Path(rest[2]), int(rest[3]))
+        elif method == "upload-s3":
+            res = child_upload_s3(rest[0], Path(rest[1]), int(rest[2]))
         elif method == "floor-http-listed":
             res = child_floor_http_listed(rest[0], rest[1].split(","), int(rest[2]))
         elif method == "floor-s3":
