@@ -64,6 +64,7 @@ class _TreeRead:
         self.excluded: list[str] = []
         self.futures: dict[str, Future] = {}
         self.listing: Listing | None = None
+        self.listed = False  # every file of the tree has been handed to the transfer pool
 
     def accept(self, items: list[RemoteFile], single_file: bool = False) -> list[RemoteFile]:
         """The files of ``items`` to read: names checked, ignored and excluded ones set aside."""
@@ -200,26 +201,37 @@ def read_remote_trees(trees: Sequence[RemoteTree], *, concurrency: int | None = 
     stop = threading.Event()
     lock = threading.Lock()
     reads = [_TreeRead(t) for t in trees]
-    ranged = RangedReader(workers, threading.Semaphore(workers))
+    ranged = RangedReader(workers, threading.Semaphore(workers), trees=len(reads))
     pool = LargestFirst(workers)
     with ThreadPoolExecutor(max_workers=len(reads), thread_name_prefix="guard-list") as lister:
 
-        def found(read: _TreeRead, items: list[RemoteFile], single_file: bool = False) -> None:
+        def found(read: _TreeRead, items: list[RemoteFile], single_file: bool = False,
+                  last: bool = False) -> None:
             batch = sorted(read.accept(items, single_file), key=lambda f: -(f.size or 0))
             progress.planned(len(batch), sum(f.size or 0 for f in batch))
             with lock:
                 if stop.is_set():
                     return
+                if last or single_file:
+                    read_listed(read)  # before its files are handed out: they may be read in ranges
                 ranged.queued(len(batch))
                 for item in batch:
                     read.futures[item.relpath] = pool.submit(
                         item.size or 0, _hash_one, read.tree.source, item, retry, progress, read.tree.sink,
                         stop, ranged, read.tree.observe)
 
+        def read_listed(read: _TreeRead) -> None:
+            if not read.listed:
+                read.listed = True
+                ranged.listed()
+
         def list_tree(read: _TreeRead) -> None:
-            read.listing = read.tree.source.list_files(retry, lambda items: found(read, items))
+            read.listing = read.tree.source.list_files(
+                retry, lambda items, last=False: found(read, items, last=last))
             if read.listing.single_file:
                 found(read, read.listing.files, single_file=True)
+            with lock:
+                read_listed(read)
             if not read.futures and not read.listing.dirs and not read.ignored and not read.excluded:
                 raise CheckError(f"no model files found at {read.tree.source.display}")
 

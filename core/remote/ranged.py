@@ -42,9 +42,10 @@ class RangedReader:
     never has more than its concurrency of requests open, whatever mix of files it reads.
     """
 
-    def __init__(self, workers: int, slots: threading.Semaphore) -> None:
+    def __init__(self, workers: int, slots: threading.Semaphore, trees: int = 0) -> None:
         self.workers = workers
         self._backlog = 0  # files handed to the transfer pool and not started yet
+        self._unlisted = trees  # trees whose listing may still add files
         self.part = part_size_for(workers)
         self.min_size = max(4 * self.part, 16 * MIB)
         self.window = max(2, BUFFER_BUDGET // self.part)
@@ -72,6 +73,11 @@ class RangedReader:
         with self._lock:
             self._backlog += files
 
+    def listed(self) -> None:
+        """One more tree has handed every file it has to the transfer pool."""
+        with self._lock:
+            self._unlisted -= 1
+
     def starting(self) -> None:
         """One waiting file has a transfer thread now."""
         with self._lock:
@@ -80,12 +86,14 @@ class RangedReader:
     def wants(self, source: Source, item: RemoteFile) -> bool:
         """True when ``item`` is large, its store serves ranges, and connections would otherwise idle.
 
-        While more files wait than there are transfers, every connection is busy with a whole file
-        anyway: ranges would only add requests (and some stores, moto among them, pay the object's
-        whole size for each range). They pay off for the large files that are left when the rest is done.
+        While more files wait than there are transfers, or a listing may still add files, every
+        connection has a whole file to read: ranges would only add requests and hold the transfer
+        threads (a model's shards found early, read in ranges side by side, left its thousands of
+        small files waiting: twice the time of whole reads, measured). They pay off for the large
+        files that are left when everything is listed and the rest is under way, and for a single file.
         """
         return (item.size is not None and item.size >= self.min_size and hasattr(source, "read_range")
-                and self._backlog < self.workers)
+                and self._unlisted <= 0 and self._backlog < self.workers)
 
     def read(self, source: Source, item: RemoteFile, retry: RetryPolicy, progress: TransferProgress,
              stop: threading.Event, consume: Callable[[memoryview], None]) -> int:

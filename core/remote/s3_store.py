@@ -110,10 +110,11 @@ class S3Source:
                 else:
                     batch.append(RemoteFile(rel, int(obj["Size"]), key=obj["Key"], etag=obj.get("ETag", "")))
             files += batch
-            if found is not None and batch:
-                found(batch)
             token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
+            last = not page.get("IsTruncated") or not token
+            if found is not None and batch:
+                found(batch, last=last)
+            if last:
                 break
         if files or dirs or not self.prefix:
             return Listing(files=files, dirs=dirs)

@@ -50,8 +50,9 @@ class Listing:
     single_file: bool = False
 
 
-#: receives files as soon as they are listed (see :meth:`Source.list_files`)
-Found = Callable[[list[RemoteFile]], None]
+#: receives files as soon as they are listed (see :meth:`Source.list_files`); a lister that knows a
+#: batch is its tree's last says so with ``last=True``
+Found = Callable[..., None]
 
 
 class BrokenTransfer(Exception):

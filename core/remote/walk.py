@@ -53,5 +53,6 @@ def walk_folders(list_folder: Callable[[str], Entries], retry: RetryPolicy, work
                         batch.append(RemoteFile(rel, size))
                 files += batch
                 if found is not None and batch:
-                    found(batch)
+                    # Sub-folders were submitted above: nothing pending means this batch is the last.
+                    found(batch, last=not pending)
     return Listing(files=files, dirs=dirs)

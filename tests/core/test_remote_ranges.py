@@ -30,6 +30,9 @@ def _contents(case: str) -> dict[str, bytes]:
     big = bytearray(random.Random(20261206).randbytes(SIZE))
     if case == "flip":
         big[FLIPPED_AT] ^= 0x01
+    if case == "sharded":  # the large file among small files in many folders, as a model's shards are
+        small = {f"tokenizer/{i}/{j}/part.txt": f"{i}-{j}\n".encode() for i in range(12) for j in range(5)}
+        return {"MLmodel": b"flavors: {}\n", f"data/{BIG}": bytes(big), **small}
     return {"MLmodel": b"flavors: {}\n", BIG: bytes(big)}
 
 
@@ -49,7 +52,8 @@ def _register(url: str, env: dict[str, str], write) -> None:
     with environ(env):
         client = MlflowClient(url, url)
         exp = client.create_experiment("big")
-        for name, case in (("big-base", "base"), ("big-copy", "base"), ("big-flip", "flip")):
+        for name, case in (("big-base", "base"), ("big-copy", "base"), ("big-flip", "flip"),
+                           ("big-sharded", "sharded")):
             run = client.create_run(exp).info
             source = run.artifact_uri.rstrip("/") + "/model"
             write(source, _contents(case))
@@ -134,6 +138,21 @@ def test_the_large_file_is_read_in_ranges_and_hashed_in_order(big_proxy: BigStor
     # The digest is the whole file's SHA-256, its ranges hashed in order.
     assert files[BIG].sha256 == hashlib.sha256(_contents("flip")[BIG]).hexdigest()
     assert files[BIG].size == SIZE
+
+
+def test_a_large_file_among_many_is_read_whole_while_files_wait(big_proxy: BigStore):
+    # Ranges would hold the transfer threads while the small files wait (measured: twice the time).
+    gate = RecordingProxy(big_proxy.url).start()
+    try:
+        request = FetchRequest("models:/big-sharded/1", gate.url, gate.url)
+        with read_trees([request], concurrency=8) as (tree,):
+            files = tree.scan.manifest.files
+    finally:
+        gate.stop()
+    assert gate.count("GET", next(p for _, p in gate.requests if p.endswith(f"/data/{BIG}"))) == 1
+    assert not gate.ranged
+    assert files[f"data/{BIG}"].sha256 == hashlib.sha256(_contents("sharded")[f"data/{BIG}"]).hexdigest()
+    assert len(files) == 62
 
 
 def test_a_range_cut_once_is_fetched_again_and_the_verdict_is_exact(big: BigStore, monkeypatch):
