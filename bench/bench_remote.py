@@ -98,22 +98,24 @@ def child_floor_http(base: str, prefixes: list[str], listing: Path, concurrency:
     files = json.loads(listing.read_text())
     local = threading.local()
 
-    def one(path: str) -> int:
-        conn = _http_conn(local, base)
-        if not hasattr(local, "view"):
-            local.view = memoryview(bytearray(MIB))
-        n, h = 0, hashlib.sha256()
-        conn.request("GET", path)
-        r = conn.getresponse()
-        if r.status != 200:
-            raise RuntimeError(f"HTTP {r.status} for {path}")
-        while got := r.readinto(local.view):
-            h.update(local.view[:got])
-            n += got
-        return n
-
     paths = [f"/api/2.0/mlflow-artifacts/artifacts/{p}/{rel}" for rel, _ in files for p in prefixes]
-    return _hash_pool(paths, one, concurrency)
+    return _hash_pool(paths, lambda path: _get_hashed(local, base, path), concurrency)
+
+
+def _get_hashed(local: threading.local, base: str, path: str) -> int:
+    """GET ``path`` on this thread's connection, SHA-256 in the read into its reused buffer; the bytes."""
+    conn = _http_conn(local, base)
+    if not hasattr(local, "view"):
+        local.view = memoryview(bytearray(MIB))
+    n, h = 0, hashlib.sha256()
+    conn.request("GET", path)
+    r = conn.getresponse()
+    if r.status != 200:
+        raise RuntimeError(f"HTTP {r.status} for {path}")
+    while got := r.readinto(local.view):
+        h.update(local.view[:got])
+        n += got
+    return n
 
 
 def child_floor_http_listed(base: str, prefixes: list[str], concurrency: int) -> dict:
@@ -127,18 +129,7 @@ def child_floor_http_listed(base: str, prefixes: list[str], concurrency: int) ->
     lock = threading.Lock()
 
     def get(path: str) -> int:
-        conn = _http_conn(local, base)
-        if not hasattr(local, "view"):
-            local.view = memoryview(bytearray(MIB))
-        n, h = 0, hashlib.sha256()
-        conn.request("GET", f"/api/2.0/mlflow-artifacts/artifacts/{path}")
-        r = conn.getresponse()
-        if r.status != 200:
-            raise RuntimeError(f"HTTP {r.status} for {path}")
-        while got := r.readinto(local.view):
-            h.update(local.view[:got])
-            n += got
-        return n
+        return _get_hashed(local, base, f"/api/2.0/mlflow-artifacts/artifacts/{path}")
 
     def listing(folder: str) -> int:
         conn = _http_conn(local, base)

@@ -201,7 +201,7 @@ def read_remote_trees(trees: Sequence[RemoteTree], *, concurrency: int | None = 
     stop = threading.Event()
     lock = threading.Lock()
     reads = [_TreeRead(t) for t in trees]
-    ranged = RangedReader(workers, threading.Semaphore(workers), trees=len(reads))
+    ranged = RangedReader(workers, threading.Semaphore(workers))
     pool = LargestFirst(workers)
     with ThreadPoolExecutor(max_workers=len(reads), thread_name_prefix="guard-list") as lister:
 
@@ -223,7 +223,7 @@ def read_remote_trees(trees: Sequence[RemoteTree], *, concurrency: int | None = 
         def read_listed(read: _TreeRead) -> None:
             if not read.listed:
                 read.listed = True
-                ranged.listed()
+                ranged.listed(read.tree.source)
 
         def list_tree(read: _TreeRead) -> None:
             read.listing = read.tree.source.list_files(

@@ -42,10 +42,10 @@ class RangedReader:
     never has more than its concurrency of requests open, whatever mix of files it reads.
     """
 
-    def __init__(self, workers: int, slots: threading.Semaphore, trees: int = 0) -> None:
+    def __init__(self, workers: int, slots: threading.Semaphore) -> None:
         self.workers = workers
         self._backlog = 0  # files handed to the transfer pool and not started yet
-        self._unlisted = trees  # trees whose listing may still add files
+        self._listed: set[int] = set()  # id() of the sources whose listing can add no more files
         self.part = part_size_for(workers)
         self.min_size = max(4 * self.part, 16 * MIB)
         self.window = max(2, BUFFER_BUDGET // self.part)
@@ -73,10 +73,10 @@ class RangedReader:
         with self._lock:
             self._backlog += files
 
-    def listed(self) -> None:
-        """One more tree has handed every file it has to the transfer pool."""
+    def listed(self, source: Source) -> None:
+        """``source``'s tree has handed every file it has to the transfer pool."""
         with self._lock:
-            self._unlisted -= 1
+            self._listed.add(id(source))
 
     def starting(self) -> None:
         """One waiting file has a transfer thread now."""
@@ -86,14 +86,14 @@ class RangedReader:
     def wants(self, source: Source, item: RemoteFile) -> bool:
         """True when ``item`` is large, its store serves ranges, and connections would otherwise idle.
 
-        While more files wait than there are transfers, or a listing may still add files, every
+        While more files wait than there are transfers, or the file's tree is still being listed, every
         connection has a whole file to read: ranges would only add requests and hold the transfer
         threads (a model's shards found early, read in ranges side by side, left its thousands of
         small files waiting: twice the time of whole reads, measured). They pay off for the large
-        files that are left when everything is listed and the rest is under way, and for a single file.
+        files that are left when their tree is listed and the rest is under way, and for a single file.
         """
         return (item.size is not None and item.size >= self.min_size and hasattr(source, "read_range")
-                and self._unlisted <= 0 and self._backlog < self.workers)
+                and id(source) in self._listed and self._backlog < self.workers)
 
     def read(self, source: Source, item: RemoteFile, retry: RetryPolicy, progress: TransferProgress,
              stop: threading.Event, consume: Callable[[memoryview], None]) -> int:

@@ -74,6 +74,15 @@ def verdicts(st: Store, host: str) -> None:
     assert [d.path for d in res.run_differences] == [DEEP]
 
 
+def errors_both_ways(st: Store) -> list[CheckError]:
+    """The CheckError of a whole check, and of the artifact transport alone reading one tree's URL."""
+    with pytest.raises(CheckError) as check:
+        compare_model_versions(config(st, "flip"), skip_reg=True)
+    with pytest.raises(CheckError) as transfer, read_trees([FetchRequest(tree_url(st, "base", st.url))]):
+        pass
+    return [check.value, transfer.value]
+
+
 @pytest.mark.parametrize("form", ["url", "host:port"])
 def test_http_proxy_carries_the_artifact_files(proxy_store: Store, forward_proxy: ForwardProxy,
                                                proxy_env: pytest.MonkeyPatch, form: str):
@@ -117,13 +126,8 @@ def test_a_proxy_that_is_down_is_an_error_without_credentials(proxy_store: Store
     use(proxy_env, "HTTP_PROXY", f"http://proxy-user:pr0xy-s3cret@127.0.0.1:{closed}")
     proxy_env.setenv("MLFLOW_TRACKING_USERNAME", "guard")
     proxy_env.setenv("MLFLOW_TRACKING_PASSWORD", "tr4cking-s3cret")
-    with pytest.raises(CheckError) as check:
-        compare_model_versions(config(proxy_store, "flip"), skip_reg=True)
-    # The artifact transport itself, given the tree's URL: retried, then an error naming the proxy.
-    with pytest.raises(CheckError) as transfer, read_trees([FetchRequest(tree_url(proxy_store, "base",
-                                                                                   proxy_store.url))]):
-        pass
-    for error in (check.value, transfer.value):
+    # The check, and the artifact transport itself given the tree's URL: an error naming the proxy.
+    for error in errors_both_ways(proxy_store):
         text = str(error)
         assert "proxy" in text.lower() and str(closed) in text, text
         assert "s3cret" not in text and "proxy-user" not in text, text
@@ -142,12 +146,7 @@ def test_proxy_credentials_from_the_proxy_url(proxy_store: Store, gated_proxy: F
     assert ("CONNECT", f"127.0.0.1:{https_server.port}") in seen
     # The wrong password: the proxy refuses, and the error says so without either password.
     use(proxy_env, "HTTP_PROXY", gated_proxy.url.replace("http://", "http://proxy-user:wr0ng-s3cret@"))
-    with pytest.raises(CheckError) as check:
-        compare_model_versions(config(proxy_store, "flip"), skip_reg=True)
-    with pytest.raises(CheckError) as transfer, read_trees([FetchRequest(tree_url(proxy_store, "base",
-                                                                                   proxy_store.url))]):
-        pass
-    for error in (check.value, transfer.value):
+    for error in errors_both_ways(proxy_store):
         assert "407" in str(error) and "s3cret" not in str(error), str(error)
 
 

@@ -140,6 +140,23 @@ def test_the_large_file_is_read_in_ranges_and_hashed_in_order(big_proxy: BigStor
     assert files[BIG].size == SIZE
 
 
+def test_the_large_files_of_two_versions_are_both_read_in_ranges(big_proxy: BigStore):
+    # Each tree is fully listed before its file is handed out, whatever the other tree's listing does.
+    gate = RecordingProxy(big_proxy.url).start()
+    try:
+        requests = [FetchRequest(f"models:/{name}/1", gate.url, gate.url)
+                    for name in ("big-base", "big-copy")]
+        with read_trees(requests, concurrency=8) as trees:
+            digests = {t.scan.manifest.files[BIG].sha256 for t in trees}
+    finally:
+        gate.stop()
+    big_paths = {p for p in gate.ranged if p.endswith("/" + BIG)}
+    assert len(big_paths) == 2
+    for path in big_paths:
+        assert gate.ranged.count(path) == -(-SIZE // part_size_for(8))
+    assert digests == {hashlib.sha256(_contents("base")[BIG]).hexdigest()}
+
+
 def test_a_large_file_among_many_is_read_whole_while_files_wait(big_proxy: BigStore):
     # Ranges would hold the transfer threads while the small files wait (measured: twice the time).
     gate = RecordingProxy(big_proxy.url).start()
