@@ -50,9 +50,11 @@ class Listing:
     single_file: bool = False
 
 
-#: receives files as soon as they are listed (see :meth:`Source.list_files`); a lister that knows a
-#: batch is its tree's last says so with ``last=True``
-Found = Callable[..., None]
+class Found(Protocol):
+    """Receives files as soon as they are listed (see :meth:`Source.list_files`)."""
+
+    def __call__(self, batch: list[RemoteFile], last: bool = False) -> None:
+        """``last``: the lister knows no more files of its tree will follow (a large one may be ranged)."""
 
 
 class BrokenTransfer(Exception):
